@@ -1,0 +1,392 @@
+"""Pools and the pool factory (PJSIP's ``pj_pool_t`` and caching pool; Kamailio's allocator).
+
+A :class:`Pool` is a region owned by one object (endpoint, dialog, transaction, SDP
+negotiation). Objects are allocated *from* it and become its blocks; blocks are never freed one
+by one, :meth:`Pool.release` frees them all at once. The :class:`PoolFactory` hands pools their
+chunks, enforces the total limit and keeps the statistics.
+
+Accounting is deterministic: a block's size depends only on its class and content, and a pool
+reserves whole chunks (``capacity`` first, then ``increment`` at a time) exactly as PJSIP's pool
+grows, so the same input always gives the same figures.
+
+Single-threaded by design, like the sans-IO core that uses it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from invsess.memory.block import (
+    Block,
+    RawHeader,
+    _fixed_sizes,  # the hot path reads the size cache directly
+    align,
+    block_size_of,
+    debug_variant,
+    poison,
+    raw_header,
+)
+from invsess.memory.report import (
+    DoubleFreeError,
+    Frame,
+    FreeRecord,
+    MemoryErrorReport,
+    PoolExhaustedError,
+    UseAfterFreeError,
+    capture_raw_stack,
+    capture_stack,
+)
+from invsess.memory.stats import (
+    LeakEntry,
+    LeakReport,
+    MemorySnapshot,
+    MemoryStatistics,
+    PoolStatistics,
+    group_sites,
+)
+
+_B = TypeVar("_B", bound=Block)
+_getframe = sys._getframe
+_set_header = object.__setattr__  # works on frozen attrs classes too
+
+#: Kamailio's default shared memory size.
+DEFAULT_TOTAL_SIZE = 64 * 1024 * 1024
+DEFAULT_CAPACITY = 1024
+DEFAULT_INCREMENT = 1024
+
+
+def malloc_debug_from_env() -> bool:
+    """True when ``INVSESS_MALLOC_DEBUG`` is set to 1/true/yes/on."""
+    return os.environ.get("INVSESS_MALLOC_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class Pool:
+    """A named region of memory; see the module docstring.
+
+    Create pools with :meth:`PoolFactory.create_pool`, allocate with :meth:`alloc`, free every
+    block with :meth:`release`. ``set_context`` gives the pool a function whose result (Call-ID,
+    tags, state, ...) is recorded when the pool is freed and shown in any later report.
+    """
+
+    __slots__ = (
+        "_blocks",
+        "_chunks",
+        "_context",
+        "_created",
+        "_released",
+        "_reserved",
+        "_serial",
+        "_tail_free",
+        "_used",
+        "capacity",
+        "factory",
+        "increment",
+        "max_size",
+        "name",
+    )
+
+    def __init__(
+        self,
+        factory: PoolFactory,
+        name: str,
+        *,
+        capacity: int,
+        increment: int,
+        max_size: int | None,
+        serial: int,
+    ) -> None:
+        self.name = name
+        self.factory = factory
+        self.capacity = capacity
+        self.increment = increment
+        self.max_size = max_size
+        self._blocks: list[Block] = []
+        self._chunks = 1
+        self._reserved = capacity
+        self._used = 0
+        self._tail_free = capacity
+        self._released: FreeRecord | None = None
+        self._context: Callable[[], Mapping[str, Any]] | None = None
+        self._serial = serial
+        self._created = capture_stack(factory.stack_depth if factory.malloc_debug else 1)
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else f"{len(self._blocks)} blocks, {self._used} bytes"
+        return f"<Pool {self.name!r} {state}>"
+
+    @property
+    def released(self) -> bool:
+        """True once :meth:`release` has run."""
+        return self._released is not None
+
+    @property
+    def free_record(self) -> FreeRecord | None:
+        """How this pool was released (reason, stack, SIP context), or None while it is live."""
+        return self._released
+
+    @property
+    def used(self) -> int:
+        """Bytes in live blocks."""
+        return self._used
+
+    @property
+    def reserved(self) -> int:
+        """Bytes of chunks this pool holds (what it costs the factory)."""
+        return self._reserved
+
+    @property
+    def block_count(self) -> int:
+        """Number of live blocks."""
+        return len(self._blocks)
+
+    def blocks(self) -> list[Block]:
+        """The live blocks, oldest first (a copy)."""
+        return list(self._blocks)
+
+    def set_context(self, provider: Callable[[], Mapping[str, Any]] | None) -> None:
+        """Set the function whose result is recorded as the SIP context when this pool is freed."""
+        self._context = provider
+
+    def alloc(self, cls: type[_B], /, *args: Any, **kwargs: Any) -> _B:
+        """Construct ``cls(*args, **kwargs)`` as a block of this pool.
+
+        Raises :class:`PoolExhaustedError` when the pool or the factory has no room, and
+        :class:`UseAfterFreeError` when the pool was already released.
+        """
+        if self._released is not None:
+            raise UseAfterFreeError(self._report("use-after-free", f"alloc({cls.__name__})"))
+        factory = self.factory
+        if factory.malloc_debug:
+            obj = debug_variant(cls)(*args, **kwargs)
+            stack = capture_raw_stack(factory.stack_depth)
+            code, line = stack[0]
+        else:
+            # The hot path: one frame look-up, one tuple; nothing is resolved until a report.
+            obj = cls(*args, **kwargs)
+            stack = ()
+            frame = _getframe(1)
+            code, line = frame.f_code, frame.f_lineno
+        size = _fixed_sizes.get(cls) or block_size_of(obj)
+        if size <= self._tail_free:
+            self._tail_free -= size
+            self._used += size
+            factory._used += size
+        else:
+            self._charge(size)
+        factory._next_block_id += 1
+        _set_header(obj, "_blk", (factory._next_block_id, self, size, code, line, stack))
+        self._blocks.append(obj)
+        return obj
+
+    def _charge(self, size: int) -> None:
+        """Charge a block that does not fit in the current chunk: grow by one chunk."""
+        if self.increment <= 0:
+            raise PoolExhaustedError(
+                f"pool {self.name!r} cannot grow (increment 0): {size} bytes requested, "
+                f"{self._tail_free} free",
+                pool_name=self.name,
+                requested=size,
+            )
+        grow = max(self.increment, size)
+        if self.max_size is not None and self._reserved + grow > self.max_size:
+            raise PoolExhaustedError(
+                f"pool {self.name!r} would exceed its max_size {self.max_size}: "
+                f"{size} bytes requested, {self._reserved} reserved",
+                pool_name=self.name,
+                requested=size,
+            )
+        self.factory._reserve(grow, self.name)
+        self._reserved += grow
+        self._chunks += 1
+        self._tail_free = grow - size
+        self._used += size
+        self.factory._used += size
+
+    def release(self, reason: str = "pool released") -> None:
+        """Free every block at once and return the chunks to the factory.
+
+        Releasing twice raises :class:`DoubleFreeError` naming the first release. Under
+        MALLOC_DEBUG every block is poisoned, so any later touch raises
+        :class:`UseAfterFreeError` whose report carries ``reason`` and the context.
+        """
+        factory = self.factory
+        if self._released is not None:
+            raise DoubleFreeError(self._report("double-free", f"release ({reason})"))
+        context = dict(self._context()) if self._context is not None else {}
+        stack = capture_stack(factory.stack_depth if factory.malloc_debug else 1)
+        record = FreeRecord(f"release of pool {self.name!r}", reason, stack, context)
+        self._released = record
+        blocks, self._blocks = self._blocks, []
+        factory._pool_released(self, record)
+        if factory.malloc_debug:
+            for block in blocks:
+                poison(block)
+        self._used = 0
+        self._reserved = 0
+        self._chunks = 0
+        self._tail_free = 0
+
+    def _report(self, kind: str, access: str) -> MemoryErrorReport:
+        where = capture_stack(self.factory.stack_depth, depth=3)
+        return MemoryErrorReport(kind, access, "Pool", None, self.name, where, self._created, self._released)
+
+    def statistics(self, entry: int = 0) -> PoolStatistics:
+        """This pool as a Kamailio ``pkg.stats`` entry."""
+        limit = self.max_size if self.max_size is not None else self._reserved
+        return PoolStatistics(
+            entry=entry,
+            pid=os.getpid(),
+            rank=self._serial,
+            used=self._used,
+            free=max(limit - self._reserved, 0) + self._tail_free,
+            real_used=self._reserved,
+            total_size=limit,
+            total_frags=self._chunks,
+            desc=self.name,
+        )
+
+
+def _site(raw: RawHeader) -> Frame:
+    code = raw[3]
+    return Frame(code.co_filename, raw[4], code.co_name)
+
+
+class PoolFactory:
+    """Creates pools, enforces the total limit, and keeps statistics (one per endpoint).
+
+    ``malloc_debug`` defaults to the ``INVSESS_MALLOC_DEBUG`` environment variable.
+    ``stack_depth`` is how many frames a debug report keeps for each stack;
+    ``quarantine_size`` how many recent frees :attr:`quarantine` remembers.
+    """
+
+    def __init__(
+        self,
+        *,
+        total_size: int = DEFAULT_TOTAL_SIZE,
+        malloc_debug: bool | None = None,
+        stack_depth: int = 8,
+        quarantine_size: int = 1024,
+    ) -> None:
+        if total_size <= 0:
+            raise ValueError("total_size must be positive")
+        if stack_depth < 1:
+            raise ValueError("stack_depth must be at least 1")
+        self.total_size = total_size
+        self.malloc_debug = malloc_debug_from_env() if malloc_debug is None else malloc_debug
+        self.stack_depth = stack_depth
+        #: The most recent frees (pool name, reason, stack, context), newest last.
+        self.quarantine: deque[FreeRecord] = deque(maxlen=quarantine_size)
+        self._pools: dict[int, Pool] = {}
+        self._serial = 0
+        self._next_block_id = 0
+        self._used = 0
+        self._reserved = 0
+        self._max_reserved = 0
+        self._fragments = 0
+
+    def __repr__(self) -> str:
+        mode = "MALLOC_DEBUG" if self.malloc_debug else "normal"
+        return f"<PoolFactory {mode} {len(self._pools)} pools, {self._used} bytes used>"
+
+    def create_pool(
+        self,
+        name: str,
+        capacity: int = DEFAULT_CAPACITY,
+        increment: int = DEFAULT_INCREMENT,
+        *,
+        max_size: int | None = None,
+    ) -> Pool:
+        """A new pool with ``capacity`` bytes reserved now, growing by ``increment`` (0: never).
+
+        Raises :class:`PoolExhaustedError` if the factory cannot reserve ``capacity``.
+        """
+        if capacity <= 0 or increment < 0:
+            raise ValueError("capacity must be positive and increment non-negative")
+        if max_size is not None and max_size < capacity:
+            raise ValueError("max_size must be at least capacity")
+        capacity = align(capacity)
+        self._reserve(capacity, name)
+        self._serial += 1
+        pool = Pool(
+            self, name, capacity=capacity, increment=align(increment), max_size=max_size, serial=self._serial
+        )
+        self._pools[id(pool)] = pool
+        return pool
+
+    def _reserve(self, nbytes: int, pool_name: str) -> None:
+        if self._reserved + nbytes > self.total_size:
+            raise PoolExhaustedError(
+                f"factory limit {self.total_size} reached: pool {pool_name!r} asked for "
+                f"{nbytes} bytes, {self.total_size - self._reserved} free",
+                pool_name=pool_name,
+                requested=nbytes,
+            )
+        self._reserved += nbytes
+        self._fragments += 1
+        self._max_reserved = max(self._max_reserved, self._reserved)
+
+    def _pool_released(self, pool: Pool, record: FreeRecord) -> None:
+        del self._pools[id(pool)]
+        self._used -= pool._used
+        self._reserved -= pool._reserved
+        self._fragments -= pool._chunks
+        if self.malloc_debug:
+            self.quarantine.append(record)
+
+    @property
+    def pools(self) -> list[Pool]:
+        """The live pools, oldest first."""
+        return list(self._pools.values())
+
+    def statistics(self) -> MemoryStatistics:
+        """Factory-wide figures with Kamailio's ``shmem`` names."""
+        return MemoryStatistics(
+            total_size=self.total_size,
+            used_size=self._used,
+            real_used_size=self._reserved,
+            max_used_size=self._max_reserved,
+            free_size=self.total_size - self._reserved,
+            fragments=self._fragments,
+        )
+
+    def pool_statistics(self) -> list[PoolStatistics]:
+        """One Kamailio ``pkg.stats``-shaped row per live pool."""
+        return [pool.statistics(i) for i, pool in enumerate(self._pools.values())]
+
+    def snapshot(self) -> MemorySnapshot:
+        """Live blocks grouped by allocation site now, for :meth:`MemorySnapshot.compare_to`."""
+        rows = (
+            (_site(raw_header(b)), type(b).__name__, raw_header(b)[2])
+            for pool in self._pools.values()
+            for b in pool._blocks
+        )
+        return MemorySnapshot(group_sites(rows), self.statistics())
+
+    def leak_report(self, *, ignore: Callable[[Pool], bool] | None = None) -> LeakReport:
+        """Live pools and their blocks grouped by allocation site, with reference holders.
+
+        ``ignore`` excludes pools that are alive on purpose (e.g. the endpoint's own).
+        """
+        pools = [p for p in self._pools.values() if ignore is None or not ignore(p)]
+        grouped: dict[tuple[Any, str], tuple[list[int], set[str], dict[str, int]]] = {}
+        for pool in pools:
+            for block in pool._blocks:
+                raw = raw_header(block)
+                acc = grouped.setdefault((_site(raw), type(block).__name__), ([0, 0], set(), {}))
+                acc[0][0] += 1
+                acc[0][1] += raw[2]
+                acc[1].add(pool.name)
+                owners = getattr(block, "_ref_owners", None)
+                if owners:
+                    for owner, n in owners.items():
+                        acc[2][owner] = acc[2].get(owner, 0) + n
+        entries = [
+            LeakEntry(site, type_name, cs[0], cs[1], tuple(sorted(names)), owners)
+            for (site, type_name), (cs, names, owners) in grouped.items()
+        ]
+        entries.sort(key=lambda e: (-e.size, str(e.site), e.type_name))
+        return LeakReport(tuple(entries), tuple(p.name for p in pools))
