@@ -1,0 +1,26 @@
+"""SDP (RFC 8866): the model, parsing and serialisation. The offer/answer negotiator builds on it."""
+
+from invsess.sdp.model import (
+    DIRECTIONS,
+    Attribute,
+    Connection,
+    MediaDescription,
+    Origin,
+    RtpMap,
+    SessionDescription,
+    Timing,
+)
+from invsess.sdp.parser import SdpParseError, parse_sdp
+
+__all__ = [
+    "DIRECTIONS",
+    "Attribute",
+    "Connection",
+    "MediaDescription",
+    "Origin",
+    "RtpMap",
+    "SdpParseError",
+    "SessionDescription",
+    "Timing",
+    "parse_sdp",
+]
