@@ -17,7 +17,7 @@ from invsess.memory import (
     UseAfterFreeError,
     is_freed,
 )
-from invsess.memory.block import POISON, header_of
+from invsess.memory.block import header_of
 
 
 @attrs.define
@@ -145,16 +145,27 @@ def test_isinstance_and_is_freed_do_not_raise() -> None:
     assert not is_freed(object())
 
 
-def test_freed_block_drops_its_state() -> None:
+def test_pool_drops_its_reference_to_freed_blocks() -> None:
+    import gc
+    import weakref
+
     factory = PoolFactory(malloc_debug=True)
     pool = factory.create_pool("p")
-    payload = [object()]
-    obj = pool.alloc(Session, items=payload)
+    ref = weakref.ref(pool.alloc(Session))
     pool.release()
+    gc.collect()
+    assert ref() is None  # nobody held it: poisoned and gone
+    obj = pool_alloc_and_release(factory)
     header = header_of(obj)
     assert header is not None
     assert header.freed is not None
-    assert object.__getattribute__(obj, "items") is POISON
+
+
+def pool_alloc_and_release(factory: PoolFactory) -> Session:
+    pool = factory.create_pool("q")
+    obj = pool.alloc(Session)
+    pool.release()
+    return obj
 
 
 def test_dict_based_block_is_poisoned() -> None:

@@ -47,7 +47,9 @@ def test_lazy_parse_caches_and_round_trips() -> None:
     from invsess.sip.message import _UNPARSED
 
     assert via_field.parsed is _UNPARSED  # nothing parsed yet
-    assert msg.top_via is not None
+    assert msg.top_via is not None  # parses the first element only
+    assert via_field.parsed is _UNPARSED
+    assert msg.via[0] == msg.top_via
     assert via_field.parsed is not _UNPARSED
     assert msg.via[0] is msg.via[0]  # cached
     assert msg.serialize() == INVITE
@@ -181,7 +183,7 @@ def test_limits() -> None:
     with pytest.raises(ParseError) as info:
         parse_message(b"OPTIONS sip:a@b SIP/2.0\r\n" + b"X: y\r\n" * 20 + b"\r\n", limits=limits)
     assert info.value.status_code == 513
-    with pytest.raises(ParseError, match="more than 3 headers"):
+    with pytest.raises(ParseError, match="more than 3 header lines"):
         parse_message(b"OPTIONS sip:a@b SIP/2.0\r\n" + b"X: y\r\n" * 4 + b"\r\n", limits=limits)
     with pytest.raises(ParseError, match="longer than 40"):
         parse_message(b"OPTIONS sip:a@b SIP/2.0\r\nX: " + b"y" * 50 + b"\r\n\r\n", limits=limits)

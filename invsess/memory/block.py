@@ -9,8 +9,8 @@ object's class for a *poisoned variant* whose every attribute access and special
 :class:`~invsess.memory.UseAfterFreeError`. Normal mode uses the plain class: no check is ever
 made on an access, which is the "costs nothing when off" rule.
 
-This module must never keep a freed block's contents alive: poisoning overwrites every slot with
-a sentinel (C allocators write 0xdeadbeef) and keeps only the header, which the report needs.
+Poisoning swaps the class and keeps the header, which the report needs; the pool drops its own
+reference at release, so a freed block lives only as long as a stale holder keeps it.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ class RefCounted(Block):
 
 
 #: Frames kept for "first freed at" of a reference count: the pool release keeps the full stack.
-_DESTROY_STACK_DEPTH = 4
+_DESTROY_STACK_DEPTH = 2
 
 
 def _destroy_record(obj: RefCounted, reason: str) -> tuple[str, tuple[RawFrame, ...]]:
@@ -222,20 +222,6 @@ def _destroy_record(obj: RefCounted, reason: str) -> tuple[str, tuple[RawFrame, 
 
 _debug_variants: dict[type, type] = {}
 _poisoned_variants: dict[type, type] = {}
-_state_layout: dict[type, tuple[tuple[Any, ...], bool]] = {}
-
-
-class _Poison:
-    """What a freed slot holds (C allocators write 0xdeadbeef)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<freed>"
-
-
-POISON: Any = _Poison()
-
 # Construction happens before any free, and block_size runs inside alloc: guarding them buys nothing.
 _NOT_GUARDED = frozenset(
     {
@@ -339,30 +325,13 @@ def _poisoned_special(name: str) -> Callable[..., Any]:
     return special
 
 
-def _layout(cls: type) -> tuple[tuple[Any, ...], bool]:
-    """The slot descriptors holding a class's state, and whether it has a __dict__ (cached)."""
-    layout = _state_layout.get(cls)
-    if layout is None:
-        descriptors: dict[str, Any] = {}
-        for klass in cls.__mro__:
-            slots = vars(klass).get("__slots__", ())
-            for slot in (slots,) if isinstance(slots, str) else slots:
-                if slot not in ("_blk", "__weakref__", "__dict__") and slot not in descriptors:
-                    descriptors[slot] = vars(klass)[slot]
-        layout = (tuple(descriptors.values()), cls.__dictoffset__ != 0)
-        _state_layout[cls] = layout
-    return layout
-
-
 def poison(block: Block) -> None:
-    """Mark ``block`` freed: overwrite its state, keep its header, make every later touch raise."""
-    cls = type(block)
-    descriptors, has_dict = _layout(cls)
-    for descriptor in descriptors:
-        descriptor.__set__(block, POISON)
-    if has_dict:
-        object.__getattribute__(block, "__dict__").clear()
-    object.__setattr__(block, "__class__", _poisoned_variant(cls))
+    """Mark ``block`` freed: swap its class for the poisoned variant; every later touch raises.
+
+    The state is left in place, unreachable through Python's attribute machinery: the pool has
+    dropped its own reference, so the memory goes as soon as the last stale holder lets go.
+    """
+    object.__setattr__(block, "__class__", _poisoned_variant(type(block)))
 
 
 def _report(obj: Any, kind: str, access: str, first: FreeRecord | None = None) -> MemoryErrorReport:
@@ -396,7 +365,6 @@ __all__ = [
     "ALIGNMENT",
     "Block",
     "BlockHeader",
-    "POISON",
     "RefCounted",
     "align",
     "block_size_of",

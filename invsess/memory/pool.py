@@ -268,7 +268,7 @@ class PoolFactory:
         *,
         total_size: int = DEFAULT_TOTAL_SIZE,
         malloc_debug: bool | None = None,
-        stack_depth: int = 8,
+        stack_depth: int = 4,
         quarantine_size: int = 1024,
     ) -> None:
         if total_size <= 0:

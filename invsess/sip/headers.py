@@ -8,6 +8,7 @@ Unknown headers are never parsed: they are kept verbatim, in order.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,6 @@ import attrs
 
 from invsess.sip.errors import ParseError
 from invsess.sip.grammar import (
-    WORD_CHARS,
     Params,
     Scanner,
     format_params,
@@ -344,8 +344,40 @@ class Credentials:
 # Parsers (one element each)
 
 
+# Fast paths: one compiled match for the shapes nearly every message uses. Anything they do not
+# match (quoted parameter values, escapes, IPv6, LWS in odd places) takes the full grammar.
+_TOK = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_FAST_PARAMS = rf"((?:;{_TOK}(?:={_TOK})?)*)"
+_FAST_VIA = re.compile(rf"SIP/2\.0/({_TOK}) ([A-Za-z0-9\-.]+)(?::([0-9]{{1,5}}))?{_FAST_PARAMS}\Z")
+_FAST_NAME_ADDR = re.compile(rf'(?:"([^"\\]*)" ?|({_TOK}(?: {_TOK})*) ?)?<([^<>"\s]+)>{_FAST_PARAMS}\Z')
+_FAST_ADDR_SPEC = re.compile(rf'([A-Za-z][A-Za-z0-9+\-.]*:[^;<>"\s,]+){_FAST_PARAMS}\Z')
+
+
+def _fast_params(text: str) -> Params:
+    if not text:
+        return ()
+    out: list[tuple[str, str | None]] = []
+    for item in text[1:].split(";"):
+        name, eq, val = item.partition("=")
+        out.append((name, val if eq else None))
+    return tuple(out)
+
+
 def parse_name_address(value: str, header: str | None = None) -> NameAddress:
     """``name-addr / addr-spec`` followed by header parameters."""
+    m = _FAST_NAME_ADDR.match(value)
+    if m is not None:
+        quoted, words, uri_text, params = m.groups()
+        return NameAddress(
+            parse_uri(uri_text, header), quoted if quoted is not None else words, _fast_params(params)
+        )
+    m = _FAST_ADDR_SPEC.match(value)
+    if m is not None:
+        return NameAddress(parse_uri(m.group(1), header), None, _fast_params(m.group(2)))
+    return _parse_name_address_slow(value, header)
+
+
+def _parse_name_address_slow(value: str, header: str | None) -> NameAddress:
     s = Scanner(value, header)
     s.skip_lws()
     display: str | None = None
@@ -398,6 +430,13 @@ def parse_contact(value: str, header: str | None = "Contact") -> NameAddress | C
 
 def parse_via(value: str, header: str | None = "Via") -> Via:
     """``sent-protocol LWS sent-by *( SEMI via-params )`` with LWS allowed around the slashes."""
+    m = _FAST_VIA.match(value)
+    if m is not None:
+        transport, host, port_text, params = m.groups()
+        port_number = parse_uint(port_text, "Via port", maximum=65535, header=header) if port_text else None
+        via = Via(transport.upper(), host, port_number, _fast_params(params))
+        _check_via_params(via, header)
+        return via
     s = Scanner(value, header)
     protocol = s.token("protocol name")
     s.expect("/")
@@ -450,11 +489,14 @@ def parse_cseq(value: str, header: str | None = "CSeq") -> CSeq:
     return CSeq(parse_uint(parts[0], "CSeq number", maximum=MAX_CSEQ, header=header), parts[1])
 
 
+_WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
+_CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?\Z")
+
+
 def parse_call_id(value: str, header: str | None = "Call-ID") -> str:
     """``word [ "@" word ]``."""
     value = value.strip()
-    word, at, host = value.partition("@")
-    if not word or (at and not host) or any(c not in WORD_CHARS for c in word + host):
+    if _CALL_ID_RE.match(value) is None:
         raise ParseError(f"invalid Call-ID {value!r}", header=header)
     return value
 

@@ -125,11 +125,24 @@ class Headers:
     :class:`ParseError` for an invalid value or for a single-valued header that appears twice.
     """
 
-    __slots__ = ("_fields", "dirty")
+    __slots__ = ("_cache", "_dirty", "_fields", "_index")
 
     def __init__(self, fields: list[HeaderField] | None = None) -> None:
         self._fields: list[HeaderField] = fields if fields is not None else []
-        self.dirty = False
+        self._dirty = False
+        self._cache: dict[str, Any] = {}  # name asked for -> typed value; cleared on change
+        self._index: dict[str, list[HeaderField]] | None = None  # built on first typed read
+
+    @property
+    def dirty(self) -> bool:
+        """True once the header list was modified (the message then serialises canonically)."""
+        return self._dirty
+
+    @dirty.setter
+    def dirty(self, value: bool) -> None:
+        self._dirty = value
+        self._cache.clear()
+        self._index = None
 
     def __len__(self) -> int:
         return len(self._fields)
@@ -171,12 +184,30 @@ class Headers:
         return sum(1 for f in self._fields if f.key == key)
 
     def parsed(self, name: str) -> Any:
-        """The typed value: a list for list headers, a single value (or None) otherwise."""
-        key = canonical_name(name)
+        """The typed value: a list for list headers, a single value (or None) otherwise.
+
+        Lists are returned as fresh copies only when built; treat them as read-only.
+        """
+        cached = self._cache.get(name)
+        if cached is not None:
+            return cached
+        key = name if name in HEADER_SPECS else canonical_name(name)
+        value = self._parse(key)
+        if value is not None:
+            self._cache[name] = value
+        return value
+
+    def _parse(self, key: str) -> Any:
         spec = HEADER_SPECS.get(key)
         if spec is None:
             raise LocalProtocolError(f"no parser for header {key!r}; use get()/get_all()")
-        fields = [f for f in self._fields if f.key == key]
+        index = self._index
+        if index is None:
+            index = {}
+            for f in self._fields:
+                index.setdefault(f.key, []).append(f)
+            self._index = index
+        fields = index.get(key, [])
         if spec.multi or key in REPEATABLE_UNSPLIT:
             out: list[Any] = []
             for f in fields:
@@ -195,6 +226,27 @@ class Headers:
         if f.parsed is _UNPARSED:
             f.parsed = spec.parse(f.value, key)
         return f.parsed
+
+    def first(self, name: str) -> Any:
+        """The first element of a list header (the top Via), parsing nothing after it."""
+        key = canonical_name(name)
+        spec = HEADER_SPECS.get(key)
+        if spec is None or not spec.multi:
+            raise LocalProtocolError(f"{key!r} is not a list header")
+        cache_key = "first:" + key
+        cached = self._cache.get(cache_key)
+        if cached is not None:
+            return cached
+        field = self._first(key)
+        if field is None:
+            return None
+        if field.parsed is not _UNPARSED:
+            value = field.parsed[0]
+        else:
+            first_element = split_commas(field.value, key)[0] if "," in field.value else field.value
+            value = spec.parse(first_element, key)
+        self._cache[cache_key] = value
+        return value
 
     def parse_all(self) -> None:
         """Parse every known header now (raises the first :class:`ParseError`)."""
@@ -298,8 +350,12 @@ class _Header(Generic[_T]):
     def __get__(self, obj: Message | None, objtype: type | None = None) -> _T | _Header[_T]:
         if obj is None:
             return self
-        value: _T = obj.headers.parsed(self.name)
-        return value
+        headers = obj.headers
+        value = headers._cache.get(self.name)
+        if value is None:
+            value = headers.parsed(self.name)  # canonical already: parsed() caches under it
+        result: _T = value
+        return result
 
 
 class Message(Block):
@@ -391,9 +447,9 @@ class Message(Block):
 
     @property
     def top_via(self) -> Via | None:
-        """The first Via, or None."""
-        vias = self.via
-        return vias[0] if vias else None
+        """The first Via, or None; parses only that one element."""
+        top: Via | None = self.headers.first("Via")
+        return top
 
 
 class Request(Message):

@@ -42,15 +42,6 @@ class ParserLimits:
 DEFAULT_LIMITS = ParserLimits()
 
 
-def _canonical(name: str) -> str:
-    key = _name_cache.get(name)
-    if key is None:
-        key = canonical_name(name)
-        if len(_name_cache) < _NAME_CACHE_MAX:
-            _name_cache[name] = key
-    return key
-
-
 def find_header_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
     """(index of the blank line, its length) or (-1, 0). Bare-LF messages are accepted."""
     crlf = data.find(b"\r\n\r\n", start)
@@ -145,27 +136,41 @@ def _status_line(line: str) -> tuple[str, int, str]:
 
 
 def _header_fields(lines: list[str], limits: ParserLimits) -> list[HeaderField]:
+    """Header lines to fields (folded lines joined); names validated once, then cached."""
+    if len(lines) - 1 > limits.max_headers:
+        raise ParseError(f"more than {limits.max_headers} header lines")
     fields: list[HeaderField] = []
+    append = fields.append
+    cache = _name_cache
     max_line = limits.max_line_length
     for line in lines[1:]:
         if len(line) > max_line:
             raise ParseError(f"header line longer than {max_line} characters")
-        if line[:1] in (" ", "\t"):
+        first = line[:1]
+        if first == " " or first == "\t":  # noqa: PLR1714 - two compares beat a tuple build here
             if not fields:
                 raise ParseError("continuation line before the first header")
             last = fields[-1]
             last.value = f"{last.value} {line.strip()}".strip()
             continue
         name, colon, value = line.partition(":")
-        if not colon:
-            raise ParseError(f"header line without ':' {line[:80]!r}")
-        name = name.rstrip(" \t")
-        if not is_token(name):
-            raise ParseError(f"invalid header name {name[:80]!r}")
-        fields.append(HeaderField(name, _canonical(name), value.strip()))
-        if len(fields) > limits.max_headers:
-            raise ParseError(f"more than {limits.max_headers} headers")
+        key = cache.get(name)  # only validated names are ever cached
+        if key is None:
+            if not colon:
+                raise ParseError(f"header line without ':' {line[:80]!r}")
+            key = _validate_name(name)
+        append(HeaderField(name, key, value.strip()))
     return fields
+
+
+def _validate_name(name: str) -> str:
+    stripped = name.rstrip(" \t")
+    if not is_token(stripped):
+        raise ParseError(f"invalid header name {stripped[:80]!r}")
+    key = canonical_name(stripped)
+    if len(_name_cache) < _NAME_CACHE_MAX:
+        _name_cache[name] = key
+    return key
 
 
 def _content_length(fields: list[HeaderField]) -> int | None:
@@ -208,5 +213,5 @@ def salvage_request(data: bytes, *, limits: ParserLimits = DEFAULT_LIMITS) -> Re
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
         if colon and is_token(name) and "\r" not in value:
-            fields.append(HeaderField(name, _canonical(name), value.strip()))
+            fields.append(HeaderField(name, canonical_name(name), value.strip()))
     return Request(method, uri, Headers(fields), b"", version=version)

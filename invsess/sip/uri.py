@@ -133,8 +133,26 @@ class AbsoluteUri:
 Uri = SipUri | TelUri | AbsoluteUri
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+_PCHAR = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+"
+#: The common shape in one match: lower-case scheme, plain user, host name or IPv4, port, params.
+_FAST_SIP = re.compile(
+    rf"(sips?):(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?((?:{_LABEL}\.)*{_LABEL}\.?)(?::([0-9]{{1,5}}))?"
+    rf"((?:;{_PCHAR}(?:={_PCHAR})?)*)\Z"
+)
+
+
 def parse_uri(text: str, header: str | None = None) -> Uri:
     """Parse a URI; raises :class:`ParseError` for anything the grammar does not allow."""
+    m = _FAST_SIP.match(text)
+    if m is not None:
+        scheme, user, host, port, params = m.groups()
+        port_number = None
+        if port is not None:
+            port_number = int(port)
+            if port_number > 65535:
+                raise ParseError(f"invalid port in {text!r}", header=header)
+        return SipUri(scheme, host, user, None, port_number, _split_params(params) if params else ())
     scheme, colon, rest = text.partition(":")
     if not colon or _SCHEME_RE.match(scheme) is None:
         raise ParseError(f"not a URI: {text!r}", header=header)
@@ -212,6 +230,11 @@ def _port(text: str, uri: str, header: str | None) -> int:
     if not is_digits(text) or int(text) > 65535:
         raise ParseError(f"invalid port in {uri!r}", header=header)
     return int(text)
+
+
+def _split_params(text: str) -> Params:
+    """``;a=b;c`` already validated by a pattern."""
+    return tuple((k, v if eq else None) for k, eq, v in (p.partition("=") for p in text[1:].split(";")))
 
 
 def _uri_params(tail: str, text: str, header: str | None) -> Params:
