@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+
+import structlog
+
+# Tests read the library's logs through structlog.testing.capture_logs where they matter;
+# everything below WARNING would only be noise in failure reports.
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

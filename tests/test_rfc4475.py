@@ -66,8 +66,8 @@ def test_sanity_outcome(row: dict[str, str]) -> None:
     reply = parse_message(screening.reply)
     assert isinstance(reply, Response)
     assert reply.status_code == SANITY_CODES[row["outcome"]]
-    if row["outcome"] == "420-with-Unsupported":
-        assert reply.unsupported == ["noProxiesSupportThis", "norDoAnyProxiesSupportThis"]
+    if row["outcome"] == "420-with-Unsupported":  # a UAS checks Require (Proxy-Require is for proxies)
+        assert reply.unsupported == ["nothingSupportsThis", "nothingSupportsThisEither"]
     assert not factory.leak_report()
 
 

@@ -44,8 +44,9 @@ class Check(enum.IntFlag):
 
 #: Kamailio's default (3047): every check but 8, 16, 1024, 4096 and 8192.
 DEFAULT_CHECKS = Check(3047)
-#: What a user agent server runs: Kamailio's default plus the Require check.
-UAS_CHECKS = DEFAULT_CHECKS | Check.REQUIRE
+#: What a user agent server runs: Kamailio's default, with Require checked instead of
+#: Proxy-Require (RFC 3261 §8.2.2.3: a UAS ignores Proxy-Require; that one is for proxies).
+UAS_CHECKS = (DEFAULT_CHECKS & ~Check.PROXY_REQUIRE) | Check.REQUIRE
 
 _SCHEMES = frozenset({"sip", "sips", "tel"})
 _REQUIRED = ("From", "To", "Call-ID", "CSeq", "Via")

@@ -1,0 +1,216 @@
+"""The asyncio driver of :class:`~invsess.endpoint.Endpoint` (aioquic's adapter is the model).
+
+It feeds received bytes and ``loop.time()`` into the sans-IO core, sends what the core queues
+through the right transport (after the send guard), keeps exactly one ``loop.call_at`` armed at
+the core's next deadline, and hands events to the application through :meth:`next_event`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import ssl
+
+import attrs
+import structlog
+
+from invsess.aio.guard import SendGuard, SendRefusedError
+from invsess.aio.transport import StreamTransport, UdpTransport
+from invsess.endpoint import AnyEvent, Endpoint
+from invsess.memory import LeakReport
+from invsess.sip.errors import LocalProtocolError
+from invsess.transaction import Outgoing
+
+Address = tuple[str, int]
+log = structlog.get_logger("invsess.aio")
+
+TRANSPORTS = ("udp", "tcp", "tls")
+
+
+@attrs.frozen
+class ListenSpec:
+    """``udp:127.0.0.1:5070``, ``tcp:[::1]:5070``, ``tls:127.0.0.1:5071`` (port 0: any free one)."""
+
+    transport: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> ListenSpec:
+        """Parse ``transport:host:port`` (IPv6 hosts in brackets)."""
+        transport, sep, rest = text.partition(":")
+        transport = transport.lower()
+        if not sep or transport not in TRANSPORTS:
+            raise ValueError(f"listen spec must be udp:|tcp:|tls:HOST:PORT, not {text!r}")
+        if rest.startswith("["):
+            host, _, port = rest[1:].partition("]:")
+        else:
+            host, _, port = rest.rpartition(":")
+        if not host or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"invalid host or port in {text!r}")
+        ipaddress.ip_address(host)  # an address, not a name: nothing here resolves DNS
+        return cls(transport, host, int(port))
+
+
+class AsyncEndpoint:
+    """Runs an :class:`Endpoint` on the asyncio loop; see the module docstring."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        guard: SendGuard | None = None,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+        idle_timeout: float = 300.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.guard = guard or SendGuard()
+        self._server_ssl = server_ssl
+        self._client_ssl = client_ssl
+        self._idle_timeout = idle_timeout
+        self._loop = asyncio.get_running_loop()
+        self._udp: dict[str, UdpTransport] = {}
+        self._udp_transports: list[asyncio.DatagramTransport] = []
+        self._streams: dict[str, StreamTransport] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._wakeup = asyncio.Event()
+        self._idle_task: asyncio.Task[None] | None = None
+        self.refused = 0
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    async def listen(self, spec: ListenSpec | str) -> Address:
+        """Open a listener; returns the bound address and tells the core about it."""
+        if isinstance(spec, str):
+            spec = ListenSpec.parse(spec)
+        if spec.transport == "udp":
+            family_host = spec.host
+            transport, protocol = await self._loop.create_datagram_endpoint(
+                lambda: UdpTransport(self._feed, self.guard), local_addr=(family_host, spec.port)
+            )
+            self._udp["udp"] = protocol
+            self._udp_transports.append(transport)
+            sock = transport.get_extra_info("sockname")
+            bound: Address = (sock[0], sock[1])
+        else:
+            if spec.transport == "tls" and self._server_ssl is None:
+                raise LocalProtocolError("a tls listener needs server_ssl")
+            stream = self._streams.get(spec.transport)
+            if stream is None:
+                stream = StreamTransport(
+                    self._feed,
+                    spec.transport,
+                    self.guard,
+                    self.endpoint.config.limits,
+                    server_ssl=self._server_ssl if spec.transport == "tls" else None,
+                    client_ssl=self._client_ssl if spec.transport == "tls" else None,
+                    idle_timeout=self._idle_timeout,
+                    on_error=self._connection_failed,
+                )
+                self._streams[spec.transport] = stream
+            bound = await stream.listen(spec.host, spec.port)
+            if self._idle_task is None:
+                self._idle_task = self._loop.create_task(self._close_idle())
+        self.endpoint.add_listener(spec.transport, bound)
+        log.info("listening", transport=spec.transport, address=f"{bound[0]}:{bound[1]}")
+        return bound
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The clock the core is driven with."""
+        return self._loop.time()
+
+    def _feed(self, data: bytes, source: Address, transport: str) -> None:
+        log.debug("rx", transport=transport, source=f"{source[0]}:{source[1]}", line=_first_line(data))
+        self.endpoint.receive(data, source, transport, self.now())
+        self.flush()
+
+    def flush(self) -> None:
+        """Send everything the core queued, re-arm the timer, wake event readers."""
+        for item in self.endpoint.datagrams_to_send():
+            self._send(item)
+        self._arm()
+        self._wakeup.set()
+
+    def _send(self, item: Outgoing) -> None:
+        log.debug("tx", transport=item.transport, destination=f"{item.destination[0]}:{item.destination[1]}",
+                  line=_first_line(item.data))  # fmt: skip
+        try:
+            if item.transport == "udp":
+                udp = self._udp.get("udp")
+                if udp is None:
+                    raise LocalProtocolError("no udp listener")
+                udp.send(item.data, item.destination)
+            else:
+                stream = self._streams.get(item.transport)
+                if stream is None:
+                    raise LocalProtocolError(f"no {item.transport} listener")
+                stream.send(item.data, item.destination)
+        except SendRefusedError as exc:
+            self.refused += 1
+            log.warning("send refused", error=str(exc))
+            self.endpoint.transport_error(item.destination, item.transport)
+
+    def _connection_failed(self, destination: Address, transport: str) -> None:
+        self.endpoint.transport_error(destination, transport)
+        self.flush()
+
+    def _arm(self) -> None:
+        deadline = self.endpoint.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.endpoint.handle_timers(self.now())
+        self.flush()
+
+    async def _close_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, self._idle_timeout))
+            for stream in self._streams.values():
+                stream.close_idle(self.now())
+
+    async def next_event(self, timeout: float | None = None) -> AnyEvent | None:
+        """The next event from the core (None on timeout); see ``Endpoint.next_event``."""
+        async with asyncio.timeout(timeout):
+            while True:
+                event = self.endpoint.next_event()
+                if event is not None:
+                    return event
+                self._wakeup.clear()
+                await self._wakeup.wait()
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def close(self, timeout: float = 5.0) -> LeakReport:
+        """Wait (up to ``timeout``) for transactions to finish, close everything, report leaks."""
+        deadline = self.now() + timeout
+        while self.endpoint.transactions() and self.now() < deadline:
+            await asyncio.sleep(min(0.05, max(deadline - self.now(), 0)))
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._idle_task is not None:
+            self._idle_task.cancel()
+        report = self.endpoint.close()
+        for transport in self._udp_transports:
+            transport.close()
+        for stream in self._streams.values():
+            await stream.close()
+        if report:
+            log.warning("leaks at close", report=report.format())
+        return report
+
+
+def _first_line(data: bytes) -> str:
+    return data.split(b"\r\n", 1)[0][:120].decode("utf-8", "replace")

@@ -1,0 +1,16 @@
+"""The sans-IO endpoint: transactions, stateless answers, response routing, events."""
+
+from invsess.endpoint.config import KNOWN_METHODS, EndpointConfig
+from invsess.endpoint.endpoint import AnyEvent, CancelReceived, ClientTransaction, Endpoint
+from invsess.endpoint.routing import response_destination, stamp_via
+
+__all__ = [
+    "KNOWN_METHODS",
+    "AnyEvent",
+    "CancelReceived",
+    "ClientTransaction",
+    "Endpoint",
+    "EndpointConfig",
+    "response_destination",
+    "stamp_via",
+]

@@ -1,0 +1,544 @@
+"""The sans-IO endpoint: bytes, addresses and time in; bytes, deadlines and events out.
+
+Driven the way aioquic's connection is: the driver calls :meth:`Endpoint.receive` with each
+datagram or framed stream message and the current time, sends what
+:meth:`Endpoint.datagrams_to_send` returns, re-arms one timer at :meth:`Endpoint.next_deadline`
+and calls :meth:`Endpoint.handle_timers`. The application pulls events with
+:meth:`Endpoint.next_event`.
+
+Memory: every received message is parsed into a pool of its own. A request that starts a
+server transaction hands its pool to the transaction; a response delivered to a client
+transaction is kept by it until the next response or its end; a message carried by a
+transaction-less event lives until the following :meth:`next_event` call; everything else is
+released before :meth:`receive` returns. Never sends to an address it was not given or told by
+the message itself (RFC 3261 §18.2.2); the transports add a send guard on top.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import random
+from collections import Counter, deque
+from typing import Any
+
+import attrs
+import structlog
+
+from invsess.endpoint.config import KNOWN_METHODS, EndpointConfig
+from invsess.endpoint.routing import response_destination, stamp_via
+from invsess.memory import LeakReport, Pool, PoolExhaustedError, PoolFactory
+from invsess.sip import (
+    LocalProtocolError,
+    ParseError,
+    Request,
+    Response,
+    Via,
+    check_request,
+    make_response,
+    parse_message,
+    response_for,
+    salvage_request,
+)
+from invsess.transaction import (
+    MAGIC_COOKIE,
+    AckReceived,
+    Address,
+    ClientInviteTransaction,
+    ClientNonInviteTransaction,
+    Event,
+    Outgoing,
+    RequestReceived,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    ServerTransaction,
+    Transaction,
+    TransactionKey,
+    TransactionTerminated,
+)
+from invsess.transaction.base import is_rfc3261_branch
+
+ClientTransaction = ClientInviteTransaction | ClientNonInviteTransaction
+
+
+@attrs.frozen
+class CancelReceived:
+    """A CANCEL matched a pending INVITE; the endpoint answered the CANCEL with 200.
+
+    The application ends the INVITE (487) with :meth:`Endpoint.respond` on ``invite``.
+    """
+
+    invite: ServerInviteTransaction
+    request: Request
+
+
+AnyEvent = Event | CancelReceived
+
+
+class Endpoint:
+    """One SIP endpoint's transaction layer; see the module docstring."""
+
+    def __init__(
+        self,
+        config: EndpointConfig | None = None,
+        *,
+        factory: PoolFactory | None = None,
+        logger: Any = None,
+    ) -> None:
+        self.config = config or EndpointConfig()
+        self.factory = factory or PoolFactory(
+            total_size=self.config.total_memory, malloc_debug=self.config.malloc_debug
+        )
+        self.log = logger if logger is not None else structlog.get_logger("invsess.endpoint")
+        # Not for secrets: tags and branches need uniqueness (RFC 3261 §19.3), and a fixed seed
+        # makes a test's trace reproducible; with no seed, Random() seeds from os.urandom.
+        self._random = random.Random(self.config.seed)  # noqa: S311
+        self._listeners: dict[str, Address] = {}
+        self._server: dict[TransactionKey, ServerTransaction] = {}
+        self._client: dict[TransactionKey, ClientTransaction] = {}
+        self._merge: dict[tuple[str | None, str | None, int, str], ServerTransaction] = {}
+        self._heap: list[tuple[float, int, Transaction]] = []
+        self._heap_serial = 0
+        self._out: list[Outgoing] = []
+        self._events: deque[tuple[AnyEvent, Pool | None]] = deque()
+        self._event_pool: Pool | None = None
+        self._closed = False
+        #: Counters: stray responses and ACKs, parse failures, stateless answers by code, ...
+        self.stats: Counter[str] = Counter()
+
+    # -- configuration by the driver ---------------------------------------------------------
+
+    def add_listener(self, transport: str, address: Address) -> None:
+        """Tell the endpoint where it listens, for the Via and Contact of what it sends."""
+        self._listeners[transport.lower()] = address
+
+    @property
+    def listeners(self) -> dict[str, Address]:
+        """Transport -> local address."""
+        return dict(self._listeners)
+
+    def new_branch(self) -> str:
+        """A fresh RFC 3261 branch (seeded: reproducible under a fixed seed)."""
+        return f"{MAGIC_COOKIE}{self._random.getrandbits(64):016x}"
+
+    def new_tag(self) -> str:
+        """A fresh From/To tag."""
+        return f"{self._random.getrandbits(48):012x}"
+
+    def via(self, transport: str = "udp") -> Via:
+        """A Via for a new request over ``transport``: our address, a new branch, ``rport``."""
+        host, port = self._local(transport)
+        return Via(transport.upper(), _host(host), port, (("branch", self.new_branch()), ("rport", None)))
+
+    def _local(self, transport: str) -> Address:
+        try:
+            return self._listeners[transport.lower()]
+        except KeyError:
+            raise LocalProtocolError(f"no {transport} listener: call add_listener first") from None
+
+    # -- the sans-IO interface ---------------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[Outgoing]:
+        """Everything queued for sending since the last call, in order."""
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> AnyEvent | None:
+        """The next event, or None.
+
+        A received response or ACK carried by an event is valid until the following call (under
+        MALLOC_DEBUG, a touch after that fails); a ``RequestReceived`` request lives as long as
+        its transaction.
+        """
+        if self._event_pool is not None:
+            self._event_pool.release("event consumed")
+            self._event_pool = None
+        if not self._events:
+            return None
+        event, pool = self._events.popleft()
+        self._event_pool = pool
+        return event
+
+    def next_deadline(self) -> float | None:
+        """The earliest timer of any transaction."""
+        heap = self._heap
+        while heap:
+            deadline, _, tx = heap[0]
+            if tx.terminated or tx.next_deadline() != deadline:
+                heapq.heappop(heap)  # stale entry: the transaction moved on
+                continue
+            return deadline
+        return None
+
+    def handle_timers(self, now: float) -> None:
+        """Fire every timer due at ``now``."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, tx = heapq.heappop(heap)
+            if tx.terminated or tx.next_deadline() != deadline:
+                continue
+            tx.handle_timers(now)
+            self._touch(tx)
+
+    def receive(self, data: bytes, source: Address, transport: str, now: float) -> None:
+        """Feed one datagram, or one message cut from a stream by the framer."""
+        transport = transport.lower()
+        try:
+            pool = self.factory.create_pool(
+                "rx-msg", 2048, 2048, max_size=4 * self.config.limits.max_message_size
+            )
+        except PoolExhaustedError:
+            self.stats["dropped: out of memory"] += 1
+            return
+        keep = False
+        try:
+            keep = self._receive(pool, data, source, transport, now)
+        except PoolExhaustedError:
+            self.stats["dropped: pool exhausted"] += 1
+        finally:
+            if not keep:
+                pool.release("message handled")
+
+    def send_request(
+        self, request: Request, destination: Address, transport: str, now: float
+    ) -> ClientTransaction:
+        """Start a client transaction for ``request`` (its top Via must carry a new branch)."""
+        if request.method == "ACK":
+            raise LocalProtocolError("an ACK is not a transaction: use send_stateless")
+        top = request.top_via
+        if top is None or not is_rfc3261_branch(top.branch) or request.cseq is None:
+            raise LocalProtocolError("a request needs a top Via with an RFC 3261 branch, and a CSeq")
+        transport = transport.lower()
+        if (
+            transport == "udp"
+            and "tcp" in self._listeners
+            and len(request.serialize()) > self.config.udp_mtu_limit
+        ):
+            # §18.1.1: too big for a datagram without fragmentation: the same request over TCP.
+            host, port = self._listeners["tcp"]
+            request.headers.remove_first("Via")
+            request.headers.prepend("Via", attrs.evolve(top, transport="TCP", host=_host(host), port=port))
+            transport = "tcp"
+            self.stats["requests moved to tcp"] += 1
+        key = TransactionKey(top.branch or "", "", request.cseq.method)
+        if key in self._client:
+            raise LocalProtocolError(f"branch {top.branch} is already in use")
+        pool = self.factory.create_pool(f"tsx-c-{top.branch}", 2048, 2048)
+        cls = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
+        tx = cls(
+            key,
+            request,
+            pool=pool,
+            transport=transport,
+            peer=destination,
+            timers=self.config.timers,
+            now=now,
+            sink=self._queue,
+            on_event=self._on_tx_event,
+        )
+        self._client[key] = tx
+        tx.start(now)
+        self._touch(tx)
+        return tx
+
+    def send_stateless(self, message: Request | Response, destination: Address, transport: str) -> None:
+        """Send without a transaction (an ACK for a 2xx, a 2xx retransmitted by a session)."""
+        self._out.append(Outgoing(message.serialize(), destination, transport.lower()))
+
+    def respond(self, transaction: ServerTransaction, response: Response, now: float) -> None:
+        """Send a response through a server transaction."""
+        if transaction.terminated:
+            raise LocalProtocolError(f"{transaction!r} is terminated")
+        transaction.respond(response, now)
+        self._touch(transaction)
+
+    def transactions(self) -> list[Transaction]:
+        """Every live transaction."""
+        return [*self._server.values(), *self._client.values()]
+
+    def transport_error(self, destination: Address, transport: str) -> None:
+        """A send to ``destination`` failed: end the transactions that were talking to it."""
+        for tx in self.transactions():
+            peer = tx.response_destination if isinstance(tx, ServerTransaction) else tx.peer
+            if peer == destination and tx.transport == transport.lower():
+                tx.transport_error()
+                self._touch(tx)
+
+    def leak_report(self) -> LeakReport:
+        """Pools still alive (transactions, undelivered events): empty once idle."""
+        return self.factory.leak_report()
+
+    def close(self) -> LeakReport:
+        """Terminate every transaction, drop pending events, release everything; report leaks."""
+        for tx in self.transactions():
+            if not tx.terminated:
+                tx._finish("endpoint closed")
+                self._touch(tx)
+        while self.next_event() is not None:
+            pass
+        self._closed = True
+        return self.factory.leak_report()
+
+    # -- inside ------------------------------------------------------------------------------
+
+    def _touch(self, tx: Transaction) -> None:
+        """After any call into a transaction: re-arm its timer, or forget it if it ended."""
+        if tx.terminated:
+            self._forget(tx)
+            return
+        deadline = tx.next_deadline()
+        if deadline is not None:
+            self._heap_serial += 1
+            heapq.heappush(self._heap, (deadline, self._heap_serial, tx))
+
+    def _forget(self, tx: Transaction) -> None:
+        table: dict[TransactionKey, Any] = self._server if isinstance(tx, ServerTransaction) else self._client
+        if table.get(tx.key) is tx:
+            del table[tx.key]
+            for mkey, mtx in list(self._merge.items()):
+                if mtx is tx:
+                    del self._merge[mkey]
+            tx.pool.release(f"transaction terminated ({tx.terminated_reason})")
+
+    def _queue(self, item: Outgoing) -> None:
+        self._out.append(item)
+
+    def _on_tx_event(self, event: Event) -> None:
+        self._events.append((event, None))
+
+    def _attach(self, pool: Pool, message: Request | Response) -> bool:
+        """Give ``pool`` to the queued event carrying ``message``: it lives until consumed."""
+        for i in range(len(self._events) - 1, -1, -1):
+            event, owner = self._events[i]
+            if owner is None and message in (
+                getattr(event, "response", None),
+                getattr(event, "request", None),
+            ):
+                self._events[i] = (event, pool)
+                return True
+        return False
+
+    def _receive(self, pool: Pool, data: bytes, source: Address, transport: str, now: float) -> bool:
+        """Returns True when ``pool`` was handed on (to a transaction or an event)."""
+        try:
+            msg = parse_message(data, limits=self.config.limits, pool=pool)
+            if isinstance(msg, Request):
+                msg.parse_all()
+            else:
+                _ = msg.top_via, msg.cseq  # a response must at least match something
+        except ParseError as exc:
+            self.stats["parse errors"] += 1
+            self._answer_unparsable(data, exc, source, transport)
+            return False
+        if isinstance(msg, Response):
+            return self._receive_response(pool, msg, now)
+        return self._receive_request(pool, msg, source, transport, now)
+
+    def _answer_unparsable(self, data: bytes, exc: ParseError, source: Address, transport: str) -> None:
+        salvaged = salvage_request(data, limits=self.config.limits)
+        if salvaged is None or salvaged.method == "ACK" or "Via" not in salvaged.headers:
+            return  # a response, or nothing readable, or no Via to answer along: dropped
+        with contextlib.suppress(ParseError):  # an unreadable Via: answer the source (§18.2.2 cannot apply)
+            stamp_via(salvaged, source)
+        self._stateless(salvaged, make_response(salvaged, exc.status_code, exc.reason), source, transport)
+
+    def _receive_response(self, pool: Pool, response: Response, now: float) -> bool:
+        top, cseq = response.top_via, response.cseq
+        if top is None or cseq is None:
+            self.stats["stray responses"] += 1
+            return False
+        tx = self._client.get(TransactionKey(top.branch or "", "", cseq.method))
+        if tx is None:
+            self.stats["stray responses"] += 1
+            return False
+        delivered = tx.receive(response, now)
+        self._touch(tx)
+        if not delivered:
+            self.stats["absorbed responses"] += 1
+            return False
+        return self._attach(pool, response)
+
+    def _server_key(self, request: Request, method: str) -> TransactionKey:
+        top = request.top_via
+        if top is not None and is_rfc3261_branch(top.branch):
+            port = f":{top.port}" if top.port else ""
+            return TransactionKey(top.branch or "", f"{top.host}{port}".lower(), method)
+        # RFC 2543 fallback (§17.2.3): the request's identifying fields stand in for the branch.
+        from_tag = request.from_.tag if request.from_ else None
+        cseq = request.cseq.number if request.cseq else 0
+        # The To tag is left out: an INVITE has none, and its ACK carries the one we answered with.
+        ident = f"2543|{request.uri_text}|{from_tag}|{request.call_id}|{cseq}|{top}"
+        return TransactionKey(ident, "", method)
+
+    def _receive_request(
+        self, pool: Pool, request: Request, source: Address, transport: str, now: float
+    ) -> bool:
+        stamp_via(request, source)
+        failure = check_request(request, self.config.checks, supported=self.config.supported)
+        if failure is not None:
+            if request.method != "ACK":
+                self._stateless(
+                    request, response_for(request, failure, to_tag=self.new_tag()), source, transport
+                )
+            return False
+        method = request.method
+        if method == "ACK":
+            return self._receive_ack(pool, request, source, now)
+        key = self._server_key(request, "INVITE" if method == "INVITE" else method)
+        existing = self._server.get(key)
+        if existing is not None:
+            existing.receive_request(request, source, now)
+            self._touch(existing)
+            self.stats["absorbed requests"] += 1
+            return False
+        if method == "CANCEL":
+            return self._receive_cancel(pool, request, source, transport, now)
+        answer = self._screen_new_request(request)
+        if answer is not None:
+            code, reason, headers = answer
+            self._stateless(
+                request,
+                make_response(request, code, reason, to_tag=self.new_tag(), headers=headers),
+                source,
+                transport,
+            )
+            return False
+        tx = self._new_server_tx(key, pool, request, source=source, transport=transport, now=now)
+        if method == "OPTIONS" and self.config.answer_options:
+            self.respond(tx, self._options_answer(request), now)
+            return True
+        self._events.append((RequestReceived(tx, request, source), None))
+        return True
+
+    def _screen_new_request(
+        self, request: Request
+    ) -> tuple[int, str | None, list[tuple[str, object]]] | None:
+        """The stateless answer a new request gets, or None when it is for the application."""
+        cfg = self.config
+        method = request.method
+        to_tag = request.to.tag if request.to else None
+        from_tag = request.from_.tag if request.from_ else None
+        cseq = request.cseq.number if request.cseq else 0
+        merge_key = (from_tag, request.call_id, cseq, method)
+        if to_tag is None and merge_key in self._merge:
+            return 482, "Loop Detected", []  # §8.2.2.2 merged request
+        if method not in KNOWN_METHODS:
+            return 501, None, [("Allow", cfg.allow_header)]
+        if method not in cfg.allow:
+            return 405, None, [("Allow", cfg.allow_header)]
+        if to_tag is not None:
+            return 481, None, []  # in-dialog request and no dialog layer claimed it
+        if len(self._server) + len(self._client) >= cfg.max_transactions:
+            return 503, None, [("Retry-After", str(cfg.retry_after))]
+        if request.body:
+            ctype = request.content_type
+            if ctype is None or ctype.mime not in cfg.accept:
+                return 415, None, [("Accept", ", ".join(cfg.accept))]
+        if method in ("INVITE", "UPDATE") and request.accept and not _accepts_any(request, cfg.accept):
+            return 406, None, [("Accept", ", ".join(cfg.accept))]
+        return None
+
+    def _new_server_tx(
+        self,
+        key: TransactionKey,
+        pool: Pool,
+        request: Request,
+        *,
+        source: Address,
+        transport: str,
+        now: float,
+    ) -> ServerTransaction:
+        cls = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
+        tx = cls(
+            key,
+            request,
+            pool=pool,
+            transport=transport,
+            peer=source,
+            timers=self.config.timers,
+            now=now,
+            sink=self._queue,
+            on_event=self._on_tx_event,
+            response_destination=response_destination(request.top_via, source, transport),
+        )
+        self._server[key] = tx
+        from_tag = request.from_.tag if request.from_ else None
+        cseq = request.cseq.number if request.cseq else 0
+        self._merge[(from_tag, request.call_id, cseq, request.method)] = tx
+        tx.start(now)
+        self._touch(tx)
+        return tx
+
+    def _receive_ack(self, pool: Pool, ack: Request, source: Address, now: float) -> bool:
+        tx = self._server.get(self._server_key(ack, "INVITE"))
+        if isinstance(tx, ServerInviteTransaction):
+            before = len(self._events)
+            tx.receive_request(ack, source, now)
+            self._touch(tx)
+            return len(self._events) > before and self._attach(pool, ack)  # AckReceived in Accepted
+        if ack.to is not None and ack.to.tag is not None:
+            # The ACK for a 2xx: its own branch, no transaction (RFC 3261 §17.1.1.3, §13.2.2.4).
+            self._events.append((AckReceived(ack, source, None), pool))
+            return True
+        self.stats["stray ACKs"] += 1
+        return False
+
+    def _receive_cancel(
+        self, pool: Pool, cancel: Request, source: Address, transport: str, now: float
+    ) -> bool:
+        invite = self._server.get(self._server_key(cancel, "INVITE"))
+        if not isinstance(invite, ServerInviteTransaction):
+            self._stateless(cancel, make_response(cancel, 481, to_tag=self.new_tag()), source, transport)
+            return False
+        tx = self._new_server_tx(
+            self._server_key(cancel, "CANCEL"), pool, cancel, source=source, transport=transport, now=now
+        )
+        self.respond(tx, make_response(cancel, 200, to_tag=self.new_tag()), now)
+        if invite.state.name == "PROCEEDING":
+            self._events.append((CancelReceived(invite, cancel), None))
+        return True
+
+    def _options_answer(self, request: Request) -> Response:
+        cfg = self.config
+        headers: list[tuple[str, object]] = [("Allow", cfg.allow_header), ("Accept", ", ".join(cfg.accept))]
+        if cfg.supported:
+            headers.append(("Supported", ", ".join(cfg.supported)))
+        headers.append(("Server", cfg.user_agent))
+        return make_response(request, 200, to_tag=self.new_tag(), headers=headers)
+
+    def _stateless(self, request: Request, response: Response, source: Address, transport: str) -> None:
+        self.stats[f"stateless {response.status_code}"] += 1
+        self.log.debug(
+            "stateless answer",
+            method=request.method,
+            call_id=request.headers.get("Call-ID"),
+            status=response.status_code,
+            reason=response.reason,
+        )
+        try:
+            via = request.headers.first("Via") if "Via" in request.headers else None
+        except ParseError:
+            via = None
+        self._out.append(
+            Outgoing(response.serialize(), response_destination(via, source, transport), transport)
+        )
+
+
+def _host(host: str) -> str:
+    """An address as a Via or URI host: IPv6 in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _accepts_any(request: Request, ours: tuple[str, ...]) -> bool:
+    for media in request.accept:
+        mime = media.mime
+        if (
+            mime == "*/*"
+            or mime in ours
+            or (mime.endswith("/*") and any(o.startswith(mime[:-1]) for o in ours))
+        ):
+            return True
+    return False
+
+
+__all__ = ["AnyEvent", "CancelReceived", "ClientTransaction", "Endpoint", "TransactionTerminated"]
