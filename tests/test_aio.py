@@ -46,6 +46,7 @@ async def pair(
     yield uac, uas
     for ep in (uac, uas):
         assert not await ep.close(timeout=2.0)
+        assert ep.guard.refused == [], "something tried to send off this host"
 
 
 def options(uac: AsyncEndpoint, target: tuple[str, int], transport: str):
@@ -116,6 +117,7 @@ async def test_send_guard_refuses_off_host_destinations(pair: tuple[AsyncEndpoin
         assert isinstance(event, TransactionTerminated)
     assert uac.refused == 3
     assert uac.guard.refused == [("192.0.2.1", 5060), ("255.255.255.255", 5060), ("224.0.0.1", 5060)]
+    uac.guard.refused.clear()  # expected here; the fixture fails any other test that tried
     with pytest.raises(SendRefusedError):
         SendGuard().check(("255.255.255.255", 5060))  # broadcast is refused even with no allow-list
     SendGuard().check(("192.0.2.1", 5060))  # an open guard allows unicast
@@ -182,6 +184,33 @@ async def test_several_listeners_and_close_waits_for_transactions(
     assert uas.endpoint.transactions() == []
     writer.close()
     await writer.wait_closed()
+
+
+async def test_tcp_connection_is_reused_and_idle_ones_closed(
+    tls: tuple[ssl.SSLContext, ssl.SSLContext],
+) -> None:
+    uac = AsyncEndpoint(
+        Endpoint(EndpointConfig(malloc_debug=True, timers=FAST)),
+        guard=SendGuard.loopback_only(),
+        idle_timeout=0.3,
+    )
+    uas = await make(tls)
+    await uac.listen("tcp:127.0.0.1:0")
+    target = await uas.listen("tcp:127.0.0.1:0")
+    for _ in range(3):
+        uac.endpoint.send_request(options(uac, target, "tcp"), target, "tcp", uac.now())
+        uac.flush()
+        event = await uac.next_event(timeout=5)
+        while isinstance(event, TransactionTerminated):  # the previous one's Timer K (0 on TCP)
+            event = await uac.next_event(timeout=5)
+        assert isinstance(event, ResponseReceived)
+        assert event.response.status_code == 200
+    assert len(uac._streams["tcp"].connections) == 1  # one connection per peer, reused
+    assert len(uas._streams["tcp"].connections) == 1  # the answers went back over it
+    await asyncio.sleep(0.8)
+    assert uac._streams["tcp"].connections == {}  # closed when idle
+    for ep in (uac, uas):
+        assert not await ep.close(timeout=2.0)
 
 
 def test_listen_spec() -> None:

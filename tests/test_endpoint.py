@@ -148,6 +148,28 @@ def test_merged_request_gets_482(uas: Endpoint) -> None:
     assert answer(uas, other_branch, ("127.0.0.1", 40001)) == [(482, ("127.0.0.1", 40001))]
 
 
+def test_a_request_we_sent_that_comes_back_is_a_loop() -> None:
+    pair = EndpointPair()
+    req = pair.request("MESSAGE")
+    pair.uac.send_request(req, UAS_ADDR, "udp", 0.0)
+    (sent,) = pair.uac.datagrams_to_send()
+    looped = sent.data.replace(b"Via: ", b"Via: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKproxy\r\nVia: ", 1)
+    pair.uac.receive(looped.replace(b"MESSAGE sip", b"MESSAGE sip", 1), ("127.0.0.9", 5060), "udp", 0.0)
+    (answer_out,) = [o for o in pair.uac.datagrams_to_send() if o.data.startswith(b"SIP/2.0")]
+    assert answer_out.data.startswith(b"SIP/2.0 405") or answer_out.data.startswith(b"SIP/2.0 482")
+    allowed = Endpoint(EndpointConfig(malloc_debug=True, allow=("MESSAGE",)))
+    allowed.add_listener("udp", ("127.0.0.1", 5061))
+    req2 = pair.request("MESSAGE", call_id="loop-2")
+    req2.headers.set("Via", allowed.via("udp"))
+    allowed.send_request(req2, UAS_ADDR, "udp", 0.0)
+    (sent2,) = allowed.datagrams_to_send()
+    looped2 = sent2.data.replace(b"Via: ", b"Via: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKproxy\r\nVia: ", 1)
+    allowed.receive(looped2, ("127.0.0.9", 5060), "udp", 0.0)
+    (out,) = allowed.datagrams_to_send()
+    assert out.data.startswith(b"SIP/2.0 482 Loop Detected")
+    allowed.close()
+
+
 def test_rfc2543_requests_without_branch_are_matched(uas: Endpoint) -> None:
     data = raw_request("INVITE", via="SIP/2.0/UDP 127.0.0.1:40000")
     uas.receive(data, SOURCE, "udp", 0.0)

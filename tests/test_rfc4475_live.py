@@ -166,3 +166,4 @@ def test_corpus_against_invsess_answer() -> None:
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "0 leaked blocks" in err
+    assert "send refused" not in err  # nothing tried to leave loopback

@@ -422,6 +422,8 @@ class Endpoint:
         merge_key = (from_tag, request.call_id, cseq, method)
         if to_tag is None and merge_key in self._merge:
             return 482, "Loop Detected", []  # §8.2.2.2 merged request
+        if any(TransactionKey(v.branch or "", "", method) in self._client for v in request.via[1:]):
+            return 482, "Loop Detected", []  # a request we sent came back to us (§16.3 item 4)
         if method not in KNOWN_METHODS:
             return 501, None, [("Allow", cfg.allow_header)]
         if method not in cfg.allow:
