@@ -279,3 +279,16 @@ def test_api_misuse_is_typed() -> None:
         ep.send_request(req, UAS_ADDR, "udp", 0.0)
     with pytest.raises(ValueError, match="unknown methods"):
         EndpointConfig(allow=("FROB",))
+
+
+def test_an_internal_error_after_hand_over_neither_leaks_nor_double_frees(
+    uas: Endpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(request: Request) -> None:
+        raise RuntimeError("bug in the answer")
+
+    monkeypatch.setattr(uas, "_options_answer", broken)
+    with pytest.raises(RuntimeError, match="bug in the answer"):
+        uas.receive(raw_request(), SOURCE, "udp", 0.0)  # the transaction had adopted the pool
+    assert len(uas.transactions()) == 1
+    assert not uas.close()  # no DoubleFreeError, nothing left behind

@@ -103,6 +103,7 @@ class Endpoint:
         self._events: deque[tuple[AnyEvent, Pool | None]] = deque()
         self._event_pool: Pool | None = None
         self._closed = False
+        self._handed_on: Pool | None = None  # the rx pool a transaction or an event took over
         #: Counters: stray responses and ACKs, parse failures, stateless answers by code, ...
         self.stats: Counter[str] = Counter()
 
@@ -190,13 +191,15 @@ class Endpoint:
         except PoolExhaustedError:
             self.stats["dropped: out of memory"] += 1
             return
-        keep = False
+        self._handed_on = None
         try:
-            keep = self._receive(pool, data, source, transport, now)
+            self._receive(pool, data, source, transport, now)
         except PoolExhaustedError:
             self.stats["dropped: pool exhausted"] += 1
         finally:
-            if not keep:
+            # Ownership is tracked where it moves, not by return values: even an unexpected
+            # exception must neither leak this pool nor free one a transaction now owns.
+            if self._handed_on is not pool:
                 pool.release("message handled")
 
     def send_request(
@@ -310,16 +313,14 @@ class Endpoint:
         """Give ``pool`` to the queued event carrying ``message``: it lives until consumed."""
         for i in range(len(self._events) - 1, -1, -1):
             event, owner = self._events[i]
-            if owner is None and message in (
-                getattr(event, "response", None),
-                getattr(event, "request", None),
-            ):
+            carried = getattr(event, "response", None) or getattr(event, "request", None)
+            if owner is None and carried is message:
                 self._events[i] = (event, pool)
+                self._handed_on = pool
                 return True
         return False
 
-    def _receive(self, pool: Pool, data: bytes, source: Address, transport: str, now: float) -> bool:
-        """Returns True when ``pool`` was handed on (to a transaction or an event)."""
+    def _receive(self, pool: Pool, data: bytes, source: Address, transport: str, now: float) -> None:
         try:
             msg = parse_message(data, limits=self.config.limits, pool=pool)
             if isinstance(msg, Request):
@@ -329,10 +330,11 @@ class Endpoint:
         except ParseError as exc:
             self.stats["parse errors"] += 1
             self._answer_unparsable(data, exc, source, transport)
-            return False
+            return
         if isinstance(msg, Response):
-            return self._receive_response(pool, msg, now)
-        return self._receive_request(pool, msg, source, transport, now)
+            self._receive_response(pool, msg, now)
+        else:
+            self._receive_request(pool, msg, source, transport, now)
 
     def _answer_unparsable(self, data: bytes, exc: ParseError, source: Address, transport: str) -> None:
         salvaged = salvage_request(data, limits=self.config.limits)
@@ -342,21 +344,21 @@ class Endpoint:
             stamp_via(salvaged, source)
         self._stateless(salvaged, make_response(salvaged, exc.status_code, exc.reason), source, transport)
 
-    def _receive_response(self, pool: Pool, response: Response, now: float) -> bool:
+    def _receive_response(self, pool: Pool, response: Response, now: float) -> None:
         top, cseq = response.top_via, response.cseq
         if top is None or cseq is None:
             self.stats["stray responses"] += 1
-            return False
+            return
         tx = self._client.get(TransactionKey(top.branch or "", "", cseq.method))
         if tx is None:
             self.stats["stray responses"] += 1
-            return False
+            return
         delivered = tx.receive(response, now)
         self._touch(tx)
         if not delivered:
             self.stats["absorbed responses"] += 1
-            return False
-        return self._attach(pool, response)
+            return
+        self._attach(pool, response)
 
     def _server_key(self, request: Request, method: str) -> TransactionKey:
         top = request.top_via
@@ -372,7 +374,7 @@ class Endpoint:
 
     def _receive_request(
         self, pool: Pool, request: Request, source: Address, transport: str, now: float
-    ) -> bool:
+    ) -> None:
         stamp_via(request, source)
         failure = check_request(request, self.config.checks, supported=self.config.supported)
         if failure is not None:
@@ -380,19 +382,21 @@ class Endpoint:
                 self._stateless(
                     request, response_for(request, failure, to_tag=self.new_tag()), source, transport
                 )
-            return False
+            return
         method = request.method
         if method == "ACK":
-            return self._receive_ack(pool, request, source, now)
+            self._receive_ack(pool, request, source, now)
+            return
         key = self._server_key(request, "INVITE" if method == "INVITE" else method)
         existing = self._server.get(key)
         if existing is not None:
             existing.receive_request(request, source, now)
             self._touch(existing)
             self.stats["absorbed requests"] += 1
-            return False
+            return
         if method == "CANCEL":
-            return self._receive_cancel(pool, request, source, transport, now)
+            self._receive_cancel(pool, request, source, transport, now)
+            return
         answer = self._screen_new_request(request)
         if answer is not None:
             code, reason, headers = answer
@@ -402,13 +406,13 @@ class Endpoint:
                 source,
                 transport,
             )
-            return False
+            return
         tx = self._new_server_tx(key, pool, request, source=source, transport=transport, now=now)
         if method == "OPTIONS" and self.config.answer_options:
             self.respond(tx, self._options_answer(request), now)
-            return True
+            return
         self._events.append((RequestReceived(tx, request, source), None))
-        return True
+        return
 
     def _screen_new_request(
         self, request: Request
@@ -464,6 +468,7 @@ class Endpoint:
             response_destination=response_destination(request.top_via, source, transport),
         )
         self._server[key] = tx
+        self._handed_on = pool
         from_tag = request.from_.tag if request.from_ else None
         cseq = request.cseq.number if request.cseq else 0
         self._merge[(from_tag, request.call_id, cseq, request.method)] = tx
@@ -471,34 +476,37 @@ class Endpoint:
         self._touch(tx)
         return tx
 
-    def _receive_ack(self, pool: Pool, ack: Request, source: Address, now: float) -> bool:
+    def _receive_ack(self, pool: Pool, ack: Request, source: Address, now: float) -> None:
         tx = self._server.get(self._server_key(ack, "INVITE"))
         if isinstance(tx, ServerInviteTransaction):
             before = len(self._events)
             tx.receive_request(ack, source, now)
             self._touch(tx)
-            return len(self._events) > before and self._attach(pool, ack)  # AckReceived in Accepted
+            if len(self._events) > before:  # AckReceived in Accepted: the event keeps the ACK
+                self._attach(pool, ack)
+            return
         if ack.to is not None and ack.to.tag is not None:
             # The ACK for a 2xx: its own branch, no transaction (RFC 3261 §17.1.1.3, §13.2.2.4).
             self._events.append((AckReceived(ack, source, None), pool))
-            return True
+            self._handed_on = pool
+            return
         self.stats["stray ACKs"] += 1
-        return False
+        return
 
     def _receive_cancel(
         self, pool: Pool, cancel: Request, source: Address, transport: str, now: float
-    ) -> bool:
+    ) -> None:
         invite = self._server.get(self._server_key(cancel, "INVITE"))
         if not isinstance(invite, ServerInviteTransaction):
             self._stateless(cancel, make_response(cancel, 481, to_tag=self.new_tag()), source, transport)
-            return False
+            return
         tx = self._new_server_tx(
             self._server_key(cancel, "CANCEL"), pool, cancel, source=source, transport=transport, now=now
         )
         self.respond(tx, make_response(cancel, 200, to_tag=self.new_tag()), now)
         if invite.state.name == "PROCEEDING":
             self._events.append((CancelReceived(invite, cancel), None))
-        return True
+        return
 
     def _options_answer(self, request: Request) -> Response:
         cfg = self.config

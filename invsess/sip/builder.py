@@ -48,11 +48,7 @@ def make_request(
         hdrs.add("Contact", contact)
     for name, value in headers:
         hdrs.add(name, value)
-    if body:
-        if content_type is None:
-            raise LocalProtocolError("a body needs a Content-Type")
-        hdrs.add("Content-Type", content_type)
-    hdrs.add("Content-Length", str(len(body)))
+    _add_body_headers(hdrs, body, content_type)
     return Request(method, uri, hdrs, body)
 
 
@@ -89,12 +85,16 @@ def make_response(
             hdrs.add("Record-Route", value)
     for name, item in headers:
         hdrs.add(name, item)
+    _add_body_headers(hdrs, body, content_type)
+    return Response(status_code, reason, hdrs, body, version="SIP/2.0")
+
+
+def _add_body_headers(hdrs: Headers, body: bytes, content_type: MediaType | str | None) -> None:
     if body:
         if content_type is None:
             raise LocalProtocolError("a body needs a Content-Type")
         hdrs.add("Content-Type", content_type)
     hdrs.add("Content-Length", str(len(body)))
-    return Response(status_code, reason, hdrs, body, version="SIP/2.0")
 
 
 def _with_to_tag(raw_to: str, tag: str) -> str:

@@ -190,6 +190,20 @@ def param(params: Params, name: str) -> str | None:
     return None
 
 
+def set_params(params: Params, changes: dict[str, str | None]) -> Params:
+    """``params`` with each change applied in place (case-insensitive name), new ones appended."""
+    out = list(params)
+    for name, value in changes.items():
+        lname = name.lower()
+        for i, (k, _) in enumerate(out):
+            if k.lower() == lname:
+                out[i] = (k, value)
+                break
+        else:
+            out.append((name, value))
+    return tuple(out)
+
+
 def has_param(params: Params, name: str) -> bool:
     """True if parameter ``name`` is present."""
     lname = name.lower()

@@ -25,6 +25,7 @@ from invsess.sip.grammar import (
     param,
     parse_uint,
     quote,
+    set_params,
     unquote_param,
 )
 from invsess.sip.uri import SipUri, Uri, parse_uri
@@ -213,15 +214,7 @@ class Via:
 
     def with_params(self, **changes: str | None) -> Via:
         """A copy with parameters set (None: a flag), order kept, new ones appended."""
-        params = list(self.params)
-        for name, value in changes.items():
-            for i, (k, _) in enumerate(params):
-                if k.lower() == name.lower():
-                    params[i] = (k, value)
-                    break
-            else:
-                params.append((name, value))
-        return attrs.evolve(self, params=tuple(params))
+        return attrs.evolve(self, params=set_params(self.params, changes))
 
 
 @attrs.frozen

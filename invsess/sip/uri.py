@@ -13,7 +13,7 @@ from urllib.parse import unquote
 import attrs
 
 from invsess.sip.errors import ParseError
-from invsess.sip.grammar import Params, format_params, has_param, is_digits, param
+from invsess.sip.grammar import Params, format_params, has_param, is_digits, param, set_params
 
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
 _ESCAPE = r"%[0-9A-Fa-f]{2}"
@@ -96,15 +96,7 @@ class SipUri:
 
     def with_params(self, **changes: str | None) -> SipUri:
         """A copy with parameters set (value None means a flag); order kept, new ones appended."""
-        params = list(self.params)
-        for name, value in changes.items():
-            for i, (k, _) in enumerate(params):
-                if k.lower() == name.lower():
-                    params[i] = (k, value)
-                    break
-            else:
-                params.append((name, value))
-        return attrs.evolve(self, params=tuple(params))
+        return attrs.evolve(self, params=set_params(self.params, changes))
 
 
 @attrs.frozen

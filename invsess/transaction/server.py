@@ -69,13 +69,16 @@ class ServerTransaction(Transaction):
         if self._last is not None:
             self._send(self._last, self.response_destination)
 
-    def _check_response(self, response: Response) -> None:
-        if (
-            response.cseq is None
-            or self.request.cseq is None
-            or response.cseq.number != self.request.cseq.number
-        ):
+    def _accept_response(self, response: Response) -> str:
+        """Check a response from the transaction user and take its transition; returns its kind."""
+        mine = self.request.cseq
+        if response.cseq is None or mine is None or response.cseq.number != mine.number:
             raise LocalProtocolError("the response's CSeq does not match the request")
+        kind = response_kind(response)
+        if (self.state, f"send {kind}") not in self.TRANSITIONS:
+            raise LocalProtocolError(f"cannot send a {response.status_code} in state {self.state.name}")
+        self._transition(f"send {kind}")
+        return kind
 
 
 class ServerInviteTransaction(ServerTransaction):
@@ -120,11 +123,7 @@ class ServerInviteTransaction(ServerTransaction):
 
     def respond(self, response: Response, now: float) -> None:
         """Send a response from the transaction user."""
-        self._check_response(response)
-        kind = response_kind(response)
-        if (self.state, f"send {kind}") not in self.TRANSITIONS:
-            raise LocalProtocolError(f"cannot send a {response.status_code} in state {self.state.name}")
-        self._transition(f"send {kind}")
+        kind = self._accept_response(response)
         self._stop("100")
         self._send_response(response)
         if kind == "2xx":
@@ -199,11 +198,7 @@ class ServerNonInviteTransaction(ServerTransaction):
 
     def respond(self, response: Response, now: float) -> None:
         """Send a response from the transaction user."""
-        self._check_response(response)
-        kind = response_kind(response)
-        if (self.state, f"send {kind}") not in self.TRANSITIONS:
-            raise LocalProtocolError(f"cannot send a {response.status_code} in state {self.state.name}")
-        self._transition(f"send {kind}")
+        kind = self._accept_response(response)
         self._send_response(response)
         if kind != "1xx":
             self._start("J", now, self.timers.j if not self.reliable else 0.0)
