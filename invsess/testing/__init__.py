@@ -1,0 +1,9 @@
+"""The regression test harness: virtual time, a simulated network, the pytest plugin.
+
+The plugin (``invsess.testing.plugin``) is registered through the ``pytest11`` entry point, so
+installing invsess makes its fixtures and its leak gate available in any test suite.
+"""
+
+from invsess.testing.network import LinkProfile, SimNetwork, TraceEntry
+
+__all__ = ["LinkProfile", "SimNetwork", "TraceEntry"]

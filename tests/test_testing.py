@@ -1,0 +1,121 @@
+"""The harness: the simulated network in virtual time, and the pytest plugin (via pytester)."""
+
+from __future__ import annotations
+
+import pytest
+
+from invsess.sip import NameAddress, make_request, parse_uri
+from invsess.testing import LinkProfile, SimNetwork
+from invsess.testing.plugin import EndpointFactory
+
+
+def options(endpoint, target, call_id):
+    return make_request(
+        "OPTIONS",
+        f"sip:x@{target[0]}:{target[1]}",
+        via=endpoint.via("udp"),
+        from_=NameAddress(parse_uri("sip:a@127.0.0.1"), None, (("tag", endpoint.new_tag()),)),
+        to=NameAddress(parse_uri("sip:x@127.0.0.1")),
+        call_id=call_id,
+        cseq=1,
+    )
+
+
+def run_transactions(
+    seed: int, profile: LinkProfile, count: int = 100
+) -> tuple[list[tuple[str, object]], SimNetwork]:
+    net = SimNetwork(seed, default=profile)
+    factory = EndpointFactory(net)
+    a = factory(("127.0.0.1", 5060))
+    factory(("127.0.0.2", 5060))
+    for i in range(count):
+        a.send_request(options(a, ("127.0.0.2", 5060), f"c{i}"), ("127.0.0.2", 5060), "udp", net.now)
+    net.run_until_idle()
+    outcomes = []
+    while (event := a.next_event()) is not None:
+        detail = getattr(getattr(event, "response", None), "status_code", None) or getattr(
+            event, "reason", None
+        )
+        outcomes.append((type(event).__name__, detail))
+    for endpoint, _ in factory.endpoints:
+        assert not endpoint.close()
+    return outcomes, net
+
+
+def test_lossy_network_every_transaction_ends_and_nothing_leaks() -> None:
+    profile = LinkProfile(latency=0.02, jitter=0.01, loss=0.2, duplicate=0.05, reorder=0.05)
+    outcomes, net = run_transactions(7, profile)
+    finals = [d for t, d in outcomes if t == "ResponseReceived"]
+    ended = [d for t, d in outcomes if t == "TransactionTerminated"]
+    assert len(ended) == 100  # every transaction reached Terminated, by Timer K or F
+    assert finals.count(200) + ended.count("timer F") >= 100
+    assert {e.fate for e in net.trace} >= {"delivered", "lost", "duplicated"}
+    assert net.now < 60  # virtual: 64*T1 at most per transaction, run in milliseconds
+
+
+def test_same_seed_same_trace() -> None:
+    profile = LinkProfile(latency=0.02, jitter=0.03, loss=0.2, duplicate=0.05, reorder=0.1)
+    first = [(e.time, e.fate, e.data) for e in run_transactions(11, profile, 20)[1].trace]
+    again = [(e.time, e.fate, e.data) for e in run_transactions(11, profile, 20)[1].trace]
+    other = [(e.time, e.fate, e.data) for e in run_transactions(12, profile, 20)[1].trace]
+    assert first == again
+    assert first != other
+
+
+def test_partition_and_heal() -> None:
+    net = SimNetwork()
+    factory = EndpointFactory(net)
+    a = factory(("127.0.0.1", 5060))
+    factory(("127.0.0.2", 5060))
+    net.partition(("127.0.0.1", 5060), ("127.0.0.2", 5060))
+    a.send_request(options(a, ("127.0.0.2", 5060), "p1"), ("127.0.0.2", 5060), "udp", net.now)
+    net.run_until(2.0)
+    assert all(e.fate == "partitioned" for e in net.trace)
+    net.heal()
+    net.run_until_idle()
+    assert any(e.fate == "delivered" and e.first_line.startswith("SIP/2.0 200") for e in net.trace)
+    assert "OPTIONS sip:x@127.0.0.2:5060 SIP/2.0  [partitioned]" in net.ladder()
+    for endpoint, _ in factory.endpoints:
+        assert not endpoint.close()
+
+
+def test_link_profile_validation() -> None:
+    with pytest.raises(ValueError, match="probability"):
+        LinkProfile(loss=1.5)
+    with pytest.raises(ValueError, match="negative"):
+        LinkProfile(latency=-1)
+
+
+PLUGIN_TEST = """
+import os
+import pytest
+from invsess.memory import PoolFactory
+
+def test_malloc_debug_is_on_by_default():
+    assert os.environ.get("INVSESS_MALLOC_DEBUG") == "1"
+    assert PoolFactory().malloc_debug
+
+def test_endpoints_on_the_network(endpoint_factory, sim_network):
+    a = endpoint_factory()
+    b = endpoint_factory()
+    assert sim_network.now == 0.0
+
+def test_a_leak_fails(endpoint_factory):
+    ep = endpoint_factory()
+    ep.factory.create_pool("forgotten")  # a pool nobody releases
+
+@pytest.mark.allow_leaks
+def test_a_leak_on_purpose(endpoint_factory):
+    ep = endpoint_factory()
+    ep.factory.create_pool("on purpose")
+"""
+
+
+def test_plugin_fixtures_and_leak_gate(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(PLUGIN_TEST)
+    result = pytester.runpytest("--strict-markers")  # the plugin loads through its pytest11 entry point
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*invsess leak gate: memory still held after the test*", "*live pools: forgotten*"]
+    )
