@@ -10,6 +10,7 @@ from invsess.sdp.model import (
     SessionDescription,
     Timing,
 )
+from invsess.sdp.negotiator import NegotiatorState, SdpNegotiationError, SdpNegotiator
 from invsess.sdp.parser import SdpParseError, parse_sdp
 
 __all__ = [
@@ -17,8 +18,11 @@ __all__ = [
     "Attribute",
     "Connection",
     "MediaDescription",
+    "NegotiatorState",
     "Origin",
     "RtpMap",
+    "SdpNegotiationError",
+    "SdpNegotiator",
     "SdpParseError",
     "SessionDescription",
     "Timing",

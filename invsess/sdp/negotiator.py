@@ -1,0 +1,331 @@
+"""SDP offer/answer (RFC 3264) as pjmedia's ``sdp_neg.c`` does it: states, tables, two pools.
+
+States: NULL, LOCAL_OFFER, REMOTE_OFFER, WAIT_NEGO, DONE. The negotiator holds our capabilities
+(``local``: the media we can do, in our preference order, with our direction), the offer or
+answer in progress, and the active pair after a successful negotiation.
+
+Memory follows PJSIP's ``pool_prov``/``pool_active``: the SDPs of a negotiation in progress are
+kept (as the bytes sent or received) in a provisional pool; when it completes, the old active
+pool is released and the provisional one becomes active. So any number of re-INVITEs costs
+the same memory (PJSIP's issue #877 was that it did not).
+
+Never does I/O; raises :class:`SdpNegotiationError` (answer 488) when no stream can be agreed,
+and :class:`~invsess.sip.errors.LocalProtocolError` for a call in the wrong state.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+import attrs
+
+from invsess.memory import Buffer, Pool, PoolFactory
+from invsess.sdp.model import DIRECTIONS, MediaDescription, RtpMap, SessionDescription
+from invsess.sip.errors import LocalProtocolError, RemoteProtocolError
+
+
+class SdpNegotiationError(RemoteProtocolError):
+    """No acceptable stream: an initial INVITE gets 488, a confirmed session ends with BYE."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status_code=488, reason="Not Acceptable Here")
+
+
+class NegotiatorState(enum.Enum):
+    """pjmedia's ``pjmedia_sdp_neg_state``."""
+
+    NULL = "NULL"
+    LOCAL_OFFER = "LOCAL_OFFER"
+    REMOTE_OFFER = "REMOTE_OFFER"
+    WAIT_NEGO = "WAIT_NEGO"
+    DONE = "DONE"
+
+
+_S = NegotiatorState
+#: (offered direction, our direction) -> the direction we answer (RFC 3264 §6.1).
+_ANSWER_DIRECTION = {
+    ("sendrecv", "sendrecv"): "sendrecv",
+    ("sendrecv", "sendonly"): "sendonly",
+    ("sendrecv", "recvonly"): "recvonly",
+    ("sendrecv", "inactive"): "inactive",
+    ("sendonly", "sendrecv"): "recvonly",
+    ("sendonly", "recvonly"): "recvonly",
+    ("sendonly", "sendonly"): "inactive",
+    ("sendonly", "inactive"): "inactive",
+    ("recvonly", "sendrecv"): "sendonly",
+    ("recvonly", "sendonly"): "sendonly",
+    ("recvonly", "recvonly"): "inactive",
+    ("recvonly", "inactive"): "inactive",
+    ("inactive", "sendrecv"): "inactive",
+    ("inactive", "sendonly"): "inactive",
+    ("inactive", "recvonly"): "inactive",
+    ("inactive", "inactive"): "inactive",
+}
+
+
+@attrs.frozen
+class _CodecKey:
+    encoding: str
+    clock_rate: int
+    channels: int
+
+
+def _codecs(media: MediaDescription) -> dict[str, _CodecKey | None]:
+    """Format -> codec identity: rtpmap for dynamic types, the number alone for static ones."""
+    maps = media.rtpmaps()
+    out: dict[str, _CodecKey | None] = {}
+    for fmt in media.formats:
+        rtp: RtpMap | None = maps.get(fmt)
+        if rtp is not None:
+            out[fmt] = _CodecKey(rtp.encoding.lower(), rtp.clock_rate, rtp.channels or 1)
+        else:
+            out[fmt] = None
+    return out
+
+
+def _is_static(fmt: str) -> bool:
+    return fmt.isascii() and fmt.isdigit() and int(fmt) < 96
+
+
+class SdpNegotiator:
+    """One session's offer/answer machine; see the module docstring."""
+
+    TRANSITIONS: ClassVar[dict[tuple[NegotiatorState, str], NegotiatorState]] = {
+        (_S.NULL, "create offer"): _S.LOCAL_OFFER,
+        (_S.NULL, "receive offer"): _S.REMOTE_OFFER,
+        (_S.LOCAL_OFFER, "receive answer"): _S.WAIT_NEGO,
+        (_S.LOCAL_OFFER, "cancel offer"): _S.NULL,  # to DONE instead when a session was agreed
+        (_S.REMOTE_OFFER, "create answer"): _S.WAIT_NEGO,
+        (_S.REMOTE_OFFER, "cancel offer"): _S.NULL,  # likewise
+        (_S.WAIT_NEGO, "negotiate"): _S.DONE,
+        (_S.WAIT_NEGO, "negotiation failed"): _S.NULL,  # likewise
+        (_S.DONE, "create offer"): _S.LOCAL_OFFER,
+        (_S.DONE, "receive offer"): _S.REMOTE_OFFER,
+    }
+
+    def __init__(self, local: SessionDescription, factory: PoolFactory, *, name: str = "sdp") -> None:
+        self.state = _S.NULL
+        self.local = local
+        self._factory = factory
+        self._name = name
+        self._pool_active: Pool | None = None
+        self._pool_prov: Pool | None = None
+        self.active_local: SessionDescription | None = None
+        self.active_remote: SessionDescription | None = None
+        self._pending_local: SessionDescription | None = None
+        self._pending_remote: SessionDescription | None = None
+        self._last_sent: SessionDescription | None = None
+        self._version = local.origin.session_version
+        self._we_offered = False
+
+    # -- the table -----------------------------------------------------------------------------
+
+    def _go(self, event: str) -> None:
+        nxt = self.TRANSITIONS.get((self.state, event))
+        if nxt is None:
+            raise LocalProtocolError(f"SDP negotiator: cannot {event} in state {self.state.name}")
+        if nxt is _S.NULL and self.active_local is not None:
+            nxt = _S.DONE  # back to the session already agreed
+        self.state = nxt
+
+    def _keep(self, sdp: SessionDescription) -> None:
+        if self._pool_prov is None:
+            self._pool_prov = self._factory.create_pool(f"{self._name}-sdp", 1024, 1024)
+        self._pool_prov.alloc(Buffer, sdp.serialize())
+
+    def _drop_provisional(self) -> None:
+        if self._pool_prov is not None:
+            self._pool_prov.release("offer/answer abandoned")
+            self._pool_prov = None
+        self._pending_local = self._pending_remote = None
+
+    # -- the offerer's side ------------------------------------------------------------------
+
+    def set_direction(self, direction: str) -> None:
+        """Hold (sendonly), resume (sendrecv), ...: applies to the next offer or answer."""
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}")
+        media = tuple(m.with_direction(direction) if not m.rejected else m for m in self.local.media)
+        self.local = attrs.evolve(self.local, media=media)
+
+    def create_offer(self) -> SessionDescription:
+        """Our offer (NULL/DONE -> LOCAL_OFFER). A re-offer keeps the agreed m-lines."""
+        self._go("create offer")
+        self._we_offered = True
+        offer = self._versioned(self._offer_body())
+        self._pending_local = offer
+        self._keep(offer)
+        return offer
+
+    def _offer_body(self) -> SessionDescription:
+        if self.active_local is None or self.active_remote is None:
+            return self.local
+        # RFC 3264 §8: the same m-lines, in the same order; rejected ones stay rejected.
+        ours = list(self.local.media)
+        media = []
+        for old, theirs in zip(self.active_local.media, self.active_remote.media, strict=False):
+            match = next((m for m in ours if m.media == old.media), None)
+            if old.rejected or theirs.rejected or match is None:
+                media.append(_rejected(old))
+            else:
+                ours.remove(match)
+                media.append(match)
+        return attrs.evolve(self.local, media=tuple(media))
+
+    def receive_answer(self, answer: SessionDescription) -> None:
+        """The answer to our offer (LOCAL_OFFER -> WAIT_NEGO); call :meth:`negotiate` next."""
+        self._go("receive answer")
+        self._pending_remote = answer
+        self._keep(answer)
+
+    def cancel_offer(self) -> None:
+        """Abandon the offer in progress (a 491, a failed re-INVITE): back to the agreed session."""
+        self._go("cancel offer")
+        self._drop_provisional()
+
+    # -- the answerer's side -----------------------------------------------------------------
+
+    def receive_offer(self, offer: SessionDescription) -> None:
+        """An offer from the peer (NULL/DONE -> REMOTE_OFFER); answer with :meth:`create_answer`."""
+        if self.active_remote is not None and len(offer.media) < len(self.active_remote.media):
+            raise SdpNegotiationError("a re-offer may not remove m-lines (RFC 3264 §8)")
+        self._go("receive offer")
+        self._we_offered = False
+        self._pending_remote = offer
+        self._keep(offer)
+
+    def create_answer(self) -> SessionDescription:
+        """Our answer to the pending offer; REMOTE_OFFER -> WAIT_NEGO -> DONE.
+
+        Raises :class:`SdpNegotiationError` (and returns to the agreed session) when nothing in
+        the offer is acceptable.
+        """
+        self._go("create answer")
+        offer = self._pending_remote
+        if offer is None:  # pragma: no cover - the table guarantees it
+            raise LocalProtocolError("no pending offer")
+        try:
+            answer = self._versioned(self._answer_body(offer))
+        except SdpNegotiationError:
+            self._go("negotiation failed")
+            self._drop_provisional()
+            raise
+        self._pending_local = answer
+        self._keep(answer)
+        self.negotiate()
+        return answer
+
+    def _answer_body(self, offer: SessionDescription) -> SessionDescription:
+        available = list(self.local.media)
+        media: list[MediaDescription] = []
+        for offered in offer.media:
+            local = next(
+                (m for m in available if m.media == offered.media and m.proto == offered.proto), None
+            )
+            answered = None if offered.rejected or local is None else self._answer_stream(offered, local)
+            if answered is None:
+                media.append(_rejected(offered))
+            else:
+                available.remove(local)  # type: ignore[arg-type]
+                media.append(answered)
+        if all(m.rejected for m in media):
+            raise SdpNegotiationError("no acceptable stream in the offer")
+        return attrs.evolve(self.local, media=tuple(media))
+
+    def _answer_stream(self, offered: MediaDescription, local: MediaDescription) -> MediaDescription | None:
+        theirs = _codecs(offered)
+        ours = _codecs(local)
+        ours_by_codec = {codec: fmt for fmt, codec in ours.items() if codec is not None}
+        formats: list[str] = []
+        for fmt, codec in theirs.items():  # the offerer's order (pjmedia's default)
+            if codec is None:
+                if _is_static(fmt) and fmt in ours:
+                    formats.append(fmt)
+            elif codec in ours_by_codec:
+                formats.append(fmt)  # keep the offerer's payload number (RFC 3264 §6.1)
+            elif _is_static(fmt) and ours.get(fmt) is None and fmt in ours:
+                formats.append(fmt)
+        if not formats:
+            return None
+        keep = set(formats)
+        attributes = []
+        for attr in offered.attributes:
+            if attr.name in ("rtpmap", "fmtp") and attr.value and attr.value.split(" ", 1)[0] in keep:
+                attributes.append(attr)
+        for attr in local.attributes:
+            if attr.name not in ("rtpmap", "fmtp", *DIRECTIONS):
+                attributes.append(attr)
+        direction = _ANSWER_DIRECTION[(offered.direction, local.direction)]
+        answered = attrs.evolve(local, formats=tuple(formats), attributes=tuple(attributes))
+        return answered.with_direction(direction)
+
+    # -- completing --------------------------------------------------------------------------
+
+    def negotiate(self) -> None:
+        """WAIT_NEGO -> DONE: check the answer, make the pair active, swap the pools."""
+        if self.state is not _S.WAIT_NEGO:
+            raise LocalProtocolError(f"SDP negotiator: cannot negotiate in state {self.state.name}")
+        local, remote = self._pending_local, self._pending_remote
+        if local is None or remote is None:  # pragma: no cover - the table guarantees it
+            raise LocalProtocolError("nothing to negotiate")
+        offer, answer = (local, remote) if self._we_offered else (remote, local)
+        try:
+            _check_answer(offer, answer)
+        except SdpNegotiationError:
+            self._go("negotiation failed")
+            self._drop_provisional()
+            raise
+        self._go("negotiate")
+        self.active_local, self.active_remote = local, remote
+        if self._pool_active is not None:
+            self._pool_active.release("superseded by a new negotiation")
+        self._pool_active, self._pool_prov = self._pool_prov, None
+        self._pending_local = self._pending_remote = None
+
+    def _versioned(self, body: SessionDescription) -> SessionDescription:
+        """``o=`` version +1 when what we send changed since the last one (RFC 3264 §8)."""
+        if self._last_sent is not None and body.with_version(0) == self._last_sent.with_version(0):
+            sdp = body.with_version(self._last_sent.origin.session_version)
+        else:
+            if self._last_sent is not None:
+                self._version += 1
+            sdp = body.with_version(self._version)
+        self._last_sent = sdp
+        return sdp
+
+    def release(self) -> None:
+        """Free both pools (when the session ends)."""
+        for pool in (self._pool_prov, self._pool_active):
+            if pool is not None:
+                pool.release("session ended")
+        self._pool_prov = self._pool_active = None
+
+
+def _rejected(offered: MediaDescription) -> MediaDescription:
+    """RFC 3264 §6: port 0, the offered formats (at least one is required), no attributes."""
+    return MediaDescription(offered.media, 0, offered.proto, offered.formats[:1] or ("0",))
+
+
+def _check_answer(offer: SessionDescription, answer: SessionDescription) -> None:
+    if len(answer.media) != len(offer.media):
+        raise SdpNegotiationError(
+            f"the answer has {len(answer.media)} m-lines for {len(offer.media)} offered (RFC 3264 §6)"
+        )
+    accepted = 0
+    for offered, answered in zip(offer.media, answer.media, strict=True):
+        if answered.media != offered.media:
+            raise SdpNegotiationError(f"m-line {answered.media} answers {offered.media}")
+        if answered.rejected or offered.rejected:
+            continue
+        theirs = _codecs(offered)
+        known = {c for c in theirs.values() if c is not None}
+        common = [
+            f
+            for f, c in _codecs(answered).items()
+            if (c is None and f in theirs) or (c is not None and c in known)
+        ]
+        if common:
+            accepted += 1
+    if accepted == 0:
+        raise SdpNegotiationError("no stream with a codec both sides offered")
