@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import ssl
+import sys
 
 import click
 
@@ -15,6 +16,7 @@ from invsess.demo import run_demo
 from invsess.endpoint import KNOWN_METHODS, CancelReceived, Endpoint, EndpointConfig
 from invsess.logs import configure
 from invsess.sip import make_response
+from invsess.trace import Trace, render_svg, render_text, write_pcap
 from invsess.transaction import RequestReceived, TimerConfig
 
 
@@ -64,6 +66,9 @@ def demo() -> None:
     help="Final answer to served requests other than OPTIONS (until sessions answer calls).",
 )
 @click.option("--t1", type=float, default=0.5, show_default=True, help="RFC 3261 T1 in seconds.")
+@click.option(
+    "--trace", "trace_path", type=click.Path(dir_okay=False), help="Write a JSON-lines trace here at exit."
+)
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
 def answer(  # noqa: PLR0917 - click passes every option positionally by name
@@ -74,6 +79,7 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     allow: tuple[str, ...],
     answer_code: int,
     t1: float,
+    trace_path: str | None,
     duration: float | None,
     log_level: str,
 ) -> None:
@@ -111,7 +117,8 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
 
     async def serve() -> int:
         guard = SendGuard.loopback_only() if loopback_only else SendGuard()
-        aep = AsyncEndpoint(Endpoint(config), guard=guard, server_ssl=server_ssl)
+        trace = Trace() if trace_path else None
+        aep = AsyncEndpoint(Endpoint(config), guard=guard, server_ssl=server_ssl, trace=trace)
         for spec in specs:
             host, port = await aep.listen(spec)
             click.echo(f"listening on {spec.transport}:{host}:{port}", err=True)
@@ -125,11 +132,40 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
             await asyncio.wait_for(stop.wait(), duration)
         worker.cancel()
         report = await aep.close()
+        if trace is not None and trace_path:
+            trace.write(trace_path)
+            click.echo(f"trace: {len(trace)} events in {trace_path}", err=True)
         click.echo(f"stats: {dict(aep.endpoint.stats)}", err=True)
         click.echo(report.format(), err=True)
         return 1 if report else 0
 
     raise SystemExit(asyncio.run(serve()))
+
+
+@main.command()
+@click.argument("trace_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--svg", "svg_path", type=click.Path(dir_okay=False), help="Also draw the ladder as SVG here.")
+@click.option(
+    "--pcap", "pcap_path", type=click.Path(dir_okay=False), help="Also export the messages as pcap here."
+)
+@click.option(
+    "--colour/--no-colour", "colour", default=None, help="Colour the terminal ladder (default: on a TTY)."
+)
+def ladder(trace_file: str, svg_path: str | None, pcap_path: str | None, colour: bool | None) -> None:
+    """Draw the call flow of a JSON-lines trace as a ladder diagram."""
+    try:
+        trace = Trace.read(trace_file)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    use_colour = sys.stdout.isatty() if colour is None else colour
+    click.echo(render_text(trace, colour=use_colour), color=use_colour)
+    if svg_path:
+        with open(svg_path, "w", encoding="utf-8") as fh:
+            fh.write(render_svg(trace))
+        click.echo(f"svg: {svg_path}", err=True)
+    if pcap_path:
+        frames = write_pcap(trace, pcap_path)
+        click.echo(f"pcap: {frames} frames in {pcap_path}", err=True)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def test_partition_and_heal() -> None:
     net.heal()
     net.run_until_idle()
     assert any(e.fate == "delivered" and e.first_line.startswith("SIP/2.0 200") for e in net.trace)
-    assert "OPTIONS sip:x@127.0.0.2:5060 SIP/2.0  [partitioned]" in net.ladder()
+    assert "OPTIONS sip:x@127.0.0.2:5060 SIP/2.0 [partitioned]" in net.ladder()
     for endpoint, _ in factory.endpoints:
         assert not endpoint.close()
 

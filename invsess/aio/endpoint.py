@@ -19,6 +19,7 @@ from invsess.aio.transport import StreamTransport, UdpTransport
 from invsess.endpoint import AnyEvent, Endpoint
 from invsess.memory import LeakReport
 from invsess.sip.errors import LocalProtocolError
+from invsess.trace import Trace
 from invsess.transaction import Outgoing
 
 Address = tuple[str, int]
@@ -63,8 +64,11 @@ class AsyncEndpoint:
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         idle_timeout: float = 300.0,
+        trace: Trace | None = None,
     ) -> None:
         self.endpoint = endpoint
+        #: When given, every message received and sent is recorded (``invsess ladder`` draws it).
+        self.trace = trace
         self.guard = guard or SendGuard()
         self._server_ssl = server_ssl
         self._client_ssl = client_ssl
@@ -125,6 +129,9 @@ class AsyncEndpoint:
 
     def _feed(self, data: bytes, source: Address, transport: str) -> None:
         log.debug("rx", transport=transport, source=f"{source[0]}:{source[1]}", line=_first_line(data))
+        if self.trace is not None:
+            local = self.endpoint.listeners.get(transport, ("0.0.0.0", 0))  # noqa: S104 - a label only
+            self.trace.message(self.now(), source, local, transport, data)
         self.endpoint.receive(data, source, transport, self.now())
         self.flush()
 
@@ -149,10 +156,19 @@ class AsyncEndpoint:
                 if stream is None:
                     raise LocalProtocolError(f"no {item.transport} listener")
                 stream.send(item.data, item.destination)
+            if self.trace is not None:
+                self._record_sent(item, "delivered")
         except SendRefusedError as exc:
+            if self.trace is not None:
+                self._record_sent(item, "refused")
             self.refused += 1
             log.warning("send refused", error=str(exc))
             self.endpoint.transport_error(item.destination, item.transport)
+
+    def _record_sent(self, item: Outgoing, fate: str) -> None:
+        if self.trace is not None:
+            local = self.endpoint.listeners.get(item.transport, ("0.0.0.0", 0))  # noqa: S104 - a label only
+            self.trace.message(self.now(), local, item.destination, item.transport, item.data, fate)
 
     def _connection_failed(self, destination: Address, transport: str) -> None:
         self.endpoint.transport_error(destination, transport)

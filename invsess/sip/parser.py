@@ -82,10 +82,16 @@ def parse_message(
         sep = 2 if data.endswith(b"\r\n") else 1
         end = len(data) - sep
     head = data[start:end].decode("utf-8", "surrogateescape")
-    head = head.replace("\r\n", "\n")
-    if "\r" in head:
-        raise ParseError("bare CR in the header section")
-    lines = head.split("\n")
+    crlf = head.count("\r\n")
+    if crlf == head.count("\n"):  # the usual case: CRLF only, one split
+        if crlf != head.count("\r"):
+            raise ParseError("bare CR in the header section")
+        lines = head.split("\r\n")
+    else:  # bare LF line ends (tolerated)
+        head = head.replace("\r\n", "\n")
+        if "\r" in head:
+            raise ParseError("bare CR in the header section")
+        lines = head.split("\n")
     first = lines[0]
     if len(first) > limits.max_line_length:
         raise ParseError("start line too long")

@@ -181,12 +181,7 @@ class SimNetwork:
                 break
 
     def ladder(self, limit: int = 200) -> str:
-        """A plain-text ladder of the trace (the full drawing comes with ``invsess.trace``)."""
-        names = {addr: f"{addr[0]}:{addr[1]}" for addr in self._nodes}
-        lines = []
-        for entry in self.trace[-limit:]:
-            src = names.get(entry.source, f"{entry.source[0]}:{entry.source[1]}")
-            dst = names.get(entry.destination, f"{entry.destination[0]}:{entry.destination[1]}")
-            mark = "" if entry.fate == "delivered" else f"  [{entry.fate}]"
-            lines.append(f"{entry.time:10.3f}  {src:>21} -> {dst:<21} {entry.first_line}{mark}")
-        return "\n".join(lines)
+        """The ladder diagram of the last ``limit`` datagrams (see :mod:`invsess.trace`)."""
+        from invsess.trace import Trace, render_text  # noqa: PLC0415 - trace imports this module's types
+
+        return render_text(Trace.from_entries(self.trace[-limit:]))

@@ -38,6 +38,16 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_leaks: this test leaks on purpose; skip the invsess leak gate")
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the ladder of the simulated network to the report of a failed test."""
+    report = yield
+    network = getattr(item, "funcargs", {}).get("sim_network")
+    if report.failed and isinstance(network, SimNetwork) and network.trace:
+        report.sections.append(("invsess ladder", network.ladder()))
+    return report
+
+
 @pytest.fixture
 def sim_network(request: pytest.FixtureRequest) -> SimNetwork:
     """A simulated network in virtual time, seeded by ``--invsess-seed``."""
