@@ -104,6 +104,7 @@ class Endpoint:
         self._event_pool: Pool | None = None
         self._closed = False
         self._handed_on: Pool | None = None  # the rx pool a transaction or an event took over
+        self._dialogs: set[tuple[str, str, str]] = set()
         #: Counters: stray responses and ACKs, parse failures, stateless answers by code, ...
         self.stats: Counter[str] = Counter()
 
@@ -266,6 +267,14 @@ class Endpoint:
             if peer == destination and tx.transport == transport.lower():
                 tx.transport_error()
                 self._touch(tx)
+
+    def register_dialog(self, dialog_id: tuple[str, str, str]) -> None:
+        """Let in-dialog requests for (Call-ID, local tag, remote tag) through (else 481)."""
+        self._dialogs.add(dialog_id)
+
+    def unregister_dialog(self, dialog_id: tuple[str, str, str]) -> None:
+        """In-dialog requests for this dialog get 481 again."""
+        self._dialogs.discard(dialog_id)
 
     def leak_report(self) -> LeakReport:
         """Pools still alive (transactions, undelivered events): empty once idle."""
@@ -432,8 +441,8 @@ class Endpoint:
             return 501, None, [("Allow", cfg.allow_header)]
         if method not in cfg.allow:
             return 405, None, [("Allow", cfg.allow_header)]
-        if to_tag is not None:
-            return 481, None, []  # in-dialog request and no dialog layer claimed it
+        if to_tag is not None and (request.call_id or "", to_tag, from_tag or "") not in self._dialogs:
+            return 481, None, []  # an in-dialog request for a dialog we do not have
         if len(self._server) + len(self._client) >= cfg.max_transactions:
             return 503, None, [("Retry-After", str(cfg.retry_after))]
         if request.body:

@@ -1,0 +1,356 @@
+"""Dialogs (RFC 3261 §12): identity, tags, CSeq, route set, remote target, and their life.
+
+A :class:`Dialog` owns a pool (it is itself the first block of it). Its reference count is
+PJSIP's *session count* (``pjsip_dlg_inc_session``/``dec_session``); it also counts the
+transactions working for it. It is destroyed, and its pool released, when both reach zero —
+which is what makes the INVITE session, allocated from that pool, freed memory at that moment.
+
+Never touches a socket or a clock: it builds requests and checks requests, nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from invsess.memory import Pool, PoolFactory, RefCounted
+from invsess.sip import (
+    CSeq,
+    LocalProtocolError,
+    NameAddress,
+    RemoteProtocolError,
+    Request,
+    Response,
+    SipUri,
+    Uri,
+    Via,
+    make_request,
+)
+from invsess.sip.headers import ContactStar
+
+
+class DialogState(enum.Enum):
+    """RFC 3261 §12: early (after a provisional with a To tag), confirmed, terminated."""
+
+    EARLY = "EARLY"
+    CONFIRMED = "CONFIRMED"
+    TERMINATED = "TERMINATED"
+
+
+class DialogRole(enum.Enum):
+    """Which side created the dialog."""
+
+    UAC = "UAC"
+    UAS = "UAS"
+
+
+DialogId = tuple[str, str, str]  # (Call-ID, local tag, remote tag)
+
+_METHODS_WITHOUT_CSEQ_CHECK = frozenset({"ACK", "CANCEL"})
+
+
+def _contact_uri(message: Request | Response) -> Uri | None:
+    for contact in message.contact:
+        if not isinstance(contact, ContactStar):
+            return contact.uri
+    return None
+
+
+class Dialog(RefCounted):
+    """One dialog; create it with :meth:`create_uac` or :meth:`create_uas`."""
+
+    __slots__ = (
+        "call_id",
+        "local_contact",
+        "local_cseq",
+        "local_tag",
+        "local_uri",
+        "pool",
+        "remote_cseq",
+        "remote_tag",
+        "remote_target",
+        "remote_uri",
+        "role",
+        "route_set",
+        "secure",
+        "state",
+        "transport",
+        "tsx_count",
+    )
+    ref_label: ClassVar[str] = "dialog session count"
+
+    def __init__(
+        self,
+        pool: Pool,
+        *,
+        role: DialogRole,
+        call_id: str,
+        local_tag: str,
+        remote_tag: str,
+        local_uri: NameAddress,
+        remote_uri: NameAddress,
+        local_cseq: int,
+        remote_cseq: int | None,
+        route_set: tuple[NameAddress, ...],
+        remote_target: Uri,
+        local_contact: NameAddress,
+        secure: bool,
+        transport: str,
+        state: DialogState,
+    ) -> None:
+        super().__init__()
+        self.pool = pool
+        self.role = role
+        self.call_id = call_id
+        self.local_tag = local_tag
+        self.remote_tag = remote_tag
+        self.local_uri = local_uri
+        self.remote_uri = remote_uri
+        self.local_cseq = local_cseq
+        self.remote_cseq = remote_cseq
+        self.route_set = route_set
+        self.remote_target = remote_target
+        self.local_contact = local_contact
+        self.secure = secure
+        self.transport = transport
+        self.state = state
+        self.tsx_count = 0
+        pool.set_context(self._context)
+
+    def __repr__(self) -> str:
+        return f"<Dialog {self.call_id} {self.local_tag}/{self.remote_tag} {self.state.name}>"
+
+    def _context(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "local_tag": self.local_tag,
+            "remote_tag": self.remote_tag,
+            "state": self.state.name,
+        }
+
+    @property
+    def id(self) -> DialogId:
+        """(Call-ID, local tag, remote tag)."""
+        return self.call_id, self.local_tag, self.remote_tag
+
+    # -- creation ----------------------------------------------------------------------------
+
+    @classmethod
+    def create_uac(
+        cls, factory: PoolFactory, request: Request, response: Response, *, transport: str = "udp"
+    ) -> Dialog:
+        """The dialog a 1xx (early) or 2xx (confirmed) with a To tag creates for our request."""
+        to, from_, call_id, cseq = response.to, request.from_, request.call_id, request.cseq
+        if (
+            to is None
+            or to.tag is None
+            or from_ is None
+            or from_.tag is None
+            or call_id is None
+            or cseq is None
+        ):
+            raise LocalProtocolError(
+                "a UAC dialog needs a To tag in the response and a From tag in the request"
+            )
+        if not 100 < response.status_code < 300:
+            raise LocalProtocolError(f"a {response.status_code} does not create a dialog")
+        target = _contact_uri(response)
+        if target is None:
+            raise RemoteProtocolError("a dialog-creating response without a Contact", status_code=400)
+        contact = next((c for c in request.contact if isinstance(c, NameAddress)), None)
+        if contact is None:
+            raise LocalProtocolError("a dialog-creating request needs a Contact")
+        pool = factory.create_pool(f"dlg-{call_id}-{from_.tag}", 2048, 2048)
+        try:
+            return pool.alloc(
+                cls,
+                pool,
+                role=DialogRole.UAC,
+                call_id=call_id,
+                local_tag=from_.tag,
+                remote_tag=to.tag,
+                local_uri=from_,
+                remote_uri=to,
+                local_cseq=cseq.number,
+                remote_cseq=None,
+                route_set=tuple(reversed(response.record_route)),
+                remote_target=target,
+                local_contact=contact,
+                secure=_is_sips(request.uri),
+                transport=transport,
+                state=DialogState.EARLY if response.status_code < 200 else DialogState.CONFIRMED,
+            )
+        except BaseException:
+            pool.release("dialog creation failed")
+            raise
+
+    @classmethod
+    def create_uas(
+        cls,
+        factory: PoolFactory,
+        request: Request,
+        *,
+        local_tag: str,
+        local_contact: NameAddress,
+        transport: str = "udp",
+    ) -> Dialog:
+        """The dialog we create by answering ``request`` (early until we send a 2xx)."""
+        to, from_, call_id, cseq = request.to, request.from_, request.call_id, request.cseq
+        if to is None or from_ is None or call_id is None or cseq is None:
+            raise RemoteProtocolError(
+                "a dialog-creating request needs From, To, Call-ID and CSeq", status_code=400
+            )
+        target = _contact_uri(request)
+        if target is None:
+            raise RemoteProtocolError("a dialog-creating request without a Contact", status_code=400)
+        pool = factory.create_pool(f"dlg-{call_id}-{local_tag}", 2048, 2048)
+        try:
+            return pool.alloc(
+                cls,
+                pool,
+                role=DialogRole.UAS,
+                call_id=call_id,
+                local_tag=local_tag,
+                remote_tag=from_.tag or "",
+                local_uri=to.with_tag(local_tag),
+                remote_uri=from_,
+                local_cseq=0,
+                remote_cseq=cseq.number,
+                route_set=tuple(request.record_route),
+                remote_target=target,
+                local_contact=local_contact,
+                secure=_is_sips(request.uri),
+                transport=transport,
+                state=DialogState.EARLY,
+            )
+        except BaseException:
+            pool.release("dialog creation failed")
+            raise
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    def confirm(self, response: Response | None = None) -> None:
+        """EARLY -> CONFIRMED. A UAC passes the 2xx: its route set and target are the final ones."""
+        if self.state is DialogState.TERMINATED:
+            raise LocalProtocolError("the dialog is terminated")
+        if response is not None and self.role is DialogRole.UAC:
+            self.route_set = tuple(reversed(response.record_route))
+            target = _contact_uri(response)
+            if target is not None:
+                self.remote_target = target
+        self.state = DialogState.CONFIRMED
+
+    def terminate(self) -> None:
+        """Mark the dialog terminated (its memory goes when the counts reach zero)."""
+        self.state = DialogState.TERMINATED
+
+    def inc_tsx(self) -> None:
+        """A transaction started working for this dialog."""
+        self.tsx_count += 1
+
+    def dec_tsx(self) -> None:
+        """A transaction of this dialog terminated."""
+        if self.tsx_count == 0:
+            raise LocalProtocolError("dialog transaction count below zero")
+        self.tsx_count -= 1
+        if self.tsx_count == 0 and self.ref_count == 0:
+            self._destroy("dialog transaction count 1 -> 0")
+
+    def _on_last_ref(self, reason: str) -> None:
+        if self.tsx_count == 0:
+            self._destroy(reason)
+
+    def _destroy(self, reason: str) -> None:
+        self.state = DialogState.TERMINATED
+        self.pool.release(reason)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def create_request(
+        self,
+        method: str,
+        *,
+        via: Via,
+        cseq: int | None = None,
+        headers: Iterable[tuple[str, object]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Request:
+        """An in-dialog request: the next CSeq (ACK and CANCEL reuse the INVITE's), the route set.
+
+        Loose routing when the first route has ``lr`` (or there is none): Request-URI = remote
+        target, Route = route set. Strict routing otherwise (RFC 3261 §12.2.1.1).
+        """
+        if self.state is DialogState.TERMINATED:
+            raise LocalProtocolError(f"cannot send {method} in a terminated dialog")
+        if method in _METHODS_WITHOUT_CSEQ_CHECK:
+            if cseq is None:
+                raise LocalProtocolError(f"{method} reuses the CSeq number of the request it goes with")
+            number = cseq
+        else:
+            self.local_cseq += 1
+            number = self.local_cseq
+        uri, routes = self._request_uri_and_routes()
+        return make_request(
+            method,
+            uri,
+            via=via,
+            from_=self.local_uri,
+            to=self.remote_uri,
+            call_id=self.call_id,
+            cseq=CSeq(number, method),
+            contact=self.local_contact
+            if method in ("INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER")
+            else None,
+            headers=[*(("Route", str(r)) for r in routes), *headers],
+            body=body,
+            content_type=content_type,
+        )
+
+    def _request_uri_and_routes(self) -> tuple[Uri, tuple[NameAddress, ...]]:
+        if not self.route_set:
+            return self.remote_target, ()
+        first = self.route_set[0].uri
+        if isinstance(first, SipUri) and first.lr:
+            return self.remote_target, self.route_set
+        return first, (*self.route_set[1:], NameAddress(self.remote_target))
+
+    def next_hop(self) -> tuple[str, int, str]:
+        """Where an in-dialog request goes: the first route, else the remote target (no DNS)."""
+        target = self.route_set[0].uri if self.route_set else self.remote_target
+        if not isinstance(target, SipUri):
+            raise LocalProtocolError(f"cannot send to {target}")
+        host, port = target.host_port
+        if target.maddr:
+            host = target.maddr
+        return host, port, (target.transport or self.transport)
+
+    def receive_request(self, request: Request) -> None:
+        """Check and record an in-dialog request (RFC 3261 §12.2.2).
+
+        A CSeq lower than or equal to the last one (other than ACK/CANCEL) is an error the peer
+        deserves a 500 for. A re-INVITE or UPDATE with a Contact refreshes the remote target.
+        """
+        cseq = request.cseq
+        if cseq is None:
+            raise RemoteProtocolError("in-dialog request without CSeq", status_code=400)
+        if request.method not in _METHODS_WITHOUT_CSEQ_CHECK:
+            if self.remote_cseq is not None and cseq.number <= self.remote_cseq:
+                raise RemoteProtocolError(
+                    f"CSeq {cseq.number} is not above {self.remote_cseq}",
+                    status_code=500,
+                    reason="Server Internal Error",
+                )
+            self.remote_cseq = cseq.number
+        if request.method in ("INVITE", "UPDATE"):
+            target = _contact_uri(request)
+            if target is not None:
+                self.remote_target = target
+
+
+def _is_sips(uri: Uri) -> bool:
+    return isinstance(uri, SipUri) and uri.secure
+
+
+__all__ = ["Dialog", "DialogId", "DialogRole", "DialogState"]
