@@ -61,7 +61,7 @@ def test_uac_and_uas_dialogs_mirror_each_other() -> None:
     assert str(uac.remote_target) == "sip:bob@127.0.0.2:5062"
     assert str(uas.remote_target) == "sip:alice@127.0.0.1:5061"
     uac.confirm(ok(req))
-    assert uac.state is DialogState.CONFIRMED
+    assert uac.state.name == "CONFIRMED"
 
 
 def test_in_dialog_request_loose_routing_and_cseq() -> None:
