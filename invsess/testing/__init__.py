@@ -5,5 +5,6 @@ installing invsess makes its fixtures and its leak gate available in any test su
 """
 
 from invsess.testing.network import LinkProfile, SimNetwork, TraceEntry
+from invsess.testing.scenario import ScriptedPeer
 
-__all__ = ["LinkProfile", "SimNetwork", "TraceEntry"]
+__all__ = ["LinkProfile", "ScriptedPeer", "SimNetwork", "TraceEntry"]

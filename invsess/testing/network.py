@@ -104,7 +104,8 @@ class SimNetwork:
                 return addr
         raise ValueError("endpoint is not attached")
 
-    def _collect(self) -> None:
+    def flush(self) -> None:
+        """Take what every node queued and put it on the wire (deliveries get scheduled)."""
         for addr, ep in self._nodes.items():
             for out in ep.datagrams_to_send():
                 self._launch(addr, out)
@@ -147,7 +148,7 @@ class SimNetwork:
 
     def step(self) -> bool:
         """Advance to the next event and process everything due then; False when idle."""
-        self._collect()
+        self.flush()
         when = self.next_time()
         if when is None:
             return False
@@ -159,12 +160,12 @@ class SimNetwork:
             deadline = ep.next_deadline()
             if deadline is not None and deadline <= self.now:
                 ep.handle_timers(self.now)
-        self._collect()
+        self.flush()
         return True
 
     def run_until(self, until: float) -> None:
         """Process every event up to ``until`` (the clock ends there)."""
-        self._collect()
+        self.flush()
         while True:
             when = self.next_time()
             if when is None or when > until:
@@ -174,7 +175,7 @@ class SimNetwork:
 
     def run_until_idle(self, limit: float = 3600.0) -> None:
         """Process events until nothing is pending (or ``limit`` virtual seconds pass)."""
-        self._collect()
+        self.flush()
         end = self.now + limit
         while self.next_time() is not None and self.now <= end:
             if not self.step():
