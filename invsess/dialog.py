@@ -31,8 +31,12 @@ from invsess.sip.headers import ContactStar
 
 
 class DialogState(enum.Enum):
-    """RFC 3261 §12: early (after a provisional with a To tag), confirmed, terminated."""
+    """RFC 3261 §12: early (after a provisional with a To tag), confirmed, terminated.
 
+    NULL is PJSIP's: a UAC dialog whose INVITE went out and no response with a To tag came yet.
+    """
+
+    NULL = "NULL"
     EARLY = "EARLY"
     CONFIRMED = "CONFIRMED"
     TERMINATED = "TERMINATED"
@@ -184,6 +188,55 @@ class Dialog(RefCounted):
         except BaseException:
             pool.release("dialog creation failed")
             raise
+
+    @classmethod
+    def create_uac_initial(cls, factory: PoolFactory, request: Request, *, transport: str = "udp") -> Dialog:
+        """The dialog of an INVITE we are about to send (NULL: no remote tag yet; see establish)."""
+        to, from_, call_id, cseq = request.to, request.from_, request.call_id, request.cseq
+        if to is None or from_ is None or from_.tag is None or call_id is None or cseq is None:
+            raise LocalProtocolError("an initial INVITE needs From (with a tag), To, Call-ID and CSeq")
+        contact = next((c for c in request.contact if isinstance(c, NameAddress)), None)
+        if contact is None:
+            raise LocalProtocolError("a dialog-creating request needs a Contact")
+        pool = factory.create_pool(f"dlg-{call_id}-{from_.tag}", 2048, 2048)
+        try:
+            return pool.alloc(
+                cls,
+                pool,
+                role=DialogRole.UAC,
+                call_id=call_id,
+                local_tag=from_.tag,
+                remote_tag="",
+                local_uri=from_,
+                remote_uri=to,
+                local_cseq=cseq.number,
+                remote_cseq=None,
+                route_set=(),
+                remote_target=request.uri,
+                local_contact=contact,
+                secure=_is_sips(request.uri),
+                transport=transport,
+                state=DialogState.NULL,
+            )
+        except BaseException:
+            pool.release("dialog creation failed")
+            raise
+
+    def establish(self, response: Response) -> None:
+        """NULL -> EARLY (1xx) or CONFIRMED (2xx): the first response with a To tag."""
+        if self.state is not DialogState.NULL:
+            raise LocalProtocolError(f"dialog already {self.state.name}")
+        to = response.to
+        target = _contact_uri(response)
+        if to is None or to.tag is None:
+            raise LocalProtocolError("establishing needs a To tag")
+        if target is None:
+            raise RemoteProtocolError("a dialog-creating response without a Contact", status_code=400)
+        self.remote_tag = to.tag
+        self.remote_uri = to
+        self.route_set = tuple(reversed(response.record_route))
+        self.remote_target = target
+        self.state = DialogState.EARLY if response.status_code < 200 else DialogState.CONFIRMED
 
     @classmethod
     def create_uas(

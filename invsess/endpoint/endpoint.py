@@ -249,6 +249,10 @@ class Endpoint:
         """Send without a transaction (an ACK for a 2xx, a 2xx retransmitted by a session)."""
         self._out.append(Outgoing(message.serialize(), destination, transport.lower()))
 
+    def send_stateless_bytes(self, data: bytes, destination: Address, transport: str) -> None:
+        """Send bytes serialised before (an ACK or 2xx retransmitted by a session)."""
+        self._out.append(Outgoing(data, destination, transport.lower()))
+
     def respond(self, transaction: ServerTransaction, response: Response, now: float) -> None:
         """Send a response through a server transaction."""
         if transaction.terminated:

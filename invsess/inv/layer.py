@@ -1,0 +1,726 @@
+"""The session layer: INVITE sessions and their dialogs on top of an :class:`Endpoint`. Sans-IO.
+
+It is driven exactly like the endpoint it wraps (``receive``, ``datagrams_to_send``,
+``next_deadline``, ``handle_timers``), so the asyncio driver and the simulated network run it
+unchanged. The application calls :meth:`invite`, :meth:`answer`, :meth:`hangup` and
+:meth:`reinvite`, and pulls :class:`IncomingCall`, :class:`SessionStateChanged` and
+:class:`MediaUpdated` events with :meth:`next_event`.
+
+What it does by itself: the ACK for a 2xx (and again for each retransmitted 2xx); the UAS's 2xx
+retransmission until the ACK, and BYE when the ACK never comes (64*T1); a CANCEL held until a
+provisional response arrives (RFC 3261 §9.1); 487 to a cancelled INVITE; 200 to a BYE; 491 to
+an INVITE that overlaps ours and the randomised retry after a 491 of our own (§14.1); BYE after
+a 408 or 481 to an in-dialog request; ACK + BYE for the 2xx of a second fork.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from invsess.dialog import Dialog, DialogState
+from invsess.endpoint import CancelReceived, Endpoint
+from invsess.endpoint.routing import is_ip
+from invsess.inv.session import InviteSession, InviteState
+from invsess.memory import PoolExhaustedError
+from invsess.sdp import SdpNegotiationError, SdpNegotiator, SessionDescription, parse_sdp
+from invsess.sip import (
+    CSeq,
+    LocalProtocolError,
+    NameAddress,
+    ParseError,
+    RemoteProtocolError,
+    Request,
+    Response,
+    make_request,
+    make_response,
+    parse_uri,
+)
+from invsess.transaction import (
+    AckReceived,
+    ClientInviteTransaction,
+    Outgoing,
+    RequestReceived,
+    ResponseReceived,
+    ServerInviteTransaction,
+    ServerTransaction,
+    Transaction,
+    TransactionTerminated,
+    TransactionTimedOut,
+)
+
+SDP = "application/sdp"
+Address = tuple[str, int]
+
+
+@attrs.frozen
+class IncomingCall:
+    """A new INVITE: answer it with :meth:`SessionLayer.answer` (its request lives while it rings)."""
+
+    session: InviteSession
+    request: Request
+
+
+@attrs.frozen
+class SessionStateChanged:
+    """The session moved; ``cause`` is the status code behind a DISCONNECTED."""
+
+    session: InviteSession
+    old: InviteState
+    new: InviteState
+    cause: int | None
+
+
+@attrs.frozen
+class MediaUpdated:
+    """An offer/answer exchange completed: ``session.negotiator.active_local/active_remote``."""
+
+    session: InviteSession
+
+
+SessionEvent = IncomingCall | SessionStateChanged | MediaUpdated
+
+
+class SessionLayer:
+    """INVITE sessions over one endpoint; see the module docstring."""
+
+    def __init__(self, endpoint: Endpoint, local_sdp: SessionDescription, *, user: str = "invsess") -> None:
+        self.endpoint = endpoint
+        self.local_sdp = local_sdp
+        self.user = user
+        self._random = random.Random(endpoint.config.seed)  # noqa: S311 - back-off jitter, seeded for replay
+        self._tx: dict[Transaction, tuple[Any, str, Dialog]] = {}  # owner None: session released
+        self._by_dialog: dict[tuple[str, str, str], InviteSession] = {}
+        self._sessions: list[InviteSession] = []
+        self._events: deque[tuple[SessionEvent, Callable[[], None] | None]] = deque()
+        self._after_event: Callable[[], None] | None = None
+
+    # -- the node interface (what drivers call) ----------------------------------------------
+
+    def add_listener(self, transport: str, address: Address) -> None:
+        """Forwarded to the endpoint."""
+        self.endpoint.add_listener(transport, address)
+
+    def receive(self, data: bytes, source: Address, transport: str, now: float) -> None:
+        """Feed bytes, then run the session logic on what the endpoint made of them."""
+        self.endpoint.receive(data, source, transport, now)
+        self._process(now)
+
+    def datagrams_to_send(self) -> list[Outgoing]:
+        """What to send (sessions send through the endpoint)."""
+        return self.endpoint.datagrams_to_send()
+
+    def next_deadline(self) -> float | None:
+        """The earliest of the endpoint's and the sessions' timers."""
+        due = [
+            t
+            for t in (self.endpoint.next_deadline(), *(s.next_deadline() for s in self._sessions))
+            if t is not None
+        ]
+        return min(due) if due else None
+
+    def handle_timers(self, now: float) -> None:
+        """Fire transaction timers, then session timers."""
+        self.endpoint.handle_timers(now)
+        self._process(now)
+        for session in list(self._sessions):
+            self._session_timers(session, now)
+        self._process(now)
+
+    def next_event(self) -> SessionEvent | None:
+        """The next session event. A DISCONNECTED session's own references go at the next call."""
+        if self._after_event is not None:
+            after, self._after_event = self._after_event, None
+            after()
+        if not self._events:
+            return None
+        event, after_event = self._events.popleft()
+        self._after_event = after_event
+        return event
+
+    @property
+    def sessions(self) -> list[InviteSession]:
+        """Sessions not yet disconnected and released."""
+        return list(self._sessions)
+
+    # -- the application's calls -------------------------------------------------------------
+
+    def invite(
+        self,
+        target: str,
+        *,
+        destination: Address,
+        now: float,
+        transport: str = "udp",
+        from_uri: str | None = None,
+        with_offer: bool = True,
+    ) -> InviteSession:
+        """Place a call: an INVITE with our offer (or none, for a late offer)."""
+        ep = self.endpoint
+        host, port = ep.listeners.get(transport.lower(), ("127.0.0.1", 5060))
+        local = from_uri or f"sip:{self.user}@{_host(host)}:{port}"
+        request = make_request(
+            "INVITE",
+            target,
+            via=ep.via(transport),
+            from_=NameAddress(parse_uri(local), None, (("tag", ep.new_tag()),)),
+            to=NameAddress(parse_uri(target)),
+            call_id=f"{ep.new_tag()}{ep.new_tag()}@{host}",
+            cseq=1,
+            contact=self._contact(transport),
+        )
+        dialog = Dialog.create_uac_initial(ep.factory, request, transport=transport)
+        session = self._new_session(dialog, "UAC")
+        if with_offer:
+            offer = session.negotiator.create_offer()
+            request.body = offer.serialize()
+            request.headers.set("Content-Type", SDP)
+        tx = ep.send_request(request, destination, transport, now)
+        if not isinstance(tx, ClientInviteTransaction):  # pragma: no cover - an INVITE makes one
+            raise TypeError("send_request of an INVITE must give an INVITE client transaction")
+        session.invite_tx = tx
+        self._track(tx, session, "invite", dialog)
+        self._set_state(session, "send INVITE")
+        return session
+
+    def answer(self, session: InviteSession, code: int, now: float, *, reason: str | None = None) -> None:
+        """Answer an incoming call: 1xx (ringing), 2xx (with our SDP), or a failure."""
+        tx = session.invite_tx
+        if session.role != "UAS" or not isinstance(tx, ServerInviteTransaction) or tx.terminated:
+            raise LocalProtocolError("answer() is for a ringing incoming call")
+        if session.state not in (InviteState.INCOMING, InviteState.EARLY):
+            raise LocalProtocolError(f"cannot answer in state {session.state.name}")
+        if code < 200:
+            self.endpoint.respond(tx, self._uas_response(session, tx.request, code, reason), now)
+            self._set_state(session, "send 1xx")
+        elif code < 300:
+            body = self._uas_sdp(session, now)
+            if body is None:
+                return  # the offer could not be answered: 488 went out, the session is over
+            response = self._uas_response(session, tx.request, code, reason, body)
+            self._send_uas_2xx(session, tx, response, now)
+            session.dialog.confirm()
+            self._set_state(session, "send 2xx")
+        else:
+            self.endpoint.respond(tx, self._uas_response(session, tx.request, code, reason), now)
+            self._disconnect(session, code)
+        self._process(now)
+
+    def hangup(self, session: InviteSession, now: float, *, code: int = 603) -> None:
+        """End the call the way its state calls for: CANCEL, reject, or BYE."""
+        state = session.state
+        if state is InviteState.DISCONNECTED:
+            return
+        if session.role == "UAC" and state in (InviteState.CALLING, InviteState.EARLY):
+            if session.provisional_seen:
+                self._send_cancel(session, now)
+            else:
+                session.cancel_pending = True  # RFC 3261 §9.1: wait for a provisional response
+        elif session.role == "UAS" and state in (InviteState.INCOMING, InviteState.EARLY):
+            self.answer(session, code, now)
+        elif session.role == "UAS" and state is InviteState.CONNECTING:
+            session.bye_pending = True  # a UAS's BYE waits for the ACK
+        else:
+            self._send_bye(session, now)
+        self._process(now)
+
+    def reinvite(self, session: InviteSession, now: float, *, direction: str | None = None) -> None:
+        """Send a re-INVITE with a new offer (``direction``: "sendonly" holds, "sendrecv" resumes)."""
+        if session.state is not InviteState.CONFIRMED:
+            raise LocalProtocolError(f"re-INVITE needs a confirmed session, not {session.state.name}")
+        if session.pending_reinvite is not None or session.uas_2xx is not None:
+            raise LocalProtocolError("an INVITE transaction is already in progress in this dialog")
+        if direction is not None:
+            session.negotiator.set_direction(direction)
+        session.retry_at = None
+        offer = session.negotiator.create_offer()
+        dialog = session.dialog
+        host, port, transport = self._next_hop(session)
+        request = dialog.create_request(
+            "INVITE", via=self.endpoint.via(transport), body=offer.serialize(), content_type=SDP
+        )
+        tx = self.endpoint.send_request(request, (host, port), transport, now)
+        session.pending_reinvite = tx
+        self._track(tx, session, "reinvite", dialog)
+
+    # -- inside: event dispatch --------------------------------------------------------------
+
+    def _process(self, now: float) -> None:
+        while (event := self.endpoint.next_event()) is not None:
+            self._handle(event, now)
+
+    def _handle(self, event: Any, now: float) -> None:
+        if isinstance(event, RequestReceived):
+            self._on_request(event.transaction, event.request, now)
+        elif isinstance(event, ResponseReceived):
+            owner = self._tx.get(event.transaction)
+            if owner is not None and owner[0] is not None:
+                self._on_response(owner[0], owner[1], event.transaction, event.response, now)
+        elif isinstance(event, AckReceived):
+            self._on_ack(event.request, now)
+        elif isinstance(event, CancelReceived):
+            self._on_cancel(event.invite, now)
+        elif isinstance(event, TransactionTimedOut):
+            owner = self._tx.get(event.transaction)
+            if owner is not None and owner[0] is not None:
+                self._on_timeout(owner[0], owner[1], now)
+        elif isinstance(event, TransactionTerminated):
+            owner = self._tx.pop(event.transaction, None)
+            if owner is not None:
+                owner[2].dec_tsx()
+
+    def _track(self, tx: Transaction, owner: Any, purpose: str, dialog: Dialog) -> None:
+        self._tx[tx] = (owner, purpose, dialog)
+        dialog.inc_tsx()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _on_request(self, tx: ServerTransaction, request: Request, now: float) -> None:
+        to_tag = request.to.tag if request.to else None
+        if to_tag is None:
+            if request.method == "INVITE" and isinstance(tx, ServerInviteTransaction):
+                self._new_incoming(tx, request, now)
+            else:
+                self.endpoint.respond(
+                    tx, make_response(request, 405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE")]), now
+                )
+            return
+        from_tag = request.from_.tag if request.from_ else ""
+        session = self._by_dialog.get((request.call_id or "", to_tag, from_tag or ""))
+        if session is None or session.state is InviteState.DISCONNECTED:
+            # A stray BYE for a session that just ended still gets its 200.
+            code = 200 if request.method == "BYE" else 481
+            self.endpoint.respond(tx, make_response(request, code), now)
+            return
+        try:
+            session.dialog.receive_request(request)
+        except RemoteProtocolError as exc:  # e.g. a CSeq that went backwards: 500, the session goes on
+            self.endpoint.respond(tx, make_response(request, exc.status_code, exc.reason), now)
+            return
+        self._track(tx, session, request.method.lower(), session.dialog)
+        if request.method == "BYE":
+            self.endpoint.respond(tx, make_response(request, 200), now)
+            self._disconnect(session, 200)
+        elif request.method == "INVITE" and isinstance(tx, ServerInviteTransaction):
+            self._on_reinvite(session, tx, request, now)
+        else:
+            self.endpoint.respond(tx, make_response(request, 501), now)
+
+    def _new_incoming(self, tx: ServerInviteTransaction, request: Request, now: float) -> None:
+        ep = self.endpoint
+        try:
+            dialog = Dialog.create_uas(
+                ep.factory,
+                request,
+                local_tag=ep.new_tag(),
+                local_contact=self._contact(tx.transport),
+                transport=tx.transport,
+            )
+        except RemoteProtocolError as exc:  # no Contact, ...
+            ep.respond(tx, make_response(request, exc.status_code, exc.reason), now)
+            return
+        except PoolExhaustedError:
+            ep.respond(tx, make_response(request, 503, headers=[("Retry-After", "5")]), now)
+            return
+        session = self._new_session(dialog, "UAS")
+        session.invite_tx = tx
+        self._track(tx, session, "invite", dialog)
+        if request.body:
+            try:
+                # Answered now, as PJSIP's verify_request does: an unacceptable offer gets 488
+                # before the application is bothered; the answer waits for the 183/2xx.
+                session.negotiator.receive_offer(parse_sdp(request.body))
+                session.negotiator.create_answer()
+            except (ParseError, SdpNegotiationError) as exc:
+                ep.respond(tx, make_response(request, 488 if isinstance(exc, SdpNegotiationError) else 400,
+                                             to_tag=dialog.local_tag), now)  # fmt: skip
+                self._set_state(session, "receive INVITE")
+                self._disconnect(session, 488)
+                return
+        self._set_state(session, "receive INVITE")
+        self._events.append((IncomingCall(session, request), None))
+
+    def _on_reinvite(
+        self, session: InviteSession, tx: ServerInviteTransaction, request: Request, now: float
+    ) -> None:
+        if session.pending_reinvite is not None or session.uas_2xx is not None:
+            self.endpoint.respond(tx, make_response(request, 491, to_tag=session.dialog.local_tag), now)
+            return
+        neg = session.negotiator
+        try:
+            if request.body:
+                neg.receive_offer(parse_sdp(request.body))
+                body = neg.create_answer().serialize()
+            else:
+                body = neg.create_offer().serialize()  # a late offer: the answer comes in the ACK
+        except (ParseError, SdpNegotiationError) as exc:
+            code = 488 if isinstance(exc, SdpNegotiationError) else 400
+            self.endpoint.respond(tx, make_response(request, code, to_tag=session.dialog.local_tag), now)
+            return
+        response = self._uas_response(session, request, 200, None, body)
+        session.invite_tx = tx
+        self._send_uas_2xx(session, tx, response, now)
+        if request.body:
+            self._events.append((MediaUpdated(session), None))
+
+    def _on_ack(self, ack: Request, now: float) -> None:
+        to_tag = ack.to.tag if ack.to else ""
+        from_tag = ack.from_.tag if ack.from_ else ""
+        session = self._by_dialog.get((ack.call_id or "", to_tag or "", from_tag or ""))
+        if session is None or session.uas_2xx is None:
+            return  # a retransmitted ACK, or one for a session already gone
+        session.uas_2xx = None
+        session.uas_2xx_next = session.uas_ack_deadline = None
+        if ack.body and session.negotiator.state.name == "LOCAL_OFFER":
+            try:
+                session.negotiator.receive_answer(parse_sdp(ack.body))
+                session.negotiator.negotiate()
+                self._events.append((MediaUpdated(session), None))
+            except (ParseError, SdpNegotiationError):
+                session.cause = 488
+                self._send_bye(session, now)
+                return
+        if session.state is InviteState.CONNECTING:
+            self._set_state(session, "receive ACK")
+            if session.negotiator.active_local is not None:
+                self._events.append((MediaUpdated(session), None))
+        if session.bye_pending:
+            self._send_bye(session, now)
+
+    def _on_cancel(self, invite_tx: ServerInviteTransaction, now: float) -> None:
+        owner = self._tx.get(invite_tx)
+        if owner is None or owner[0] is None:
+            return
+        session: InviteSession = owner[0]
+        if session.state in (InviteState.INCOMING, InviteState.EARLY):
+            response = make_response(invite_tx.request, 487, to_tag=session.dialog.local_tag)
+            self.endpoint.respond(invite_tx, response, now)
+            self._disconnect(session, 487)
+
+    # -- responses ---------------------------------------------------------------------------
+
+    def _on_response(self, owner: Any, purpose: str, tx: Transaction, response: Response, now: float) -> None:
+        code = response.status_code
+        if purpose == "invite":
+            self._on_invite_response(owner, tx, response, now)
+        elif purpose == "reinvite":
+            self._on_reinvite_response(owner, tx, response, now)
+        elif purpose == "bye" and code >= 200:
+            if owner.state is not InviteState.DISCONNECTED:
+                self._disconnect(owner, owner.cause or 200)
+        elif purpose == "cancel" and code >= 300:
+            owner.log.info("CANCEL refused", status=code)
+
+    def _on_invite_response(
+        self, session: InviteSession, tx: Transaction, response: Response, now: float
+    ) -> None:
+        code = response.status_code
+        dialog = session.dialog
+        to_tag = response.to.tag if response.to else None
+        if code < 200:
+            session.provisional_seen = True
+            if to_tag and code > 100 and dialog.state is DialogState.NULL and response.contact:
+                dialog.establish(response)
+                self._register(session)
+            if code > 100 and session.can("receive 1xx") and to_tag:
+                self._set_state(session, "receive 1xx")
+            if session.cancel_pending:
+                session.cancel_pending = False
+                self._send_cancel(session, now)
+            return
+        if code >= 300:
+            if session.state is not InviteState.DISCONNECTED:
+                self._disconnect(session, code)
+            return
+        # 2xx
+        if dialog.state is not DialogState.NULL and to_tag and to_tag != dialog.remote_tag:
+            self._fork_2xx(session, response, now)
+            return
+        if session.state in (InviteState.CONFIRMED, InviteState.DISCONNECTED):
+            if session.ack_wire is not None:  # a retransmitted 2xx: our ACK was lost
+                host, port, transport = self._next_hop(session)
+                self.endpoint.send_stateless_bytes(session.ack_wire, (host, port), transport)
+            return
+        if dialog.state is DialogState.NULL:
+            dialog.establish(response)
+            self._register(session)
+        else:
+            dialog.confirm(response)
+        answer_body = self._uac_sdp(session, response)
+        self._set_state(session, "receive 2xx")
+        self._send_ack(session, tx, answer_body)
+        self._set_state(session, "send ACK")
+        if session.negotiator.active_local is not None:
+            self._events.append((MediaUpdated(session), None))
+        if session.cause == 488:
+            self._send_bye(session, now)
+        elif session.cancel_pending or session.bye_pending:
+            session.cancel_pending = session.bye_pending = False
+            self._send_bye(session, now)
+
+    def _on_reinvite_response(
+        self, session: InviteSession, tx: Transaction, response: Response, now: float
+    ) -> None:
+        code = response.status_code
+        if code < 200:
+            return
+        session.pending_reinvite = None
+        neg = session.negotiator
+        if code < 300:
+            ok = True
+            if response.body:
+                try:
+                    neg.receive_answer(parse_sdp(response.body))
+                    neg.negotiate()
+                except (ParseError, SdpNegotiationError):
+                    ok = False
+            host, port, transport = self._next_hop(session)
+            cseq = tx.request.cseq.number if tx.request.cseq else session.dialog.local_cseq
+            ack = session.dialog.create_request("ACK", via=self.endpoint.via(transport), cseq=cseq)
+            self.endpoint.send_stateless(ack, (host, port), transport)
+            if ok:
+                self._events.append((MediaUpdated(session), None))
+            else:
+                session.cause = 488  # RFC 3264: an unacceptable answer ends the session
+                self._send_bye(session, now)
+            return
+        if neg.state.name == "LOCAL_OFFER":
+            neg.cancel_offer()
+        if code == 491:
+            # §14.1: the Call-ID's owner waits 2.1-4 s, the other side 0-2 s, then tries again.
+            low, high = (2.1, 4.0) if session.role == "UAC" else (0.0, 2.0)
+            session.retry_at = now + self._random.uniform(low, high)
+        elif code in (408, 481):
+            session.cause = code
+            self._send_bye(session, now)
+
+    def _on_timeout(self, owner: Any, purpose: str, now: float) -> None:
+        if purpose == "invite" and owner.state is not InviteState.DISCONNECTED:
+            self._disconnect(owner, 408)
+        elif purpose == "reinvite":
+            owner.pending_reinvite = None
+            if owner.negotiator.state.name == "LOCAL_OFFER":
+                owner.negotiator.cancel_offer()
+            owner.cause = 408
+            self._send_bye(owner, now)
+        elif purpose == "bye" and owner.state is not InviteState.DISCONNECTED:
+            self._disconnect(owner, owner.cause or 408)
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _send_ack(self, session: InviteSession, tx: Transaction, body: bytes | None) -> None:
+        host, port, transport = self._next_hop(session)
+        cseq = tx.request.cseq.number if tx.request.cseq else 1
+        ack = session.dialog.create_request(
+            "ACK",
+            via=self.endpoint.via(transport),
+            cseq=cseq,
+            body=body or b"",
+            content_type=SDP if body else None,
+        )
+        session.ack_wire = ack.serialize()
+        self.endpoint.send_stateless_bytes(session.ack_wire, (host, port), transport)
+
+    def _send_bye(self, session: InviteSession, now: float) -> None:
+        if session.state is InviteState.DISCONNECTED or session.dialog.state is DialogState.TERMINATED:
+            return
+        host, port, transport = self._next_hop(session)
+        headers = [("Reason", f'SIP;cause={session.cause};text="session ended"')] if session.cause else []
+        bye = session.dialog.create_request("BYE", via=self.endpoint.via(transport), headers=headers)
+        tx = self.endpoint.send_request(bye, (host, port), transport, now)
+        self._track(tx, session, "bye", session.dialog)
+        session.bye_pending = False
+
+    def _send_cancel(self, session: InviteSession, now: float) -> None:
+        tx = session.invite_tx
+        if not isinstance(tx, ClientInviteTransaction) or tx.terminated:
+            return
+        invite = tx.request
+        if (
+            invite.from_ is None
+            or invite.to is None
+            or invite.call_id is None
+            or invite.cseq is None
+            or invite.top_via is None
+        ):
+            return
+        cancel = make_request(
+            "CANCEL",
+            invite.uri,
+            via=invite.top_via,
+            from_=invite.from_,
+            to=invite.to,
+            call_id=invite.call_id,
+            cseq=CSeq(invite.cseq.number, "CANCEL"),
+            headers=[("Route", r) for r in invite.route],
+        )
+        ctx = self.endpoint.send_request(cancel, tx.peer, tx.transport, now)
+        self._track(ctx, session, "cancel", session.dialog)
+
+    def _send_uas_2xx(
+        self, session: InviteSession, tx: ServerInviteTransaction, response: Response, now: float
+    ) -> None:
+        self.endpoint.respond(tx, response, now)
+        timers = self.endpoint.config.timers
+        session.uas_2xx = response.serialize()
+        if not tx.reliable:
+            session.uas_2xx_interval = timers.t1
+            session.uas_2xx_next = now + timers.t1
+        session.uas_ack_deadline = now + 64 * timers.t1
+
+    def _session_timers(self, session: InviteSession, now: float) -> None:
+        tx = session.invite_tx
+        if session.uas_ack_deadline is not None and now >= session.uas_ack_deadline:
+            session.uas_2xx = None
+            session.uas_2xx_next = session.uas_ack_deadline = None
+            session.cause = 408  # no ACK: RFC 3261 §13.3.1.4 says end the session with BYE
+            self._send_bye(session, now)
+            self._disconnect(session, 408)
+        elif session.uas_2xx_next is not None and now >= session.uas_2xx_next:
+            if isinstance(tx, ServerInviteTransaction) and session.uas_2xx is not None:
+                self.endpoint.send_stateless_bytes(session.uas_2xx, tx.response_destination, tx.transport)
+            session.uas_2xx_interval = min(session.uas_2xx_interval * 2, self.endpoint.config.timers.t2)
+            session.uas_2xx_next = now + session.uas_2xx_interval
+        if session.retry_at is not None and now >= session.retry_at:
+            session.retry_at = None
+            if session.state is InviteState.CONFIRMED and session.pending_reinvite is None:
+                self.reinvite(session, now)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _new_session(self, dialog: Dialog, role: str) -> InviteSession:
+        negotiator = SdpNegotiator(self.local_sdp, self.endpoint.factory, name=f"sdp-{dialog.call_id}")
+        session = dialog.pool.alloc(InviteSession, dialog, negotiator, role)
+        dialog.add_ref("inv-session")
+        session.add_ref("inv-session")
+        self._sessions.append(session)
+        if dialog.remote_tag or role == "UAS":
+            self._register(session)
+        return session
+
+    def _register(self, session: InviteSession) -> None:
+        self._by_dialog[session.dialog.id] = session
+        self.endpoint.register_dialog(session.dialog.id)
+
+    def _set_state(self, session: InviteSession, event: str) -> None:
+        old, new = session.go(event)
+        self._events.append((SessionStateChanged(session, old, new, session.cause), None))
+
+    def _disconnect(self, session: InviteSession, cause: int) -> None:
+        if session.state is InviteState.DISCONNECTED:
+            return
+        session.cause = session.cause or cause
+        event = "BYE" if session.can("BYE") and cause == 200 else "timeout" if cause == 408 else "failure"
+        if not session.can(event):
+            event = "failure" if session.can("failure") else "BYE"
+        old, new = session.go(event)
+        session.uas_2xx = None
+        session.uas_2xx_next = session.uas_ack_deadline = session.retry_at = None
+        session.dialog.terminate()
+        self._events.append(
+            (SessionStateChanged(session, old, new, session.cause), lambda: self._release(session))
+        )
+
+    def _release(self, session: InviteSession) -> None:
+        """After the DISCONNECTED event was seen: the session's references, then the dialog's."""
+        dialog = session.dialog
+        # Transactions still running (a BYE, a CANCEL) keep the dialog, never the session:
+        # their late responses must not reach memory that is about to be freed (PJSIP #2007).
+        for tx, (owner, purpose, tx_dialog) in list(self._tx.items()):
+            if owner is session:
+                self._tx[tx] = (None, purpose, tx_dialog)
+        self._sessions.remove(session)
+        if self._by_dialog.get(dialog.id) is session:
+            del self._by_dialog[dialog.id]
+        self.endpoint.unregister_dialog(dialog.id)
+        session.dec_ref("inv-session")  # session first ...
+        dialog.dec_ref("inv-session")  # ... dialog second: the order res_pjsip_session.c keeps
+
+    def _fork_2xx(self, session: InviteSession, response: Response, now: float) -> None:
+        """A 2xx from another fork: ACK it and end that dialog with BYE (RFC 3261 §13.2.2.4)."""
+        tx = session.invite_tx
+        if tx is None:
+            return
+        fork = Dialog.create_uac(self.endpoint.factory, tx.request, response, transport=tx.transport)
+        fork.add_ref("fork")
+        host, port, transport = fork.next_hop()
+        if not is_ip(host):
+            host, port = tx.peer
+        cseq = tx.request.cseq.number if tx.request.cseq else 1
+        self.endpoint.send_stateless(
+            fork.create_request("ACK", via=self.endpoint.via(transport), cseq=cseq), (host, port), transport
+        )
+        bye = fork.create_request("BYE", via=self.endpoint.via(transport))
+        btx = self.endpoint.send_request(bye, (host, port), transport, now)
+        self._track(btx, fork, "fork-bye", fork)
+        fork.dec_ref("fork")  # the BYE transaction keeps the fork's dialog until it ends
+
+    def _next_hop(self, session: InviteSession) -> tuple[str, int, str]:
+        host, port, transport = session.dialog.next_hop()
+        if not is_ip(host):  # nothing here resolves names: go where the INVITE went
+            tx = session.invite_tx
+            if tx is not None:
+                host, port = tx.peer if isinstance(tx, ClientInviteTransaction) else tx.response_destination
+        return host, port, transport
+
+    def _contact(self, transport: str) -> NameAddress:
+        host, port = self.endpoint.listeners.get(transport.lower(), ("127.0.0.1", 5060))
+        param = "" if transport.lower() == "udp" else f";transport={transport.lower()}"
+        return NameAddress(parse_uri(f"sip:{self.user}@{_host(host)}:{port}{param}"))
+
+    def _uas_response(
+        self, session: InviteSession, request: Request, code: int, reason: str | None, body: bytes = b""
+    ) -> Response:
+        headers: list[tuple[str, object]] = []
+        if 100 < code < 300:
+            headers.append(("Contact", session.dialog.local_contact))
+        return make_response(
+            request, code, reason, to_tag=session.dialog.local_tag, headers=headers, body=body,
+            content_type=SDP if body else None, copy_record_route=100 < code < 300,
+        )  # fmt: skip
+
+    def _uas_sdp(self, session: InviteSession, now: float) -> bytes | None:
+        neg = session.negotiator
+        tx = session.invite_tx
+        try:
+            if neg.state.name == "DONE" and neg.active_local is not None:
+                return neg.active_local.serialize()  # the answer made when the INVITE arrived
+            return neg.create_offer().serialize()  # late offer: the answer comes in the ACK
+        except SdpNegotiationError:
+            if isinstance(tx, ServerInviteTransaction):
+                self.endpoint.respond(
+                    tx, make_response(tx.request, 488, to_tag=session.dialog.local_tag), now
+                )
+            self._disconnect(session, 488)
+            return None
+
+    def _uac_sdp(self, session: InviteSession, response: Response) -> bytes | None:
+        """Negotiate with a 2xx; returns our answer when the 2xx carried the (late) offer."""
+        neg = session.negotiator
+        if not response.body:
+            if neg.state.name == "LOCAL_OFFER":
+                neg.cancel_offer()
+                session.cause = 488  # an offer went unanswered: nothing to talk over
+            return None
+        try:
+            sdp = parse_sdp(response.body)
+            if neg.state.name == "LOCAL_OFFER":
+                neg.receive_answer(sdp)
+                neg.negotiate()
+                return None
+            neg.receive_offer(sdp)
+            return neg.create_answer().serialize()
+        except (ParseError, SdpNegotiationError):
+            session.cause = 488
+            return None
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+__all__ = ["IncomingCall", "MediaUpdated", "SessionEvent", "SessionLayer", "SessionStateChanged"]
