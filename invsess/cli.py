@@ -13,6 +13,7 @@ import click
 from invsess import __version__
 from invsess.aio import AsyncEndpoint, ListenSpec, SendGuard
 from invsess.demo import run_demo
+from invsess.demo_call import run_call
 from invsess.endpoint import KNOWN_METHODS, CancelReceived, Endpoint, EndpointConfig
 from invsess.logs import configure
 from invsess.sip import make_response
@@ -28,8 +29,13 @@ def main() -> None:
 
 @main.command()
 def demo() -> None:
-    """Show the memory model: the right release order, then the wrong one caught."""
-    leaked = run_demo(click.echo)
+    """A real call between two user agents over loopback UDP, then the memory model's lesson."""
+    configure("warning")
+    leaked = asyncio.run(run_call(click.echo))
+    click.echo("")
+    leaked += run_demo(click.echo)
+    click.echo("")
+    click.echo(f"{leaked} leaked blocks")
     if leaked:
         raise SystemExit(1)
 

@@ -64,7 +64,7 @@ def make_call(factory: PoolFactory, call_id: str) -> tuple[DemoDialog, DemoSessi
 
 def run_demo(echo: Callable[[str], None] = print) -> int:
     """Print both scenarios; returns the number of leaked blocks of the correct one (0)."""
-    echo("== 1. The documented order: session first, dialog second ==")
+    echo("== The memory model: a dialog and its session, released in the documented order ==")
     factory = PoolFactory(malloc_debug=True)
     before = factory.statistics()
     echo(f"before: {before.as_dict()}")
@@ -79,7 +79,7 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
     echo(leaks.format())
 
     echo("")
-    echo("== 2. The Asterisk crash: dialog released before the session (MALLOC_DEBUG) ==")
+    echo("== ... and in the wrong order (the Asterisk crash), under MALLOC_DEBUG ==")
     factory = PoolFactory(malloc_debug=True)
     dialog, session = make_call(factory, "3848276298220188511")
     session.disconnect()
@@ -88,6 +88,4 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
         session.dec_ref("app")
     except UseAfterFreeError as err:
         echo(err.report.format())
-    echo("")
-    echo(f"{leaks.total_blocks} leaked blocks")
     return leaks.total_blocks

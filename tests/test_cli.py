@@ -17,8 +17,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_demo_runs_and_reports_no_leak() -> None:
     result = CliRunner().invoke(main, ["demo"])
     assert result.exit_code == 0, result.output
-    assert "0 leaked blocks" in result.output
+    assert result.output.rstrip().endswith("0 leaked blocks")
     assert "ERROR: use-after-free" in result.output
+    for step in ("INVITE sip:bob@", "180 Ringing", "SIP/2.0 200 OK", "ACK sip:bob@", "BYE sip:bob@"):
+        assert step in result.output
+    assert "alice CONFIRMED -> DISCONNECTED (cause 200)" in result.output
+    assert "bob   media: audio 0 8 101 recvonly" in result.output  # held by alice's re-INVITE
     assert "previously allocated by:" in result.output
 
 

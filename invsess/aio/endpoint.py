@@ -17,6 +17,7 @@ import structlog
 from invsess.aio.guard import SendGuard, SendRefusedError
 from invsess.aio.transport import StreamTransport, UdpTransport
 from invsess.endpoint import AnyEvent, Endpoint
+from invsess.inv import SessionEvent, SessionLayer
 from invsess.memory import LeakReport
 from invsess.sip.errors import LocalProtocolError
 from invsess.trace import Trace
@@ -60,6 +61,7 @@ class AsyncEndpoint:
         self,
         endpoint: Endpoint,
         *,
+        core: SessionLayer | None = None,
         guard: SendGuard | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
@@ -67,6 +69,10 @@ class AsyncEndpoint:
         trace: Trace | None = None,
     ) -> None:
         self.endpoint = endpoint
+        #: What bytes, timers and event reads go to: the endpoint itself, or a SessionLayer over it.
+        self.core: Endpoint | SessionLayer = core if core is not None else endpoint
+        if core is not None and core.endpoint is not endpoint:
+            raise LocalProtocolError("the session layer must wrap this endpoint")
         #: When given, every message received and sent is recorded (``invsess ladder`` draws it).
         self.trace = trace
         self.guard = guard or SendGuard()
@@ -132,7 +138,7 @@ class AsyncEndpoint:
         if self.trace is not None:
             local = self.endpoint.listeners.get(transport, ("0.0.0.0", 0))  # noqa: S104 - a label only
             self.trace.message(self.now(), source, local, transport, data)
-        self.endpoint.receive(data, source, transport, self.now())
+        self.core.receive(data, source, transport, self.now())
         self.flush()
 
     def flush(self) -> None:
@@ -175,7 +181,7 @@ class AsyncEndpoint:
         self.flush()
 
     def _arm(self) -> None:
-        deadline = self.endpoint.next_deadline()
+        deadline = self.core.next_deadline()
         if deadline == self._timer_at:
             return
         if self._timer is not None:
@@ -188,7 +194,7 @@ class AsyncEndpoint:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.endpoint.handle_timers(self.now())
+        self.core.handle_timers(self.now())
         self.flush()
 
     async def _close_idle(self) -> None:
@@ -197,11 +203,11 @@ class AsyncEndpoint:
             for stream in self._streams.values():
                 stream.close_idle(self.now())
 
-    async def next_event(self, timeout: float | None = None) -> AnyEvent | None:
-        """The next event from the core (None on timeout); see ``Endpoint.next_event``."""
+    async def next_event(self, timeout: float | None = None) -> AnyEvent | SessionEvent | None:
+        """The next event from the core (raises TimeoutError after ``timeout``)."""
         async with asyncio.timeout(timeout):
             while True:
-                event = self.endpoint.next_event()
+                event = self.core.next_event()
                 if event is not None:
                     return event
                 self._wakeup.clear()

@@ -77,9 +77,11 @@ class SessionStateChanged:
 
 @attrs.frozen
 class MediaUpdated:
-    """An offer/answer exchange completed: ``session.negotiator.active_local/active_remote``."""
+    """An offer/answer exchange completed; ``local`` and ``remote`` are the SDPs agreed then."""
 
     session: InviteSession
+    local: SessionDescription
+    remote: SessionDescription
 
 
 SessionEvent = IncomingCall | SessionStateChanged | MediaUpdated
@@ -365,7 +367,7 @@ class SessionLayer:
         session.invite_tx = tx
         self._send_uas_2xx(session, tx, response, now)
         if request.body:
-            self._events.append((MediaUpdated(session), None))
+            self._media_updated(session)
 
     def _on_ack(self, ack: Request, now: float) -> None:
         to_tag = ack.to.tag if ack.to else ""
@@ -379,15 +381,14 @@ class SessionLayer:
             try:
                 session.negotiator.receive_answer(parse_sdp(ack.body))
                 session.negotiator.negotiate()
-                self._events.append((MediaUpdated(session), None))
+                self._media_updated(session)
             except (ParseError, SdpNegotiationError):
                 session.cause = 488
                 self._send_bye(session, now)
                 return
         if session.state is InviteState.CONNECTING:
             self._set_state(session, "receive ACK")
-            if session.negotiator.active_local is not None:
-                self._events.append((MediaUpdated(session), None))
+            self._media_updated(session)
         if session.bye_pending:
             self._send_bye(session, now)
 
@@ -454,8 +455,7 @@ class SessionLayer:
         self._set_state(session, "receive 2xx")
         self._send_ack(session, tx, answer_body)
         self._set_state(session, "send ACK")
-        if session.negotiator.active_local is not None:
-            self._events.append((MediaUpdated(session), None))
+        self._media_updated(session)
         if session.cause == 488:
             self._send_bye(session, now)
         elif session.cancel_pending or session.bye_pending:
@@ -483,7 +483,7 @@ class SessionLayer:
             ack = session.dialog.create_request("ACK", via=self.endpoint.via(transport), cseq=cseq)
             self.endpoint.send_stateless(ack, (host, port), transport)
             if ok:
-                self._events.append((MediaUpdated(session), None))
+                self._media_updated(session)
             else:
                 session.cause = 488  # RFC 3264: an unacceptable answer ends the session
                 self._send_bye(session, now)
@@ -605,6 +605,11 @@ class SessionLayer:
     def _register(self, session: InviteSession) -> None:
         self._by_dialog[session.dialog.id] = session
         self.endpoint.register_dialog(session.dialog.id)
+
+    def _media_updated(self, session: InviteSession) -> None:
+        neg = session.negotiator
+        if neg.active_local is not None and neg.active_remote is not None:
+            self._events.append((MediaUpdated(session, neg.active_local, neg.active_remote), None))
 
     def _set_state(self, session: InviteSession, event: str) -> None:
         old, new = session.go(event)

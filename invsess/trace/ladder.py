@@ -30,11 +30,14 @@ def _name(addr: tuple[str, int]) -> str:
     return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
 
 
-def render_text(trace: Trace, *, colour: bool = False, column: int = 24, label: int = 48) -> str:
-    """One row per event: time, lifelines, an arrow with the start line (and its fate)."""
+def render_text(
+    trace: Trace, *, colour: bool = False, column: int = 24, label: int = 48, relative: bool = False
+) -> str:
+    """One row per event: time (from the first event when ``relative``), lifelines, an arrow."""
     people = trace.participants()
     if not people:
         return "(empty trace)"
+    origin = trace.events[0].time if relative else 0.0
     index = {p: i for i, p in enumerate(people)}
     width = column * (len(people) - 1) + 1
     header = "".join(_name(p).center(column)[:column] for p in people)
@@ -71,7 +74,7 @@ def render_text(trace: Trace, *, colour: bool = False, column: int = 24, label: 
             x = start + index[event.where] * column
             note = f"* {event.what}: {event.old} -> {event.new}"
             body = "".join(lane[:x]) + note
-        rows.append(f"{event.time:10.3f} {body}")
+        rows.append(f"{event.time - origin:10.3f} {body}")
     return "\n".join(rows)
 
 
