@@ -64,9 +64,9 @@ async def run_call(echo: Callable[[str], None]) -> int:
         return lambda e: isinstance(e, SessionStateChanged) and e.new is state
 
     bob_host, bob_port = bob.endpoint.listeners["udp"]
-    session = alice.core.invite(
+    session = alice_layer.invite(
         f"sip:bob@{bob_host}:{bob_port}", destination=(bob_host, bob_port), now=alice.now()
-    )  # type: ignore[union-attr]
+    )
     alice.flush()
     incoming = await until(bob, "bob", lambda e: isinstance(e, IncomingCall))
     if not isinstance(incoming, IncomingCall):  # pragma: no cover - until() returns exactly that
