@@ -254,9 +254,8 @@ class Dialog(RefCounted):
             raise RemoteProtocolError(
                 "a dialog-creating request needs From, To, Call-ID and CSeq", status_code=400
             )
-        target = _contact_uri(request)
-        if target is None:
-            raise RemoteProtocolError("a dialog-creating request without a Contact", status_code=400)
+        # An RFC 2543 INVITE may lack a Contact (RFC 4475 inv2543): the From URI is the best target.
+        target = _contact_uri(request) or from_.uri
         pool = factory.create_pool(f"dlg-{call_id}-{local_tag}", 2048, 2048)
         try:
             return pool.alloc(

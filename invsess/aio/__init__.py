@@ -1,6 +1,8 @@
-"""The asyncio layer: transports (UDP, TCP, TLS; IPv4 and IPv6), the send guard, the driver."""
+"""The asyncio layer: transports (UDP, TCP, TLS; IPv4 and IPv6), the send guard, the driver,
+and the application API (:class:`UserAgent`, :class:`Call`)."""
 
+from invsess.aio.agent import Call, UserAgent
 from invsess.aio.endpoint import AsyncEndpoint, ListenSpec
 from invsess.aio.guard import LOOPBACK, SendGuard, SendRefusedError
 
-__all__ = ["LOOPBACK", "AsyncEndpoint", "ListenSpec", "SendGuard", "SendRefusedError"]
+__all__ = ["LOOPBACK", "AsyncEndpoint", "Call", "ListenSpec", "SendGuard", "SendRefusedError", "UserAgent"]

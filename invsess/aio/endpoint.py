@@ -224,7 +224,7 @@ class AsyncEndpoint:
             self._timer.cancel()
         if self._idle_task is not None:
             self._idle_task.cancel()
-        report = self.endpoint.close()
+        report = self.core.close(self.now()) if isinstance(self.core, SessionLayer) else self.endpoint.close()
         for transport in self._udp_transports:
             transport.close()
         for stream in self._streams.values():

@@ -284,12 +284,16 @@ class Endpoint:
         """Pools still alive (transactions, undelivered events): empty once idle."""
         return self.factory.leak_report()
 
-    def close(self) -> LeakReport:
-        """Terminate every transaction, drop pending events, release everything; report leaks."""
+    def terminate_all(self) -> None:
+        """Terminate every transaction now (their TransactionTerminated events are queued)."""
         for tx in self.transactions():
             if not tx.terminated:
                 tx._finish("endpoint closed")
                 self._touch(tx)
+
+    def close(self) -> LeakReport:
+        """Terminate every transaction, drop pending events, release everything; report leaks."""
+        self.terminate_all()
         while self.next_event() is not None:
             pass
         self._closed = True

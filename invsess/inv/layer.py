@@ -4,7 +4,8 @@ It is driven exactly like the endpoint it wraps (``receive``, ``datagrams_to_sen
 ``next_deadline``, ``handle_timers``), so the asyncio driver and the simulated network run it
 unchanged. The application calls :meth:`invite`, :meth:`answer`, :meth:`hangup` and
 :meth:`reinvite`, and pulls :class:`IncomingCall`, :class:`SessionStateChanged` and
-:class:`MediaUpdated` events with :meth:`next_event`.
+:class:`MediaUpdated` events with :meth:`next_event` (plus ``RequestReceived`` for requests
+outside any dialog other than INVITE, which the application answers with ``endpoint.respond``).
 
 What it does by itself: the ACK for a 2xx (and again for each retransmitted 2xx); the UAS's 2xx
 retransmission until the ACK, and BYE when the ACK never comes (64*T1); a CANCEL held until a
@@ -26,7 +27,7 @@ from invsess.dialog import Dialog, DialogState
 from invsess.endpoint import CancelReceived, Endpoint
 from invsess.endpoint.routing import is_ip
 from invsess.inv.session import InviteSession, InviteState
-from invsess.memory import PoolExhaustedError
+from invsess.memory import LeakReport, PoolExhaustedError
 from invsess.sdp import SdpNegotiationError, SdpNegotiator, SessionDescription, parse_sdp
 from invsess.sip import (
     CSeq,
@@ -84,7 +85,7 @@ class MediaUpdated:
     remote: SessionDescription
 
 
-SessionEvent = IncomingCall | SessionStateChanged | MediaUpdated
+SessionEvent = IncomingCall | SessionStateChanged | MediaUpdated | RequestReceived
 
 
 class SessionLayer:
@@ -143,6 +144,17 @@ class SessionLayer:
         event, after_event = self._events.popleft()
         self._after_event = after_event
         return event
+
+    def close(self, now: float = 0.0) -> LeakReport:
+        """End every transaction through the layer (so dialogs see them go), run the releases
+        due, then close the endpoint; returns its leak report. Sessions still up stay leaked:
+        hang them up first."""
+        self.endpoint.terminate_all()
+        self._process(now)
+        while self.next_event() is not None:
+            pass
+        self.next_event()
+        return self.endpoint.close()
 
     @property
     def sessions(self) -> list[InviteSession]:
@@ -286,10 +298,8 @@ class SessionLayer:
         if to_tag is None:
             if request.method == "INVITE" and isinstance(tx, ServerInviteTransaction):
                 self._new_incoming(tx, request, now)
-            else:
-                self.endpoint.respond(
-                    tx, make_response(request, 405, headers=[("Allow", "INVITE, ACK, CANCEL, BYE")]), now
-                )
+            else:  # MESSAGE, OPTIONS when not auto-answered, ...: the application answers
+                self._events.append((RequestReceived(tx, request, tx.peer), None))
             return
         from_tag = request.from_.tag if request.from_ else ""
         session = self._by_dialog.get((request.call_id or "", to_tag, from_tag or ""))
