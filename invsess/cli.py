@@ -7,18 +7,24 @@ import contextlib
 import signal
 import ssl
 import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import click
 
 from invsess import __version__
-from invsess.aio import AsyncEndpoint, ListenSpec, SendGuard
+from invsess.aio import Call, ListenSpec, SendGuard, UserAgent
 from invsess.demo import run_demo
 from invsess.demo_call import run_call
-from invsess.endpoint import KNOWN_METHODS, CancelReceived, Endpoint, EndpointConfig
+from invsess.endpoint import KNOWN_METHODS, EndpointConfig
+from invsess.inv import InviteState
 from invsess.logs import configure
-from invsess.sip import make_response
+from invsess.sdp import parse_sdp
+from invsess.sip import LocalProtocolError
 from invsess.trace import Trace, render_svg, render_text, write_pcap
-from invsess.transaction import RequestReceived, TimerConfig
+from invsess.transaction import TimerConfig
 
 
 @click.group()
@@ -40,112 +46,312 @@ def demo() -> None:
         raise SystemExit(1)
 
 
-@main.command()
-@click.option(
-    "--listen",
-    "listen",
-    multiple=True,
-    default=["udp:127.0.0.1:5070"],
-    show_default=True,
-    help="udp:|tcp:|tls:HOST:PORT, repeatable ([::1] for IPv6).",
+DEFAULT_SDP = (
+    "v=0\r\no=invsess 1 1 IN IP4 {host}\r\ns=invsess\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+    "m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n"
 )
-@click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate chain (PEM).")
-@click.option("--key", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM).")
-@click.option(
-    "--loopback-only/--any-destination",
-    default=True,
-    show_default=True,
-    help="Refuse to send anywhere but 127.0.0.0/8 and ::1 (the send guard).",
-)
-@click.option(
-    "--allow",
-    "allow",
-    multiple=True,
-    type=click.Choice(sorted(KNOWN_METHODS - {"ACK", "CANCEL"}), case_sensitive=False),
-    help="Serve this method too (repeatable); OPTIONS is always served.",
-)
-@click.option(
-    "--answer-code",
-    type=click.IntRange(200, 699),
-    default=480,
-    show_default=True,
-    help="Final answer to served requests other than OPTIONS (until sessions answer calls).",
-)
-@click.option("--t1", type=float, default=0.5, show_default=True, help="RFC 3261 T1 in seconds.")
-@click.option(
-    "--trace", "trace_path", type=click.Path(dir_okay=False), help="Write a JSON-lines trace here at exit."
-)
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info")
-def answer(  # noqa: PLR0917 - click passes every option positionally by name
+
+
+def _listen_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options `answer` and `call` share."""
+    for option in reversed(
+        [
+            click.option(
+                "--listen",
+                "listen",
+                multiple=True,
+                default=["udp:127.0.0.1:0"],
+                show_default=True,
+                help="udp:|tcp:|tls:HOST:PORT, repeatable ([::1] for IPv6).",
+            ),
+            click.option(
+                "--cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate chain (PEM)."
+            ),
+            click.option(
+                "--key", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM)."
+            ),
+            click.option(
+                "--loopback-only/--any-destination",
+                default=True,
+                show_default=True,
+                help="Refuse to send anywhere but 127.0.0.0/8 and ::1 (the send guard).",
+            ),
+            click.option(
+                "--sdp",
+                "sdp_file",
+                type=click.Path(exists=True, dir_okay=False),
+                help="Our SDP (capabilities) from a file; default: PCMU, PCMA, telephone-event.",
+            ),
+            click.option("--t1", type=float, default=0.5, show_default=True, help="RFC 3261 T1 in seconds."),
+            click.option(
+                "--trace",
+                "trace_path",
+                type=click.Path(dir_okay=False),
+                help="Write a JSON-lines trace here at exit (draw it with `invsess ladder`).",
+            ),
+            click.option(
+                "--log-level",
+                type=click.Choice(["debug", "info", "warning", "error"]),
+                default="warning",
+                show_default=True,
+            ),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+async def _agent(
     listen: tuple[str, ...],
+    *,
     cert: str | None,
     key: str | None,
     loopback_only: bool,
-    allow: tuple[str, ...],
-    answer_code: int,
+    sdp_file: str | None,
     t1: float,
-    trace_path: str | None,
-    duration: float | None,
-    log_level: str,
-) -> None:
-    """Serve as a live endpoint until interrupted.
-
-    OPTIONS get 200; methods given with --allow get --answer-code (CANCEL: 200, then 487);
-    everything else gets the answer RFC 3261 prescribes (405, 501, 481, 400, 420, ...).
-    """
-
-    configure(log_level)
+    allow: tuple[str, ...],
+    trace: Trace | None,
+    user: str,
+) -> UserAgent:
     try:
         specs = [ListenSpec.parse(spec) for spec in listen]
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
-    server_ssl = None
+    server_ssl = client_ssl = None
     if any(s.transport == "tls" for s in specs):
         if not (cert and key):
             raise click.UsageError("a tls listener needs --cert and --key")
         server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_ssl.load_cert_chain(cert, key)
+        client_ssl = ssl.create_default_context()
+    if sdp_file:
+        sdp = parse_sdp(Path(sdp_file).read_bytes())
+    else:
+        sdp = parse_sdp(
+            DEFAULT_SDP.format(host=specs[0].host if ":" not in specs[0].host else "127.0.0.1", port=40000)
+        )
+    methods = ("INVITE", "BYE", "OPTIONS", *dict.fromkeys(m.upper() for m in allow))
+    config = EndpointConfig(
+        allow=tuple(dict.fromkeys(methods)), timers=TimerConfig(t1=t1, t2=max(4.0, t1), t4=max(5.0, t1))
+    )
+    agent = await UserAgent.create(
+        specs,
+        sdp=sdp,
+        user=user,
+        config=config,
+        trace=trace,
+        server_ssl=server_ssl,
+        client_ssl=client_ssl,
+        guard=SendGuard.loopback_only() if loopback_only else SendGuard(),
+    )
+    for transport, (host, port) in agent.endpoint.listeners.items():
+        click.echo(f"listening on {transport}:{host}:{port}", err=True)
+    return agent
 
-    methods = ("OPTIONS", *dict.fromkeys(m.upper() for m in allow if m.upper() != "OPTIONS"))
-    config = EndpointConfig(allow=methods, timers=TimerConfig(t1=t1, t2=max(4.0, t1), t4=max(5.0, t1)))
 
-    async def answer_requests(aep: AsyncEndpoint) -> None:
-        while True:
-            event = await aep.next_event()
-            if isinstance(event, RequestReceived):
-                reply = make_response(event.request, answer_code, to_tag=aep.endpoint.new_tag())
-                aep.endpoint.respond(event.transaction, reply, aep.now())
-            elif isinstance(event, CancelReceived):
-                terminated = make_response(event.invite.request, 487, to_tag=aep.endpoint.new_tag())
-                aep.endpoint.respond(event.invite, terminated, aep.now())
-            aep.flush()
+@main.command()
+@_listen_options
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    type=click.Choice(sorted(KNOWN_METHODS - {"ACK", "CANCEL"}), case_sensitive=False),
+    help="Serve this method too (repeatable); INVITE, BYE and OPTIONS are always served.",
+)
+@click.option(
+    "--answer-code",
+    type=click.IntRange(200, 699),
+    default=200,
+    show_default=True,
+    help="Final answer to INVITEs (2xx connects, with our SDP).",
+)
+@click.option("--ring", type=float, default=0.0, show_default=True, help="Send 180 and ring this long first.")
+@click.option("--calls", type=int, default=None, help="Stop after this many calls have ended.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+def answer(  # noqa: PLR0917 - click passes every option positionally by name
+    listen: tuple[str, ...],
+    cert: str | None,
+    key: str | None,
+    loopback_only: bool,
+    sdp_file: str | None,
+    t1: float,
+    trace_path: str | None,
+    log_level: str,
+    allow: tuple[str, ...],
+    answer_code: int,
+    ring: float,
+    calls: int | None,
+    duration: float | None,
+) -> None:
+    """Answer calls until interrupted (or --calls/--duration): an auto-answering UAS for testing.
+
+    INVITEs get --answer-code after --ring seconds of ringing (a CANCEL gets 200 and 487); OPTIONS
+    and --allow'ed methods get 200; everything else the answer RFC 3261 prescribes (405, 501, 481,
+    400, 420, ...). Prints counters and the leak report at exit; exits 1 if anything leaked.
+    """
+    configure(log_level)
 
     async def serve() -> int:
-        guard = SendGuard.loopback_only() if loopback_only else SendGuard()
         trace = Trace() if trace_path else None
-        aep = AsyncEndpoint(Endpoint(config), guard=guard, server_ssl=server_ssl, trace=trace)
-        for spec in specs:
-            host, port = await aep.listen(spec)
-            click.echo(f"listening on {spec.transport}:{host}:{port}", err=True)
+        agent = await _agent(
+            listen,
+            cert=cert,
+            key=key,
+            loopback_only=loopback_only,
+            sdp_file=sdp_file,
+            t1=t1,
+            allow=allow,
+            trace=trace,
+            user="answer",
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        worker = loop.create_task(answer_requests(aep))
+        ended = 0
+
+        async def handle(call: Call) -> None:
+            nonlocal ended
+            with contextlib.suppress(LocalProtocolError):  # cancelled while ringing, ...
+                if ring > 0:
+                    await call.answer(180)
+                    await asyncio.sleep(ring)
+                await call.answer(answer_code)
+            with contextlib.suppress(LocalProtocolError):
+                await call.wait_for(InviteState.DISCONNECTED, timeout=None)
+            await call.close()
+            ended += 1
+            if calls is not None and ended >= calls:
+                stop.set()
+
+        async def accept() -> None:
+            tasks = set()
+            while True:
+                call = await agent.incoming()
+                task = loop.create_task(handle(call))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+        acceptor = loop.create_task(accept())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
-        worker.cancel()
-        report = await aep.close()
+        acceptor.cancel()
+        report = await agent.close()
         if trace is not None and trace_path:
             trace.write(trace_path)
             click.echo(f"trace: {len(trace)} events in {trace_path}", err=True)
-        click.echo(f"stats: {dict(aep.endpoint.stats)}", err=True)
+        click.echo(f"calls ended: {ended}; stats: {dict(agent.endpoint.stats)}", err=True)
         click.echo(report.format(), err=True)
         return 1 if report else 0
 
     raise SystemExit(asyncio.run(serve()))
+
+
+@main.command()
+@click.argument("uri")
+@_listen_options
+@click.option(
+    "--calls", type=click.IntRange(1), default=1, show_default=True, help="How many calls to place."
+)
+@click.option("--rate", type=float, default=1.0, show_default=True, help="Calls started per second.")
+@click.option(
+    "--hold", type=float, default=1.0, show_default=True, help="Seconds each call stays up before BYE."
+)
+@click.option(
+    "--transport",
+    type=click.Choice(["udp", "tcp", "tls"]),
+    default=None,
+    help="Transport (default: the URI's transport parameter, else udp).",
+)
+@click.option(
+    "--timeout",
+    "answer_timeout",
+    type=float,
+    default=32.0,
+    show_default=True,
+    help="Give up on a call not answered within this many seconds.",
+)
+def call(  # noqa: PLR0917 - click passes every option positionally by name
+    uri: str,
+    listen: tuple[str, ...],
+    cert: str | None,
+    key: str | None,
+    loopback_only: bool,
+    sdp_file: str | None,
+    t1: float,
+    trace_path: str | None,
+    log_level: str,
+    calls: int,
+    rate: float,
+    hold: float,
+    transport: str | None,
+    answer_timeout: float,
+) -> None:
+    """Place --calls calls to URI at --rate per second, each held --hold seconds, then BYE.
+
+    Prints a summary; exits 0 only if every call was answered and ended cleanly.
+    """
+    configure(log_level)
+    if rate <= 0:
+        raise click.BadParameter("must be positive", param_hint="--rate")
+    if transport and not any(spec.startswith(transport) for spec in listen):
+        listen = (*listen, f"{transport}:127.0.0.1:0")
+
+    async def run() -> int:
+        trace = Trace() if trace_path else None
+        agent = await _agent(
+            listen,
+            cert=cert,
+            key=key,
+            loopback_only=loopback_only,
+            sdp_file=sdp_file,
+            t1=t1,
+            allow=(),
+            trace=trace,
+            user="call",
+        )
+        outcomes: list[int | str] = []
+
+        async def one() -> None:
+            try:
+                placed = await agent.call(uri, transport=transport)
+            except LocalProtocolError as exc:
+                outcomes.append(f"error: {exc}")
+                return
+            try:
+                await placed.wait_for(InviteState.CONFIRMED, timeout=answer_timeout)
+                await asyncio.sleep(hold)
+                await placed.hangup()
+                outcomes.append(200)
+            except (LocalProtocolError, TimeoutError):
+                if placed.state is not InviteState.DISCONNECTED:
+                    with contextlib.suppress(LocalProtocolError, TimeoutError):
+                        async with asyncio.timeout(answer_timeout):
+                            await placed.hangup()
+                outcomes.append(placed.cause or "timeout")
+            finally:
+                await placed.close()
+
+        tasks = []
+        for i in range(calls):
+            if i:
+                await asyncio.sleep(1.0 / rate)
+            tasks.append(asyncio.get_running_loop().create_task(one()))
+        await asyncio.gather(*tasks)
+        report = await agent.close()
+        if trace is not None and trace_path:
+            trace.write(trace_path)
+        ok = outcomes.count(200)
+        failures = Counter(str(o) for o in outcomes if o != 200)
+        detail = ", ".join(f"{code} x{n}" for code, n in sorted(failures.items()))
+        click.echo(f"{calls} calls: {ok} succeeded, {calls - ok} failed" + (f" ({detail})" if detail else ""))
+        if report:
+            click.echo(report.format(), err=True)
+        return 0 if ok == calls and not report else 1
+
+    raise SystemExit(asyncio.run(run()))
 
 
 @main.command()

@@ -41,3 +41,51 @@ def test_memory_benchmark_short_run() -> None:
     ).stdout
     assert "normal/plain time ratio:" in out
     assert "debug/normal time ratio:" in out
+
+
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_pair(answer_args: list[str], call_args: list[str]) -> tuple[subprocess.CompletedProcess[str], str]:
+    port = free_udp_port()
+    answer = subprocess.Popen(
+        [sys.executable, "-m", "invsess.cli", "answer", "--listen", f"udp:127.0.0.1:{port}", "--t1", "0.02", *answer_args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        import time
+
+        time.sleep(1.0)  # start-up
+        placed = subprocess.run(
+            [sys.executable, "-m", "invsess.cli", "call", f"sip:bob@127.0.0.1:{port}", "--t1", "0.02", *call_args],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        if answer.poll() is None:
+            answer.send_signal(2)
+        _, err = answer.communicate(timeout=30)
+    return placed, err
+
+
+def test_call_and_answer_commands() -> None:
+    placed, answer_err = run_pair(
+        ["--calls", "3", "--ring", "0.05"], ["--calls", "3", "--rate", "20", "--hold", "0.1"]
+    )
+    assert placed.returncode == 0, placed.stdout + placed.stderr
+    assert "3 calls: 3 succeeded, 0 failed" in placed.stdout
+    assert "calls ended: 3" in answer_err
+    assert "0 leaked blocks" in answer_err
+
+
+def test_call_command_reports_failures() -> None:
+    placed, answer_err = run_pair(
+        ["--answer-code", "486", "--duration", "4"], ["--calls", "2", "--rate", "20"]
+    )
+    assert placed.returncode == 1
+    assert "2 calls: 0 succeeded, 2 failed (486 x2)" in placed.stdout
+    assert "0 leaked blocks" in answer_err

@@ -146,7 +146,8 @@ def test_corpus_against_invsess_answer() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     cmd = [sys.executable, "-m", "invsess.cli", "answer", "--listen", f"udp:127.0.0.1:{port}", "--t1", "0.02",
-           "--duration", "30", "--log-level", "warning", *(a for m in ALLOW for a in ("--allow", m))]  # fmt: skip
+           "--duration", "30", "--log-level", "warning", "--answer-code", "480",
+           *(a for m in ALLOW for a in ("--allow", m))]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 10
