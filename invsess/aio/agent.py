@@ -104,11 +104,18 @@ class Call:
 
     async def reinvite(self, direction: str | None = None) -> None:
         """Send a re-INVITE (a new offer); returns when it was agreed."""
-        before = self.media
         self.agent.layer.reinvite(self.session, self.agent.now(), direction=direction)
         self.agent.flush()
+        session = self.session
         async with asyncio.timeout(40), self._changed:
-            while self.media is before and self.state is not InviteState.DISCONNECTED:
+            # Done when no re-INVITE is pending or waiting to retry (after a 491), and the last
+            # MediaUpdated seen is the agreement now active (not an earlier one still queued).
+            while self.state is not InviteState.DISCONNECTED and (
+                session.pending_reinvite is not None
+                or session.retry_at is not None
+                or self.media is None
+                or self.media.local is not session.negotiator.active_local
+            ):
                 await self._changed.wait()
 
     async def hold(self) -> None:

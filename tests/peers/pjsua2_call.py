@@ -1,35 +1,80 @@
-"""A PJSIP UAC (pjsua2): place one call and print ``FINAL <status>``. Run as a subprocess.
+"""PJSIP (pjsua2) as a peer, in a subprocess: one call as UAC or UAS, reported on stdout.
 
-Usage: python -m tests.peers.pjsua2_call SIP_URI udp|tcp
+  python -m tests.peers.pjsua2_call uac SIP_URI udp|tcp [--hold] [--hangup-after S]
+  python -m tests.peers.pjsua2_call uas udp|tcp [--answer 200|--ring-only]
 
-PEERS.md's traps are followed: one polling thread (threadCnt=0, mainThreadOnly), the null
-sound device, sndAutoCloseTime=-1, and os._exit at the end, because Python collecting Call
-objects after libDestroy() trips an assertion inside pjsua.
+UAS mode prints ``PORT <n>`` once listening. Both print ``STATE <name> <code>`` on every state
+change, ``HELD`` when a hold re-INVITE went through, and ``FINAL <code>`` at the end.
+
+PEERS.md's traps are followed: one polling thread (threadCnt=0, mainThreadOnly), the null sound
+device, sndAutoCloseTime=-1, and os._exit at the end, because Python collecting Call objects
+after libDestroy() trips an assertion inside pjsua.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 import time
 
 import pjsua2 as pj
 
+STATES = {
+    pj.PJSIP_INV_STATE_CALLING: "CALLING",
+    pj.PJSIP_INV_STATE_INCOMING: "INCOMING",
+    pj.PJSIP_INV_STATE_EARLY: "EARLY",
+    pj.PJSIP_INV_STATE_CONNECTING: "CONNECTING",
+    pj.PJSIP_INV_STATE_CONFIRMED: "CONFIRMED",
+    pj.PJSIP_INV_STATE_DISCONNECTED: "DISCONNECTED",
+}
+KEEP: list[object] = []
+
 
 class Call(pj.Call):  # type: ignore[misc]
-    """Remembers the final status."""
+    """Prints its states; remembers the final status."""
 
-    def __init__(self, account: pj.Account) -> None:
-        super().__init__(account)
+    def __init__(self, account: pj.Account, call_id: int = pj.PJSUA_INVALID_ID) -> None:
+        super().__init__(account, call_id)
         self.final: int | None = None
+        self.confirmed_at: float | None = None
 
     def onCallState(self, prm: object) -> None:
         info = self.getInfo()
+        print(f"STATE {STATES.get(info.state, info.state)} {info.lastStatusCode}", flush=True)
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED and self.confirmed_at is None:
+            self.confirmed_at = time.monotonic()
         if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.final = info.lastStatusCode
 
+    def onCallMediaState(self, prm: object) -> None:
+        info = self.getInfo()
+        for media in info.media:
+            if media.status == pj.PJSUA_CALL_MEDIA_LOCAL_HOLD:
+                print("HELD", flush=True)
 
-def main(target: str, transport: str) -> None:
+
+class Account(pj.Account):  # type: ignore[misc]
+    """Answers incoming calls as told."""
+
+    def __init__(self, answer: int | None) -> None:
+        super().__init__()
+        self.answer = answer
+        self.calls: list[Call] = []
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        call = Call(self, prm.callId)
+        self.calls.append(call)
+        KEEP.append(call)
+        op = pj.CallOpParam()
+        op.statusCode = 180
+        call.answer(op)
+        if self.answer is not None:
+            op = pj.CallOpParam()
+            op.statusCode = self.answer
+            call.answer(op)
+
+
+def start(transport: str) -> tuple[pj.Endpoint, int]:
     ep = pj.Endpoint()
     ep.libCreate()
     cfg = pj.EpConfig()
@@ -48,23 +93,61 @@ def main(target: str, transport: str) -> None:
     tcfg = pj.TransportConfig()
     tcfg.port = 0
     tcfg.boundAddress = "127.0.0.1"
-    ep.transportCreate(pj.PJSIP_TRANSPORT_TCP if transport == "tcp" else pj.PJSIP_TRANSPORT_UDP, tcfg)
+    tid = ep.transportCreate(pj.PJSIP_TRANSPORT_TCP if transport == "tcp" else pj.PJSIP_TRANSPORT_UDP, tcfg)
     ep.libStart()
     ep.audDevManager().setNullDev()
-    acfg = pj.AccountConfig()
-    acfg.idUri = "sip:pjsip@127.0.0.1"
-    account = pj.Account()
-    account.create(acfg)
-    call = Call(account)
-    call.makeCall(target, pj.CallOpParam(True))
-    deadline = time.monotonic() + 20
-    while call.final is None and time.monotonic() < deadline:
+    return ep, ep.transportGetInfo(tid).localName.rsplit(":", 1)[1]
+
+
+def pump(ep: pj.Endpoint, until: float, done: object = None) -> None:
+    while time.monotonic() < until and not (callable(done) and done()):
         ep.libHandleEvents(10)
-    for _ in range(30):  # let the ACK go out
-        ep.libHandleEvents(10)
-    print(f"FINAL {call.final}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["uac", "uas"])
+    parser.add_argument("args", nargs="+")
+    parser.add_argument("--hold", action="store_true")
+    parser.add_argument("--hangup-after", type=float, default=0.5)
+    parser.add_argument("--answer", type=int, default=200)
+    parser.add_argument("--ring-only", action="store_true")
+    opts = parser.parse_args()
+    if opts.mode == "uac":
+        target, transport = opts.args
+        ep, _ = start(transport)
+        acfg = pj.AccountConfig()
+        acfg.idUri = "sip:pjsip@127.0.0.1"
+        account = Account(None)
+        account.create(acfg)
+        call = Call(account)
+        KEEP.extend([account, call])
+        call.makeCall(target, pj.CallOpParam(True))
+        pump(ep, time.monotonic() + 20, lambda: call.confirmed_at is not None or call.final is not None)
+        if call.final is None and opts.hold:
+            call.setHold(pj.CallOpParam(True))
+            pump(ep, time.monotonic() + 2)
+        if call.final is None:
+            pump(ep, time.monotonic() + opts.hangup_after)
+            call.hangup(pj.CallOpParam(True))
+        pump(ep, time.monotonic() + 10, lambda: call.final is not None)
+        pump(ep, time.monotonic() + 0.3)
+        print(f"FINAL {call.final}", flush=True)
+    else:
+        (transport,) = opts.args
+        ep, port = start(transport)
+        acfg = pj.AccountConfig()
+        acfg.idUri = "sip:pjsip@127.0.0.1"
+        account = Account(None if opts.ring_only else opts.answer)
+        account.create(acfg)
+        KEEP.append(account)
+        print(f"PORT {port}", flush=True)
+        pump(ep, time.monotonic() + 25, lambda: any(c.final is not None for c in account.calls))
+        pump(ep, time.monotonic() + 0.3)
+        finals = [c.final for c in account.calls]
+        print(f"FINAL {finals[0] if finals else None}", flush=True)
     os._exit(0)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main()
