@@ -128,13 +128,11 @@ async def _agent(
     if sdp_file:
         sdp = parse_sdp(Path(sdp_file).read_bytes())
     else:
-        sdp = parse_sdp(
-            DEFAULT_SDP.format(host=specs[0].host if ":" not in specs[0].host else "127.0.0.1", port=40000)
-        )
-    methods = ("INVITE", "BYE", "OPTIONS", *dict.fromkeys(m.upper() for m in allow))
-    config = EndpointConfig(
-        allow=tuple(dict.fromkeys(methods)), timers=TimerConfig(t1=t1, t2=max(4.0, t1), t4=max(5.0, t1))
-    )
+        host = specs[0].host if ":" not in specs[0].host else "127.0.0.1"
+        sdp = parse_sdp(DEFAULT_SDP.format(host=host, port=40000))
+    methods = tuple(dict.fromkeys(("INVITE", "BYE", "OPTIONS", "UPDATE", *(m.upper() for m in allow))))
+    timers = TimerConfig(t1=t1, t2=max(4.0, t1), t4=max(5.0, t1))
+    config = EndpointConfig(allow=methods, timers=timers)
     agent = await UserAgent.create(
         specs,
         sdp=sdp,

@@ -31,12 +31,12 @@ class World:
     def __init__(self, seed: int = 1, profile: LinkProfile | None = None) -> None:
         self.net = SimNetwork(seed, default=profile or LinkProfile())
         self.alice = SessionLayer(
-            Endpoint(EndpointConfig(seed=seed, malloc_debug=True, allow=("INVITE", "BYE"))),
+            Endpoint(EndpointConfig(seed=seed, malloc_debug=True, allow=("INVITE", "BYE", "UPDATE"))),
             ALICE_SDP,
             user="alice",
         )
         self.bob = SessionLayer(
-            Endpoint(EndpointConfig(seed=seed + 100, malloc_debug=True, allow=("INVITE", "BYE"))),
+            Endpoint(EndpointConfig(seed=seed + 100, malloc_debug=True, allow=("INVITE", "BYE", "UPDATE"))),
             BOB_SDP,
             user="bob",
         )
@@ -317,3 +317,54 @@ def test_table_reaches_disconnected_from_everywhere() -> None:
 
 def test_outgoing_type() -> None:
     assert Outgoing(b"x", A, "udp").transport == "udp"
+
+
+def test_update_changes_media_without_an_ack() -> None:
+    w = World()
+    alice, bob = w.call()
+    w.bob.answer(bob, 200, w.net.now)
+    w.run(0.2)
+    w.bob.update(bob, w.net.now, direction="sendonly")
+    w.run(0.3)
+    assert alice.negotiator.active_local.media[0].direction == "recvonly"
+    updates = [e for e in w.net.trace if e.first_line.startswith("UPDATE")]
+    assert len(updates) == 1
+    last_ack = [e for e in w.net.trace if e.first_line.startswith("ACK")][-1]
+    assert last_ack.time < updates[0].time  # nothing acknowledges an UPDATE's 2xx
+    w.bob.reinvite(bob, w.net.now)
+    with pytest.raises(LocalProtocolError, match="in progress"):
+        w.bob.update(bob, w.net.now)  # one offer at a time
+    w.run(0.5)
+    w.alice.hangup(alice, w.net.now)
+    w.settle()
+
+
+def test_update_while_our_offer_is_pending_gets_491() -> None:
+    w = World(profile=LinkProfile(latency=0.05))
+    alice, bob = w.call()
+    w.bob.answer(bob, 200, w.net.now)
+    w.run(0.4)
+    w.alice.update(alice, w.net.now, direction="sendonly")
+    w.bob.update(bob, w.net.now, direction="inactive")
+    w.run(10)
+    assert [e for e in w.net.trace if e.first_line.startswith("SIP/2.0 491")]
+    assert alice.retry_at is None and bob.retry_at is None
+    assert alice.negotiator.state.name == "DONE"
+    w.alice.hangup(alice, w.net.now)
+    w.settle()
+
+
+def test_408_to_a_reinvite_ends_the_call_with_bye() -> None:
+    w = World()
+    alice, bob = w.call()
+    w.bob.answer(bob, 200, w.net.now)
+    w.run(0.2)
+    w.net.partition(A, B)
+    w.alice.reinvite(alice, w.net.now, direction="sendonly")
+    w.run(40)  # Timer B: 32 s
+    states = [d for wh, k, d in w.log if wh == "alice" and k == "state"]
+    assert states[-1] == ("DISCONNECTED", 408)
+    assert any(e.first_line.startswith("BYE") and e.fate == "partitioned" for e in w.net.trace)
+    w.net.heal()
+    w.bob.hangup(bob, w.net.now)
+    w.settle()

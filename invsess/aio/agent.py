@@ -106,6 +106,9 @@ class Call:
         """Send a re-INVITE (a new offer); returns when it was agreed."""
         self.agent.layer.reinvite(self.session, self.agent.now(), direction=direction)
         self.agent.flush()
+        await self._wait_agreed()
+
+    async def _wait_agreed(self) -> None:
         session = self.session
         async with asyncio.timeout(40), self._changed:
             # Done when no re-INVITE is pending or waiting to retry (after a 491), and the last
@@ -117,6 +120,12 @@ class Call:
                 or self.media.local is not session.negotiator.active_local
             ):
                 await self._changed.wait()
+
+    async def update(self, direction: str | None = None) -> None:
+        """Send an UPDATE with a new offer (RFC 3311); returns when it was agreed."""
+        self.agent.layer.update(self.session, self.agent.now(), direction=direction)
+        self.agent.flush()
+        await self._wait_agreed()
 
     async def hold(self) -> None:
         """Put the call on hold (a=sendonly)."""
@@ -161,7 +170,7 @@ class UserAgent:
         client_ssl: ssl.SSLContext | None = None,
     ) -> UserAgent:
         """Open the listeners and start reading events."""
-        endpoint = Endpoint(config or EndpointConfig(allow=("INVITE", "BYE", "OPTIONS")))
+        endpoint = Endpoint(config or EndpointConfig(allow=("INVITE", "BYE", "OPTIONS", "UPDATE")))
         layer = SessionLayer(endpoint, sdp, user=user)
         aio = AsyncEndpoint(
             endpoint, core=layer, guard=guard, trace=trace, server_ssl=server_ssl, client_ssl=client_ssl

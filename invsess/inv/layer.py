@@ -261,6 +261,24 @@ class SessionLayer:
         session.pending_reinvite = tx
         self._track(tx, session, "reinvite", dialog)
 
+    def update(self, session: InviteSession, now: float, *, direction: str | None = None) -> None:
+        """Send an UPDATE with a new offer (RFC 3311): no INVITE transaction, no ACK."""
+        if session.state not in (InviteState.CONFIRMED, InviteState.EARLY):
+            raise LocalProtocolError(f"UPDATE needs an early or confirmed session, not {session.state.name}")
+        if session.pending_reinvite is not None or session.negotiator.state.name != "DONE":
+            raise LocalProtocolError("an offer/answer exchange is already in progress in this dialog")
+        if direction is not None:
+            session.negotiator.set_direction(direction)
+        session.retry_at = None
+        offer = session.negotiator.create_offer()
+        host, port, transport = self._next_hop(session)
+        request = session.dialog.create_request(
+            "UPDATE", via=self.endpoint.via(transport), body=offer.serialize(), content_type=SDP
+        )
+        tx = self.endpoint.send_request(request, (host, port), transport, now)
+        session.pending_reinvite = tx
+        self._track(tx, session, "update", session.dialog)
+
     # -- inside: event dispatch --------------------------------------------------------------
 
     def _process(self, now: float) -> None:
@@ -319,6 +337,8 @@ class SessionLayer:
             self._disconnect(session, 200)
         elif request.method == "INVITE" and isinstance(tx, ServerInviteTransaction):
             self._on_reinvite(session, tx, request, now)
+        elif request.method == "UPDATE":
+            self._on_update(session, tx, request, now)
         else:
             self.endpoint.respond(tx, make_response(request, 501), now)
 
@@ -379,6 +399,34 @@ class SessionLayer:
         if request.body:
             self._media_updated(session)
 
+    def _on_update(self, session: InviteSession, tx: ServerTransaction, request: Request, now: float) -> None:
+        """RFC 3311: an offer outside the INVITE's own exchanges (or a mere refresh, without SDP)."""
+        neg = session.negotiator
+        if not request.body:
+            self.endpoint.respond(
+                tx, make_response(request, 200, headers=[("Contact", session.dialog.local_contact)]), now
+            )
+            return
+        if session.pending_reinvite is not None or neg.state.name in (
+            "LOCAL_OFFER",
+            "REMOTE_OFFER",
+            "WAIT_NEGO",
+        ):
+            self.endpoint.respond(tx, make_response(request, 491), now)  # §5.2: an offer is pending
+            return
+        try:
+            neg.receive_offer(parse_sdp(request.body))
+            answer = neg.create_answer().serialize()
+        except (ParseError, SdpNegotiationError) as exc:
+            code = 488 if isinstance(exc, SdpNegotiationError) else 400
+            self.endpoint.respond(tx, make_response(request, code), now)
+            return
+        headers: list[tuple[str, object]] = [("Contact", session.dialog.local_contact)]
+        self.endpoint.respond(
+            tx, make_response(request, 200, headers=headers, body=answer, content_type=SDP), now
+        )
+        self._media_updated(session)
+
     def _on_ack(self, ack: Request, now: float) -> None:
         to_tag = ack.to.tag if ack.to else ""
         from_tag = ack.from_.tag if ack.from_ else ""
@@ -418,7 +466,7 @@ class SessionLayer:
         code = response.status_code
         if purpose == "invite":
             self._on_invite_response(owner, tx, response, now)
-        elif purpose == "reinvite":
+        elif purpose in ("reinvite", "update"):
             self._on_reinvite_response(owner, tx, response, now)
         elif purpose == "bye" and code >= 200:
             if owner.state is not InviteState.DISCONNECTED:
@@ -488,10 +536,11 @@ class SessionLayer:
                     neg.negotiate()
                 except (ParseError, SdpNegotiationError):
                     ok = False
-            host, port, transport = self._next_hop(session)
-            cseq = tx.request.cseq.number if tx.request.cseq else session.dialog.local_cseq
-            ack = session.dialog.create_request("ACK", via=self.endpoint.via(transport), cseq=cseq)
-            self.endpoint.send_stateless(ack, (host, port), transport)
+            if tx.request.method == "INVITE":  # an UPDATE's 2xx is not acknowledged
+                host, port, transport = self._next_hop(session)
+                cseq = tx.request.cseq.number if tx.request.cseq else session.dialog.local_cseq
+                ack = session.dialog.create_request("ACK", via=self.endpoint.via(transport), cseq=cseq)
+                self.endpoint.send_stateless(ack, (host, port), transport)
             if ok:
                 self._media_updated(session)
             else:
@@ -504,19 +553,22 @@ class SessionLayer:
             # §14.1: the Call-ID's owner waits 2.1-4 s, the other side 0-2 s, then tries again.
             low, high = (2.1, 4.0) if session.role == "UAC" else (0.0, 2.0)
             session.retry_at = now + self._random.uniform(low, high)
-        elif code in (408, 481):
+            session.retry_method = tx.request.method
+        elif code in (408, 481):  # the dialog is gone or unreachable: BYE, and the session ends now
             session.cause = code
             self._send_bye(session, now)
+            self._disconnect(session, code)
 
     def _on_timeout(self, owner: Any, purpose: str, now: float) -> None:
         if purpose == "invite" and owner.state is not InviteState.DISCONNECTED:
             self._disconnect(owner, 408)
-        elif purpose == "reinvite":
+        elif purpose in ("reinvite", "update"):
             owner.pending_reinvite = None
             if owner.negotiator.state.name == "LOCAL_OFFER":
                 owner.negotiator.cancel_offer()
             owner.cause = 408
             self._send_bye(owner, now)
+            self._disconnect(owner, 408)
         elif purpose == "bye" and owner.state is not InviteState.DISCONNECTED:
             self._disconnect(owner, owner.cause or 408)
 
@@ -598,7 +650,10 @@ class SessionLayer:
         if session.retry_at is not None and now >= session.retry_at:
             session.retry_at = None
             if session.state is InviteState.CONFIRMED and session.pending_reinvite is None:
-                self.reinvite(session, now)
+                if session.retry_method == "UPDATE":
+                    self.update(session, now)
+                else:
+                    self.reinvite(session, now)
 
     # -- helpers -----------------------------------------------------------------------------
 

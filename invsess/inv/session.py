@@ -78,6 +78,7 @@ class InviteSession(RefCounted):
         "pending_reinvite",
         "provisional_seen",
         "retry_at",
+        "retry_method",
         "role",
         "state",
         "uas_2xx",
@@ -101,6 +102,7 @@ class InviteSession(RefCounted):
         self.bye_pending = False
         self.pending_reinvite: Any = None  # the client transaction of our re-INVITE in progress
         self.retry_at: float | None = None  # 491 back-off (RFC 3261 §14.1)
+        self.retry_method = "INVITE"  # what to send again when retry_at comes: INVITE or UPDATE
         self.ack_wire: bytes | None = None  # our ACK for the 2xx, re-sent on 2xx retransmissions
         self.uas_2xx: bytes | None = None  # our 2xx, retransmitted until the ACK (§13.3.1.4)
         self.uas_2xx_next: float | None = None
