@@ -334,7 +334,7 @@ class Dialog(RefCounted):
         Loose routing when the first route has ``lr`` (or there is none): Request-URI = remote
         target, Route = route set. Strict routing otherwise (RFC 3261 §12.2.1.1).
         """
-        if self.state is DialogState.TERMINATED:
+        if self.state is DialogState.TERMINATED and method != "ACK":  # a late 2xx still gets its ACK
             raise LocalProtocolError(f"cannot send {method} in a terminated dialog")
         if method in _METHODS_WITHOUT_CSEQ_CHECK:
             if cseq is None:

@@ -11,8 +11,8 @@ from invsess.inv import IncomingCall, InviteState, MediaUpdated, SessionLayer, S
 from invsess.inv.session import TRANSITIONS
 from invsess.memory import UseAfterFreeError
 from invsess.sdp import parse_sdp
-from invsess.sip import LocalProtocolError
-from invsess.testing import LinkProfile, SimNetwork
+from invsess.sip import LocalProtocolError, Request, make_response
+from invsess.testing import LinkProfile, ScriptedPeer, SimNetwork
 from invsess.transaction import Outgoing
 
 A, B = ("127.0.0.1", 5060), ("127.0.0.2", 5060)
@@ -368,3 +368,60 @@ def test_408_to_a_reinvite_ends_the_call_with_bye() -> None:
     w.net.heal()
     w.bob.hangup(bob, w.net.now)
     w.settle()
+
+
+FORK_200 = """SIP/2.0 200 OK
+Via: {via}
+From: {from_}
+To: <sip:bob@127.0.0.2:5060>;tag={to_tag}
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:fork@127.0.0.9:5060>
+Content-Type: application/sdp
+Content-Length: {content_length}
+
+v=0
+o=fork 1 1 IN IP4 127.0.0.9
+s=-
+c=IN IP4 127.0.0.9
+t=0 0
+m=audio 7000 RTP/AVP 0
+"""
+
+
+def test_a_second_forked_2xx_gets_ack_and_bye() -> None:
+
+    net = SimNetwork(1)
+    alice = SessionLayer(
+        Endpoint(EndpointConfig(seed=1, malloc_debug=True, allow=("INVITE", "BYE"))), ALICE_SDP, user="alice"
+    )
+    net.attach(alice, A)  # type: ignore[arg-type]
+    forker = ScriptedPeer(net, ("127.0.0.9", 5060), name="forker")
+    session = alice.invite("sip:bob@127.0.0.9:5060", destination=("127.0.0.9", 5060), now=0.0)
+    session.add_ref("test")
+    session.dialog.add_ref("test")
+    invite = forker.expect(method="INVITE")
+    assert isinstance(invite, Request)
+    via, from_ = invite.headers.get("Via"), invite.headers.get("From")
+    for tag in ("fork-one", "fork-two"):  # two branches of a forking proxy both answer
+        forker.send(FORK_200, A, to_tag=tag, via=via, from_=from_, call_id=invite.call_id)
+    acks = [forker.expect(method="ACK"), forker.expect(method="ACK")]
+    bye = forker.expect(method="BYE")
+    assert isinstance(bye, Request)
+    assert bye.to is not None and bye.to.tag == "fork-two"  # the second fork is hung up
+    assert sorted(a.to.tag or "" for a in acks if a.to) == ["fork-one", "fork-two"]  # both 2xx acknowledged
+    forker.send(make_response(bye, 200), A)
+    assert session.state is InviteState.CONFIRMED
+    assert session.dialog.remote_tag == "fork-one"
+    alice.hangup(session, net.now)
+    bye1 = forker.expect(method="BYE")
+    assert isinstance(bye1, Request)
+    forker.send(make_response(bye1, 200), A)
+    net.run_until_idle(limit=120)
+    while alice.next_event() is not None:
+        pass
+    dialog = session.dialog
+    session.dec_ref("test")
+    dialog.dec_ref("test")
+    alice.next_event()
+    assert not alice.close(net.now)

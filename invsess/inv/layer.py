@@ -244,7 +244,7 @@ class SessionLayer:
 
     def reinvite(self, session: InviteSession, now: float, *, direction: str | None = None) -> None:
         """Send a re-INVITE with a new offer (``direction``: "sendonly" holds, "sendrecv" resumes)."""
-        if session.state is not InviteState.CONFIRMED:
+        if session.state is not InviteState.CONFIRMED or session.bye_sent:
             raise LocalProtocolError(f"re-INVITE needs a confirmed session, not {session.state.name}")
         if session.pending_reinvite is not None or session.uas_2xx is not None:
             raise LocalProtocolError("an INVITE transaction is already in progress in this dialog")
@@ -263,7 +263,7 @@ class SessionLayer:
 
     def update(self, session: InviteSession, now: float, *, direction: str | None = None) -> None:
         """Send an UPDATE with a new offer (RFC 3311): no INVITE transaction, no ACK."""
-        if session.state not in (InviteState.CONFIRMED, InviteState.EARLY):
+        if session.state not in (InviteState.CONFIRMED, InviteState.EARLY) or session.bye_sent:
             raise LocalProtocolError(f"UPDATE needs an early or confirmed session, not {session.state.name}")
         if session.pending_reinvite is not None or session.negotiator.state.name != "DONE":
             raise LocalProtocolError("an offer/answer exchange is already in progress in this dialog")
@@ -526,6 +526,11 @@ class SessionLayer:
         code = response.status_code
         if code < 200:
             return
+        if session.pending_reinvite is not tx:
+            # A retransmitted 2xx (our ACK was lost): acknowledge it again, negotiate nothing.
+            if code < 300 and tx.request.method == "INVITE":
+                self._ack_reinvite(session, tx)
+            return
         session.pending_reinvite = None
         neg = session.negotiator
         if code < 300:
@@ -537,10 +542,7 @@ class SessionLayer:
                 except (ParseError, SdpNegotiationError):
                     ok = False
             if tx.request.method == "INVITE":  # an UPDATE's 2xx is not acknowledged
-                host, port, transport = self._next_hop(session)
-                cseq = tx.request.cseq.number if tx.request.cseq else session.dialog.local_cseq
-                ack = session.dialog.create_request("ACK", via=self.endpoint.via(transport), cseq=cseq)
-                self.endpoint.send_stateless(ack, (host, port), transport)
+                self._ack_reinvite(session, tx)
             if ok:
                 self._media_updated(session)
             else:
@@ -558,6 +560,12 @@ class SessionLayer:
             session.cause = code
             self._send_bye(session, now)
             self._disconnect(session, code)
+
+    def _ack_reinvite(self, session: InviteSession, tx: Transaction) -> None:
+        host, port, transport = self._next_hop(session)
+        cseq = tx.request.cseq.number if tx.request.cseq else session.dialog.local_cseq
+        ack = session.dialog.create_request("ACK", via=self.endpoint.via(transport), cseq=cseq)
+        self.endpoint.send_stateless(ack, (host, port), transport)
 
     def _on_timeout(self, owner: Any, purpose: str, now: float) -> None:
         if purpose == "invite" and owner.state is not InviteState.DISCONNECTED:
@@ -588,7 +596,11 @@ class SessionLayer:
         self.endpoint.send_stateless_bytes(session.ack_wire, (host, port), transport)
 
     def _send_bye(self, session: InviteSession, now: float) -> None:
-        if session.state is InviteState.DISCONNECTED or session.dialog.state is DialogState.TERMINATED:
+        if (
+            session.bye_sent
+            or session.state is InviteState.DISCONNECTED
+            or session.dialog.state is DialogState.TERMINATED
+        ):
             return
         host, port, transport = self._next_hop(session)
         headers = [("Reason", f'SIP;cause={session.cause};text="session ended"')] if session.cause else []
@@ -596,11 +608,13 @@ class SessionLayer:
         tx = self.endpoint.send_request(bye, (host, port), transport, now)
         self._track(tx, session, "bye", session.dialog)
         session.bye_pending = False
+        session.bye_sent = True
 
     def _send_cancel(self, session: InviteSession, now: float) -> None:
         tx = session.invite_tx
-        if not isinstance(tx, ClientInviteTransaction) or tx.terminated:
+        if session.cancel_sent or not isinstance(tx, ClientInviteTransaction) or tx.terminated:
             return
+        session.cancel_sent = True
         invite = tx.request
         if (
             invite.from_ is None
@@ -650,10 +664,13 @@ class SessionLayer:
         if session.retry_at is not None and now >= session.retry_at:
             session.retry_at = None
             if session.state is InviteState.CONFIRMED and session.pending_reinvite is None:
-                if session.retry_method == "UPDATE":
-                    self.update(session, now)
-                else:
-                    self.reinvite(session, now)
+                try:
+                    if session.retry_method == "UPDATE":
+                        self.update(session, now)
+                    else:
+                        self.reinvite(session, now)
+                except LocalProtocolError as exc:  # the session moved on (BYE sent, peer's offer, ...)
+                    session.log.info("491 retry dropped", reason=str(exc))
 
     # -- helpers -----------------------------------------------------------------------------
 

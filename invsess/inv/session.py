@@ -69,7 +69,9 @@ class InviteSession(RefCounted):
     __slots__ = (
         "ack_wire",
         "bye_pending",
+        "bye_sent",
         "cancel_pending",
+        "cancel_sent",
         "cause",
         "dialog",
         "invite_tx",
@@ -99,7 +101,9 @@ class InviteSession(RefCounted):
         self.invite_tx: ClientInviteTransaction | ServerInviteTransaction | None = None
         self.provisional_seen = False
         self.cancel_pending = False
+        self.cancel_sent = False  # one CANCEL per INVITE: hanging up again changes nothing
         self.bye_pending = False
+        self.bye_sent = False
         self.pending_reinvite: Any = None  # the client transaction of our re-INVITE in progress
         self.retry_at: float | None = None  # 491 back-off (RFC 3261 §14.1)
         self.retry_method = "INVITE"  # what to send again when retry_at comes: INVITE or UPDATE

@@ -85,7 +85,7 @@ class ScriptedPeer:
         return (head.format(**fields) + sep + body).encode()
 
     def send(
-        self, message: bytes | str | Message, to: Address, transport: str = "udp", **values: object
+        self, message: bytes | str | Message, to: Address, *, transport: str = "udp", **values: object
     ) -> bytes:
         """Send a message (a template string is filled first); returns the bytes sent."""
         if isinstance(message, Request | Response):
