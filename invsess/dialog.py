@@ -141,86 +141,59 @@ class Dialog(RefCounted):
     # -- creation ----------------------------------------------------------------------------
 
     @classmethod
+    def _allocate(cls, factory: PoolFactory, name: str, **fields: Any) -> Dialog:
+        """A new pool with the dialog as its first block; the pool goes if construction fails."""
+        pool = factory.create_pool(name, 2048, 2048)
+        try:
+            return pool.alloc(cls, pool, **fields)
+        except BaseException:
+            pool.release("dialog creation failed")
+            raise
+
+    @classmethod
     def create_uac(
         cls, factory: PoolFactory, request: Request, response: Response, *, transport: str = "udp"
     ) -> Dialog:
         """The dialog a 1xx (early) or 2xx (confirmed) with a To tag creates for our request."""
-        to, from_, call_id, cseq = response.to, request.from_, request.call_id, request.cseq
-        if (
-            to is None
-            or to.tag is None
-            or from_ is None
-            or from_.tag is None
-            or call_id is None
-            or cseq is None
-        ):
-            raise LocalProtocolError(
-                "a UAC dialog needs a To tag in the response and a From tag in the request"
-            )
         if not 100 < response.status_code < 300:
             raise LocalProtocolError(f"a {response.status_code} does not create a dialog")
-        target = _contact_uri(response)
-        if target is None:
-            raise RemoteProtocolError("a dialog-creating response without a Contact", status_code=400)
-        contact = next((c for c in request.contact if isinstance(c, NameAddress)), None)
-        if contact is None:
-            raise LocalProtocolError("a dialog-creating request needs a Contact")
-        pool = factory.create_pool(f"dlg-{call_id}-{from_.tag}", 2048, 2048)
+        dialog = cls.create_uac_initial(factory, request, transport=transport)
         try:
-            return pool.alloc(
-                cls,
-                pool,
-                role=DialogRole.UAC,
-                call_id=call_id,
-                local_tag=from_.tag,
-                remote_tag=to.tag,
-                local_uri=from_,
-                remote_uri=to,
-                local_cseq=cseq.number,
-                remote_cseq=None,
-                route_set=tuple(reversed(response.record_route)),
-                remote_target=target,
-                local_contact=contact,
-                secure=_is_sips(request.uri),
-                transport=transport,
-                state=DialogState.EARLY if response.status_code < 200 else DialogState.CONFIRMED,
-            )
+            dialog.establish(response)
         except BaseException:
-            pool.release("dialog creation failed")
+            dialog.pool.release("dialog creation failed")
             raise
+        return dialog
 
     @classmethod
     def create_uac_initial(cls, factory: PoolFactory, request: Request, *, transport: str = "udp") -> Dialog:
         """The dialog of an INVITE we are about to send (NULL: no remote tag yet; see establish)."""
         to, from_, call_id, cseq = request.to, request.from_, request.call_id, request.cseq
         if to is None or from_ is None or from_.tag is None or call_id is None or cseq is None:
-            raise LocalProtocolError("an initial INVITE needs From (with a tag), To, Call-ID and CSeq")
+            raise LocalProtocolError(
+                "a dialog-creating request needs From (with a tag), To, Call-ID and CSeq"
+            )
         contact = next((c for c in request.contact if isinstance(c, NameAddress)), None)
         if contact is None:
             raise LocalProtocolError("a dialog-creating request needs a Contact")
-        pool = factory.create_pool(f"dlg-{call_id}-{from_.tag}", 2048, 2048)
-        try:
-            return pool.alloc(
-                cls,
-                pool,
-                role=DialogRole.UAC,
-                call_id=call_id,
-                local_tag=from_.tag,
-                remote_tag="",
-                local_uri=from_,
-                remote_uri=to,
-                local_cseq=cseq.number,
-                remote_cseq=None,
-                route_set=(),
-                remote_target=request.uri,
-                local_contact=contact,
-                secure=_is_sips(request.uri),
-                transport=transport,
-                state=DialogState.NULL,
-            )
-        except BaseException:
-            pool.release("dialog creation failed")
-            raise
+        return cls._allocate(
+            factory,
+            f"dlg-{call_id}-{from_.tag}",
+            role=DialogRole.UAC,
+            call_id=call_id,
+            local_tag=from_.tag,
+            remote_tag="",
+            local_uri=from_,
+            remote_uri=to,
+            local_cseq=cseq.number,
+            remote_cseq=None,
+            route_set=(),
+            remote_target=request.uri,
+            local_contact=contact,
+            secure=_is_sips(request.uri),
+            transport=transport,
+            state=DialogState.NULL,
+        )
 
     def establish(self, response: Response) -> None:
         """NULL -> EARLY (1xx) or CONFIRMED (2xx): the first response with a To tag."""
@@ -256,29 +229,24 @@ class Dialog(RefCounted):
             )
         # An RFC 2543 INVITE may lack a Contact (RFC 4475 inv2543): the From URI is the best target.
         target = _contact_uri(request) or from_.uri
-        pool = factory.create_pool(f"dlg-{call_id}-{local_tag}", 2048, 2048)
-        try:
-            return pool.alloc(
-                cls,
-                pool,
-                role=DialogRole.UAS,
-                call_id=call_id,
-                local_tag=local_tag,
-                remote_tag=from_.tag or "",
-                local_uri=to.with_tag(local_tag),
-                remote_uri=from_,
-                local_cseq=0,
-                remote_cseq=cseq.number,
-                route_set=tuple(request.record_route),
-                remote_target=target,
-                local_contact=local_contact,
-                secure=_is_sips(request.uri),
-                transport=transport,
-                state=DialogState.EARLY,
-            )
-        except BaseException:
-            pool.release("dialog creation failed")
-            raise
+        return cls._allocate(
+            factory,
+            f"dlg-{call_id}-{local_tag}",
+            role=DialogRole.UAS,
+            call_id=call_id,
+            local_tag=local_tag,
+            remote_tag=from_.tag or "",
+            local_uri=to.with_tag(local_tag),
+            remote_uri=from_,
+            local_cseq=0,
+            remote_cseq=cseq.number,
+            route_set=tuple(request.record_route),
+            remote_target=target,
+            local_contact=local_contact,
+            secure=_is_sips(request.uri),
+            transport=transport,
+            state=DialogState.EARLY,
+        )
 
     # -- life cycle --------------------------------------------------------------------------
 
