@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pytest
 import structlog
 
 # Tests read the library's logs through structlog.testing.capture_logs where they matter;
@@ -21,3 +22,18 @@ def rfc4475_rows() -> list[dict[str, str]]:
     lines = [line for line in (RFC4475 / "expected.tsv").read_text().splitlines() if not line.startswith("#")]
     header = lines[0].split("\t")
     return [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:] if line.strip()]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--run-slow`` runs the soak and load tests (CI runs their short versions only)."""
+    parser.addoption("--run-slow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the slow tests unless --run-slow."""
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
