@@ -7,7 +7,14 @@ import itertools
 import pytest
 
 from invsess.endpoint import Endpoint, EndpointConfig
-from invsess.inv import IncomingCall, InviteState, MediaUpdated, SessionLayer, SessionStateChanged
+from invsess.inv import (
+    IncomingCall,
+    InviteSession,
+    InviteState,
+    MediaUpdated,
+    SessionLayer,
+    SessionStateChanged,
+)
 from invsess.inv.session import TRANSITIONS
 from invsess.memory import UseAfterFreeError
 from invsess.sdp import parse_sdp
@@ -23,6 +30,13 @@ ALICE_SDP = parse_sdp(
 BOB_SDP = parse_sdp(
     "v=0\r\no=bob 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
 )
+
+
+def agreed_direction(session: InviteSession) -> str:
+    """The direction of the first stream we agreed to last."""
+    local = session.negotiator.active_local
+    assert local is not None
+    return local.media[0].direction
 
 
 class World:
@@ -75,6 +89,13 @@ class World:
         incoming = [d for w, k, d in self.run(0.1) if k == "incoming"]
         assert len(incoming) == 1
         return session, incoming[0]
+
+    def connected(self, settle: float = 0.2) -> tuple[InviteSession, InviteSession]:
+        """A call placed, answered 200 and given ``settle`` seconds to be confirmed."""
+        alice, bob = self.call()
+        self.bob.answer(bob, 200, self.net.now)
+        self.run(settle)
+        return alice, bob
 
     def settle(self) -> None:
         self.net.run_until_idle(limit=120)
@@ -178,16 +199,14 @@ def test_ack_timeout_ends_the_call_with_bye() -> None:
 
 def test_hold_and_resume_by_reinvite() -> None:
     w = World()
-    alice, bob = w.call()
-    w.bob.answer(bob, 200, w.net.now)
-    w.run(0.2)
+    alice, bob = w.connected(0.2)
     w.alice.reinvite(alice, w.net.now, direction="sendonly")
     w.run(0.3)
-    assert bob.negotiator.active_local.media[0].direction == "recvonly"
-    assert alice.negotiator.active_local.media[0].direction == "sendonly"
+    assert agreed_direction(bob) == "recvonly"
+    assert agreed_direction(alice) == "sendonly"
     w.alice.reinvite(alice, w.net.now, direction="sendrecv")
     w.run(0.3)
-    assert bob.negotiator.active_local.media[0].direction == "sendrecv"
+    assert agreed_direction(bob) == "sendrecv"
     assert alice.state is bob.state is InviteState.CONFIRMED
     with pytest.raises(LocalProtocolError):
         w.bob.answer(bob, 200, w.net.now)
@@ -197,9 +216,7 @@ def test_hold_and_resume_by_reinvite() -> None:
 
 def test_reinvite_glare_gets_491_and_a_retry_wins() -> None:
     w = World(profile=LinkProfile(latency=0.05))
-    alice, bob = w.call()
-    w.bob.answer(bob, 200, w.net.now)
-    w.run(0.3)
+    alice, bob = w.connected(0.3)
     w.alice.reinvite(alice, w.net.now, direction="sendonly")
     w.bob.reinvite(bob, w.net.now, direction="sendonly")
     w.run(10)
@@ -321,12 +338,10 @@ def test_outgoing_type() -> None:
 
 def test_update_changes_media_without_an_ack() -> None:
     w = World()
-    alice, bob = w.call()
-    w.bob.answer(bob, 200, w.net.now)
-    w.run(0.2)
+    alice, bob = w.connected(0.2)
     w.bob.update(bob, w.net.now, direction="sendonly")
     w.run(0.3)
-    assert alice.negotiator.active_local.media[0].direction == "recvonly"
+    assert agreed_direction(alice) == "recvonly"
     updates = [e for e in w.net.trace if e.first_line.startswith("UPDATE")]
     assert len(updates) == 1
     last_ack = [e for e in w.net.trace if e.first_line.startswith("ACK")][-1]
@@ -341,9 +356,7 @@ def test_update_changes_media_without_an_ack() -> None:
 
 def test_update_while_our_offer_is_pending_gets_491() -> None:
     w = World(profile=LinkProfile(latency=0.05))
-    alice, bob = w.call()
-    w.bob.answer(bob, 200, w.net.now)
-    w.run(0.4)
+    alice, bob = w.connected(0.4)
     w.alice.update(alice, w.net.now, direction="sendonly")
     w.bob.update(bob, w.net.now, direction="inactive")
     w.run(10)
@@ -356,9 +369,7 @@ def test_update_while_our_offer_is_pending_gets_491() -> None:
 
 def test_408_to_a_reinvite_ends_the_call_with_bye() -> None:
     w = World()
-    alice, bob = w.call()
-    w.bob.answer(bob, 200, w.net.now)
-    w.run(0.2)
+    alice, bob = w.connected(0.2)
     w.net.partition(A, B)
     w.alice.reinvite(alice, w.net.now, direction="sendonly")
     w.run(40)  # Timer B: 32 s
