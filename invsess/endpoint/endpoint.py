@@ -102,7 +102,6 @@ class Endpoint:
         self._out: list[Outgoing] = []
         self._events: deque[tuple[AnyEvent, Pool | None]] = deque()
         self._event_pool: Pool | None = None
-        self._closed = False
         self._handed_on: Pool | None = None  # the rx pool a transaction or an event took over
         self._dialogs: set[tuple[str, str, str]] = set()
         #: Counters: stray responses and ACKs, parse failures, stateless answers by code, ...
@@ -296,7 +295,6 @@ class Endpoint:
         self.terminate_all()
         while self.next_event() is not None:
             pass
-        self._closed = True
         return self.factory.leak_report()
 
     # -- inside ------------------------------------------------------------------------------

@@ -151,9 +151,8 @@ class SessionLayer:
         hang them up first."""
         self.endpoint.terminate_all()
         self._process(now)
-        while self.next_event() is not None:
+        while self.next_event() is not None:  # the last call runs the releases still due
             pass
-        self.next_event()
         return self.endpoint.close()
 
     @property

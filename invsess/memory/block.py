@@ -125,7 +125,7 @@ def block_size_of(obj: Block) -> int:
     size = _fixed_sizes.get(cls)
     if size is None:
         size = align(obj.block_size())
-        if getattr(cls.block_size, "__wrapped__", cls.block_size) is Block.block_size:
+        if cls.block_size is Block.block_size:  # not overridden: the size depends on the class only
             _fixed_sizes[cls] = size
     return size
 

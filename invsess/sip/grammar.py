@@ -7,15 +7,8 @@ byte survives a round trip) and raises only :class:`~invsess.sip.errors.ParseErr
 from __future__ import annotations
 
 import re
-import string
 
 from invsess.sip.errors import ParseError
-
-ALNUM = frozenset(string.ascii_letters + string.digits)
-TOKEN_CHARS = ALNUM | frozenset("-.!%*_+`'~")
-#: Call-ID words allow more than tokens (RFC 3261 §25.1 ``word``).
-WORD_CHARS = TOKEN_CHARS | frozenset('()<>:\\"/[]?{}')
-WSP = " \t"
 
 _TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _TOKEN_FULL = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")

@@ -19,7 +19,6 @@ from invsess.sip.builder import make_response
 from invsess.sip.errors import ParseError
 from invsess.sip.message import Request, Response
 from invsess.sip.parser import DEFAULT_LIMITS, ParserLimits, parse_message, salvage_request
-from invsess.sip.uri import SipUri
 
 
 class Check(enum.IntFlag):
@@ -295,8 +294,3 @@ def screen_datagram(
         return Screening("reply", failure.status_code, failure.reason, reply)
     finally:
         pool.release("message screened")
-
-
-def is_sip_uri(value: object) -> bool:
-    """True for a ``sip:``/``sips:`` URI value."""
-    return isinstance(value, SipUri)

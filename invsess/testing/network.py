@@ -14,6 +14,7 @@ import random
 import attrs
 
 from invsess.endpoint import Endpoint
+from invsess.trace import Trace, render_text
 from invsess.transaction import Outgoing
 
 Address = tuple[str, int]
@@ -183,6 +184,4 @@ class SimNetwork:
 
     def ladder(self, limit: int = 200) -> str:
         """The ladder diagram of the last ``limit`` datagrams (see :mod:`invsess.trace`)."""
-        from invsess.trace import Trace, render_text  # noqa: PLC0415 - trace imports this module's types
-
         return render_text(Trace.from_entries(self.trace[-limit:]))

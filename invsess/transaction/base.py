@@ -15,6 +15,7 @@ import attrs
 
 from invsess.memory import Buffer, Pool
 from invsess.sip import Request, Response
+from invsess.transaction.events import TransactionTerminated
 
 if TYPE_CHECKING:
     from invsess.transaction.timers import TimerConfig
@@ -150,8 +151,6 @@ class Transaction:
         self._intervals.clear()
 
     def _finish(self, reason: str) -> None:
-        from invsess.transaction.events import TransactionTerminated  # noqa: PLC0415 - events import this module
-
         self._terminate(reason)
         self._on_event(TransactionTerminated(self, reason))
 
