@@ -211,6 +211,21 @@ class Dialog(RefCounted):
         self.remote_target = target
         self.state = DialogState.EARLY if response.status_code < 200 else DialogState.CONFIRMED
 
+    def adopt(self, response: Response) -> None:
+        """EARLY -> CONFIRMED with another fork's identity (RFC 3261 §13.2.2.4).
+
+        A forked INVITE can ring at one place and be answered at another: the session goes
+        on with the fork that answered, so its dialog takes that fork's tag, target and route
+        set. (The fork's own early dialog, if there was one, is the caller's to release.)
+        """
+        if self.role is not DialogRole.UAC or self.state is not DialogState.EARLY:
+            raise LocalProtocolError(f"only an early UAC dialog adopts a fork, not a {self.state.name} one")
+        if response.status_code // 100 != 2:
+            raise LocalProtocolError("a fork is adopted on its 2xx")
+        self.state = DialogState.NULL
+        self.remote_cseq = None
+        self.establish(response)
+
     @classmethod
     def create_uas(
         cls,

@@ -15,7 +15,7 @@ from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import IncomingCall, InviteState, SessionLayer, SessionStateChanged
 from invsess.testing import LinkProfile, SimNetwork
 
-from .test_inv import ALICE_SDP, BOB_SDP
+from .sessions import ALICE_SDP, BOB_SDP
 
 A, B = ("127.0.0.1", 5060), ("127.0.0.2", 5060)
 BAD = LinkProfile(latency=0.02, jitter=0.02, loss=0.20, duplicate=0.05, reorder=0.05)

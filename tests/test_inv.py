@@ -8,12 +8,8 @@ import pytest
 
 from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import (
-    IncomingCall,
-    InviteSession,
     InviteState,
-    MediaUpdated,
     SessionLayer,
-    SessionStateChanged,
 )
 from invsess.inv.session import TRANSITIONS
 from invsess.memory import UseAfterFreeError
@@ -22,88 +18,7 @@ from invsess.sip import LocalProtocolError, Request, make_response
 from invsess.testing import LinkProfile, ScriptedPeer, SimNetwork
 from invsess.transaction import Outgoing
 
-A, B = ("127.0.0.1", 5060), ("127.0.0.2", 5060)
-ALICE_SDP = parse_sdp(
-    "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-    "m=audio 4000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
-)
-BOB_SDP = parse_sdp(
-    "v=0\r\no=bob 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
-)
-
-
-def agreed_direction(session: InviteSession) -> str:
-    """The direction of the first stream we agreed to last."""
-    local = session.negotiator.active_local
-    assert local is not None
-    return local.media[0].direction
-
-
-class World:
-    """Alice and Bob, each a SessionLayer, on one simulated network."""
-
-    def __init__(self, seed: int = 1, profile: LinkProfile | None = None) -> None:
-        self.net = SimNetwork(seed, default=profile or LinkProfile())
-        self.alice = SessionLayer(
-            Endpoint(EndpointConfig(seed=seed, malloc_debug=True, allow=("INVITE", "BYE", "UPDATE"))),
-            ALICE_SDP,
-            user="alice",
-        )
-        self.bob = SessionLayer(
-            Endpoint(EndpointConfig(seed=seed + 100, malloc_debug=True, allow=("INVITE", "BYE", "UPDATE"))),
-            BOB_SDP,
-            user="bob",
-        )
-        self.net.attach(self.alice, A)  # type: ignore[arg-type]
-        self.net.attach(self.bob, B)  # type: ignore[arg-type]
-        self.log: list[tuple[str, str, object]] = []
-
-    def drain(self) -> list[tuple[str, str, object]]:
-        """Every pending event of both sides, read while valid: (who, kind, detail)."""
-        out: list[tuple[str, str, object]] = []
-        for who, layer in (("alice", self.alice), ("bob", self.bob)):
-            while (event := layer.next_event()) is not None:
-                if isinstance(event, SessionStateChanged):
-                    out.append((who, "state", (event.new.name, event.cause)))
-                elif isinstance(event, IncomingCall):
-                    out.append((who, "incoming", event.session))
-                elif isinstance(event, MediaUpdated):
-                    neg = event.session.negotiator
-                    out.append(
-                        (who, "media", neg.active_local.media[0].direction if neg.active_local else None)
-                    )
-        self.log += out
-        return out
-
-    def run(self, seconds: float = 0.5) -> list[tuple[str, str, object]]:
-        self.net.run_until(self.net.now + seconds)
-        return self.drain()
-
-    def states(self, who: str) -> list[str]:
-        return [d[0] for w, k, d in self.log if w == who and k == "state"]  # type: ignore[index]
-
-    def call(self, *, with_offer: bool = True):
-        session = self.alice.invite(
-            "sip:bob@127.0.0.2:5060", destination=B, now=self.net.now, with_offer=with_offer
-        )
-        incoming = [d for w, k, d in self.run(0.1) if k == "incoming"]
-        assert len(incoming) == 1
-        return session, incoming[0]
-
-    def connected(self, settle: float = 0.2) -> tuple[InviteSession, InviteSession]:
-        """A call placed, answered 200 and given ``settle`` seconds to be confirmed."""
-        alice, bob = self.call()
-        self.bob.answer(bob, 200, self.net.now)
-        self.run(settle)
-        return alice, bob
-
-    def settle(self) -> None:
-        self.net.run_until_idle(limit=120)
-        self.drain()
-        self.drain()  # the second pass runs the releases due after the DISCONNECTED events
-        for layer in (self.alice, self.bob):
-            assert layer.sessions == []
-            assert not layer.endpoint.close(), layer.endpoint.leak_report().format()
+from .sessions import ALICE_SDP, A, B, World, agreed_direction
 
 
 def test_a_whole_call() -> None:

@@ -16,7 +16,7 @@ from invsess.inv import IncomingCall, InviteSession, InviteState, SessionLayer, 
 from invsess.sip import LocalProtocolError
 from invsess.testing import LinkProfile, SimNetwork
 
-from .test_inv import ALICE_SDP, BOB_SDP
+from .sessions import ALICE_SDP, BOB_SDP
 
 A, B = ("127.0.0.1", 5060), ("127.0.0.2", 5060)
 TEST = "test"

@@ -26,7 +26,19 @@ import attrs
 from invsess.dialog import Dialog, DialogState
 from invsess.endpoint import CancelReceived, Endpoint
 from invsess.endpoint.routing import is_ip
+from invsess.inv.prack import Rel100, ReliableReceiver, ReliableSender, is_reliable, peer_offers_100rel
 from invsess.inv.session import InviteSession, InviteState
+from invsess.inv.timer import (
+    DEFER_INTERVAL,
+    SessionTimer,
+    TimerDecision,
+    TimerRejection,
+    TimerSettings,
+    response_headers,
+    supports_timer,
+    uac_decide,
+    uas_decide,
+)
 from invsess.memory import LeakReport, PoolExhaustedError
 from invsess.sdp import SdpNegotiationError, SdpNegotiator, SessionDescription, parse_sdp
 from invsess.sip import (
@@ -91,10 +103,44 @@ SessionEvent = IncomingCall | SessionStateChanged | MediaUpdated | RequestReceiv
 class SessionLayer:
     """INVITE sessions over one endpoint; see the module docstring."""
 
-    def __init__(self, endpoint: Endpoint, local_sdp: SessionDescription, *, user: str = "invsess") -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        local_sdp: SessionDescription,
+        *,
+        user: str = "invsess",
+        timer: TimerSettings | None = None,
+        rel100: Rel100 | str = Rel100.OFF,
+    ) -> None:
+        """``timer`` turns on session timers (RFC 4028) with those settings; ``rel100`` is
+        "off", "supported" (reliable 1xx when the peer supports them too) or "required".
+
+        The endpoint must be configured to match, or requests using these extensions would be
+        turned away before reaching us: ``supported`` must list "timer" and "100rel", ``allow``
+        must list PRACK. A mismatch raises ValueError naming the missing setting.
+        """
         self.endpoint = endpoint
         self.local_sdp = local_sdp
         self.user = user
+        self.timer_settings = timer
+        self.rel100 = Rel100(rel100)
+        cfg = endpoint.config
+        missing = [
+            *(["supported: 'timer'"] if timer is not None and "timer" not in cfg.supported else []),
+            *(
+                ["supported: '100rel'"]
+                if self.rel100 is not Rel100.OFF and "100rel" not in cfg.supported
+                else []
+            ),
+            *(["allow: 'PRACK'"] if self.rel100 is not Rel100.OFF and "PRACK" not in cfg.allow else []),
+        ]
+        if missing:
+            raise ValueError(f"the endpoint's EndpointConfig lacks {', '.join(missing)}")
+        #: The extensions this layer implements (and says so in Supported).
+        self.supported: tuple[str, ...] = (
+            *(("100rel",) if self.rel100 is not Rel100.OFF else ()),
+            *(("timer",) if timer is not None else ()),
+        )
         self._random = random.Random(endpoint.config.seed)  # noqa: S311 - back-off jitter, seeded for replay
         self._tx: dict[Transaction, tuple[Any, str, Dialog]] = {}  # owner None: session released
         self._by_dialog: dict[tuple[str, str, str], InviteSession] = {}
@@ -188,40 +234,124 @@ class SessionLayer:
         )
         dialog = Dialog.create_uac_initial(ep.factory, request, transport=transport)
         session = self._new_session(dialog, "UAC")
+        if self.rel100 is not Rel100.OFF:
+            session.rel_receiver = ReliableReceiver()
+        if self.timer_settings is not None:
+            session.timer = SessionTimer(self.timer_settings)
+        for name, value in self._invite_headers(session):
+            request.headers.add(name, value)
         if with_offer:
             offer = session.negotiator.create_offer()
             request.body = offer.serialize()
             request.headers.set("Content-Type", SDP)
-        tx = ep.send_request(request, destination, transport, now)
-        if not isinstance(tx, ClientInviteTransaction):  # pragma: no cover - an INVITE makes one
-            raise TypeError("send_request of an INVITE must give an INVITE client transaction")
-        session.invite_tx = tx
-        self._track(tx, session, "invite", dialog)
+        self._send_invite(session, request, destination, transport, now)
         self._set_state(session, "send INVITE")
         return session
 
+    def _invite_headers(self, session: InviteSession) -> list[tuple[str, object]]:
+        """Allow, Supported, Require and the session timer of an initial INVITE."""
+        timer = self.timer_settings
+        required = [
+            *(["100rel"] if self.rel100 is Rel100.REQUIRED else []),
+            *(["timer"] if timer is not None and timer.required else []),
+        ]
+        headers: list[tuple[str, object]] = [("Allow", self.endpoint.config.allow_header)]
+        if self.supported:
+            headers.append(("Supported", ", ".join(self.supported)))
+        if required:
+            headers.append(("Require", ", ".join(required)))
+        if session.timer is not None:
+            headers += session.timer.request_headers()
+        return headers
+
+    def _send_invite(
+        self, session: InviteSession, request: Request, destination: Address, transport: str, now: float
+    ) -> None:
+        tx = self.endpoint.send_request(request, destination, transport, now)
+        if not isinstance(tx, ClientInviteTransaction):  # pragma: no cover - an INVITE makes one
+            raise TypeError("send_request of an INVITE must give an INVITE client transaction")
+        session.invite_tx = tx
+        self._track(tx, session, "invite", session.dialog)
+
     def answer(self, session: InviteSession, code: int, now: float, *, reason: str | None = None) -> None:
-        """Answer an incoming call: 1xx (ringing), 2xx (with our SDP), or a failure."""
+        """Answer an incoming call: 1xx (ringing), 2xx (with our SDP), or a failure.
+
+        With 100rel in use, a 1xx goes reliably (RSeq, retransmitted until its PRACK); the
+        first one carries our answer (or, for an INVITE without an offer, our offer). A 1xx or
+        a 2xx answered while an earlier reliable 1xx awaits its PRACK goes out after it
+        (RFC 3262 §3): the state changes when it does.
+        """
         tx = session.invite_tx
         if session.role != "UAS" or not isinstance(tx, ServerInviteTransaction) or tx.terminated:
             raise LocalProtocolError("answer() is for a ringing incoming call")
         if session.state not in (InviteState.INCOMING, InviteState.EARLY):
             raise LocalProtocolError(f"cannot answer in state {session.state.name}")
-        if code < 200:
+        if not 100 <= code < 700:
+            raise LocalProtocolError(f"{code} is not a status code")
+        sender = session.rel_sender
+        if code < 200 and (sender is None or code == 100):
             self.endpoint.respond(tx, self._uas_response(session, tx.request, code, reason), now)
-            self._set_state(session, "send 1xx")
+            if code > 100:
+                self._set_state(session, "send 1xx")
+        elif code < 300 and sender is not None and (sender.must_wait(code) or sender.queue):
+            sender.queue.append((code, reason))  # goes out when the outstanding 1xx is PRACKed
+        elif code < 200:
+            self._send_reliable_1xx(session, tx, code, reason, now)
         elif code < 300:
-            body = self._uas_sdp(session, now)
-            if body is None:
-                return  # the offer could not be answered: 488 went out, the session is over
-            response = self._uas_response(session, tx.request, code, reason, body)
-            self._send_uas_2xx(session, tx, response, now)
-            session.dialog.confirm()
-            self._set_state(session, "send 2xx")
+            self._send_final_2xx(session, tx, code, reason, now)
         else:
             self.endpoint.respond(tx, self._uas_response(session, tx.request, code, reason), now)
             self._disconnect(session, code)
         self._process(now)
+
+    def _send_reliable_1xx(
+        self, session: InviteSession, tx: ServerInviteTransaction, code: int, reason: str | None, now: float
+    ) -> None:
+        sender = session.rel_sender
+        assert sender is not None
+        body = b""
+        neg = session.negotiator
+        if not session.early_sdp:
+            # RFC 3262 §5: the first reliable 1xx completes the INVITE's offer (or makes one).
+            try:
+                if neg.state.name == "DONE" and neg.active_local is not None:
+                    body = neg.active_local.serialize()
+                elif neg.state.name == "NULL":
+                    body = neg.create_offer().serialize()
+            except SdpNegotiationError as exc:
+                session.log.warning("no SDP for the reliable provisional", error=str(exc))
+            session.early_sdp = bool(body)
+        rseq = sender.take_rseq()
+        headers: list[tuple[str, object]] = [("Require", "100rel"), ("RSeq", str(rseq))]
+        response = self._uas_response(session, tx.request, code, reason, body=body, extra=headers)
+        self.endpoint.respond(tx, response, now)
+        t1 = self.endpoint.config.timers.t1
+        sender.sent(
+            rseq, response.serialize(), with_sdp=bool(body), now=now, t1=t1, retransmit=not tx.reliable
+        )
+        if session.state is not InviteState.EARLY:
+            self._set_state(session, "send 1xx")
+        if body and neg.state.name == "DONE":
+            self._media_updated(session)
+
+    def _send_final_2xx(
+        self, session: InviteSession, tx: ServerInviteTransaction, code: int, reason: str | None, now: float
+    ) -> None:
+        # The answer already went in a reliable 1xx: the 2xx carries no SDP (RFC 3261 §13.2.1).
+        body = b"" if session.early_sdp else self._uas_sdp(session, now)
+        if body is None:
+            return  # the offer could not be answered: 488 went out, the session is over
+        decision = session.pending_timer
+        headers = response_headers(decision, tx.request) if decision is not None else []
+        response = self._uas_response(session, tx.request, code, reason, body=body, extra=headers)
+        self._send_uas_2xx(session, tx, response, now)
+        if session.rel_sender is not None:
+            session.rel_sender.clear()
+        if decision is not None and session.timer is not None:
+            session.timer.start(decision, now)
+            session.pending_timer = None
+        session.dialog.confirm()
+        self._set_state(session, "send 2xx")
 
     def hangup(self, session: InviteSession, now: float, *, code: int = 603) -> None:
         """End the call the way its state calls for: CANCEL, reject, or BYE."""
@@ -249,34 +379,62 @@ class SessionLayer:
             raise LocalProtocolError("an INVITE transaction is already in progress in this dialog")
         if direction is not None:
             session.negotiator.set_direction(direction)
-        session.retry_at = None
-        offer = session.negotiator.create_offer()
-        dialog = session.dialog
-        host, port, transport = self._next_hop(session)
-        request = dialog.create_request(
-            "INVITE", via=self.endpoint.via(transport), body=offer.serialize(), content_type=SDP
-        )
-        tx = self.endpoint.send_request(request, (host, port), transport, now)
-        session.pending_reinvite = tx
-        self._track(tx, session, "reinvite", dialog)
+        self._send_in_dialog_offer(session, "INVITE", now, with_offer=True)
 
-    def update(self, session: InviteSession, now: float, *, direction: str | None = None) -> None:
-        """Send an UPDATE with a new offer (RFC 3311): no INVITE transaction, no ACK."""
+    def update(
+        self, session: InviteSession, now: float, *, direction: str | None = None, with_offer: bool = True
+    ) -> None:
+        """Send an UPDATE (RFC 3311): no INVITE transaction, no ACK. With a new offer, or, with
+        ``with_offer=False``, none: a session refresh that changes no media."""
         if session.state not in (InviteState.CONFIRMED, InviteState.EARLY) or session.bye_sent:
             raise LocalProtocolError(f"UPDATE needs an early or confirmed session, not {session.state.name}")
         if session.pending_reinvite is not None or session.negotiator.state.name != "DONE":
             raise LocalProtocolError("an offer/answer exchange is already in progress in this dialog")
         if direction is not None:
             session.negotiator.set_direction(direction)
+        self._send_in_dialog_offer(session, "UPDATE", now, with_offer=with_offer)
+
+    def _send_in_dialog_offer(
+        self, session: InviteSession, method: str, now: float, *, with_offer: bool
+    ) -> None:
+        """A re-INVITE or UPDATE (our session timer in it: every one of them is a refresh)."""
         session.retry_at = None
-        offer = session.negotiator.create_offer()
+        body = session.negotiator.create_offer().serialize() if with_offer else b""
+        headers: list[tuple[str, object]] = []
+        if session.timer is not None:
+            headers += [("Supported", "timer"), *session.timer.request_headers()]
         host, port, transport = self._next_hop(session)
         request = session.dialog.create_request(
-            "UPDATE", via=self.endpoint.via(transport), body=offer.serialize(), content_type=SDP
-        )
+            method, via=self.endpoint.via(transport), headers=headers, body=body,
+            content_type=SDP if body else None,
+        )  # fmt: skip
         tx = self.endpoint.send_request(request, (host, port), transport, now)
         session.pending_reinvite = tx
-        self._track(tx, session, "update", session.dialog)
+        self._track(tx, session, "reinvite" if method == "INVITE" else "update", session.dialog)
+
+    def _refresh(self, session: InviteSession, now: float) -> None:
+        """RFC 4028 §7.4/§9: refresh by UPDATE without SDP when the peer allows UPDATE, else by
+        re-INVITE with our current SDP; later if another exchange is under way (its success
+        refreshes the session anyway)."""
+        timer = session.timer
+        if timer is None:
+            return
+        timer.refresh_at = None
+        busy = (
+            session.pending_reinvite is not None
+            or session.uas_2xx is not None
+            or session.retry_at is not None
+            or session.negotiator.state.name != "DONE"
+        )
+        if busy or session.state is not InviteState.CONFIRMED or session.bye_sent:
+            timer.refresh_at = now + DEFER_INTERVAL
+            return
+        if "UPDATE" in session.peer_allow:
+            self._send_in_dialog_offer(session, "UPDATE", now, with_offer=False)
+        else:
+            self._send_in_dialog_offer(session, "INVITE", now, with_offer=True)
+        timer.refresh_tx = session.pending_reinvite
+        session.log.info("session refresh", method="UPDATE" if "UPDATE" in session.peer_allow else "INVITE")
 
     # -- inside: event dispatch --------------------------------------------------------------
 
@@ -338,6 +496,8 @@ class SessionLayer:
             self._on_reinvite(session, tx, request, now)
         elif request.method == "UPDATE":
             self._on_update(session, tx, request, now)
+        elif request.method == "PRACK":
+            self._on_prack(session, tx, request, now)
         else:
             self.endpoint.respond(tx, make_response(request, 501), now)
 
@@ -360,6 +520,14 @@ class SessionLayer:
         session = self._new_session(dialog, "UAS")
         session.invite_tx = tx
         self._track(tx, session, "invite", dialog)
+        session.peer_allow = tuple(m.upper() for m in request.allow)
+        refusal = self._uas_extensions(session, request)
+        if refusal is not None:
+            code, headers = refusal
+            ep.respond(tx, make_response(request, code, to_tag=dialog.local_tag, headers=headers), now)
+            self._set_state(session, "receive INVITE")
+            self._disconnect(session, code)
+            return
         if request.body:
             try:
                 # Answered now, as PJSIP's verify_request does: an unacceptable offer gets 488
@@ -375,12 +543,48 @@ class SessionLayer:
         self._set_state(session, "receive INVITE")
         self._events.append((IncomingCall(session, request), None))
 
+    def _uas_extensions(
+        self, session: InviteSession, request: Request
+    ) -> tuple[int, list[tuple[str, object]]] | None:
+        """100rel and session timers for a new INVITE: what we use, or the 421/422 refusing it."""
+        if self.rel100 is not Rel100.OFF:
+            if peer_offers_100rel(request):
+                session.rel_sender = ReliableSender.create(self._random)
+            elif self.rel100 is Rel100.REQUIRED:
+                return 421, [("Require", "100rel")]
+        if self.timer_settings is not None:
+            session.timer = SessionTimer(self.timer_settings)
+            decision = uas_decide(request, self.timer_settings, min_se=session.timer.min_se, initial=True)
+            if isinstance(decision, TimerRejection):
+                return decision.status_code, list(decision.headers)
+            session.pending_timer = decision
+        return None
+
+    def _timer_for_request(
+        self, session: InviteSession, tx: ServerTransaction, request: Request, now: float
+    ) -> TimerDecision | bool | None:
+        """A session refresh (re-INVITE or UPDATE) from the peer: the timer it agrees, None when
+        no timer runs here, or False when it was refused with 422 (already sent)."""
+        if session.timer is None or self.timer_settings is None:
+            return None
+        decision = uas_decide(request, self.timer_settings, min_se=session.timer.min_se, initial=False)
+        if isinstance(decision, TimerRejection):
+            response = make_response(request, decision.status_code, headers=list(decision.headers))
+            self.endpoint.respond(tx, response, now)
+            return False
+        return decision
+
     def _on_reinvite(
         self, session: InviteSession, tx: ServerInviteTransaction, request: Request, now: float
     ) -> None:
         if session.pending_reinvite is not None or session.uas_2xx is not None:
             self.endpoint.respond(tx, make_response(request, 491, to_tag=session.dialog.local_tag), now)
             return
+        decision = self._timer_for_request(session, tx, request, now)
+        if decision is False:
+            return
+        if request.allow:
+            session.peer_allow = tuple(m.upper() for m in request.allow)
         neg = session.negotiator
         try:
             if request.body:
@@ -392,39 +596,123 @@ class SessionLayer:
             code = 488 if isinstance(exc, SdpNegotiationError) else 400
             self.endpoint.respond(tx, make_response(request, code, to_tag=session.dialog.local_tag), now)
             return
-        response = self._uas_response(session, request, 200, None, body)
+        timer_headers = response_headers(decision, request) if isinstance(decision, TimerDecision) else []
+        response = self._uas_response(session, request, 200, None, body=body, extra=timer_headers)
         session.invite_tx = tx
         self._send_uas_2xx(session, tx, response, now)
+        self._restart_timer(session, decision, now)
         if request.body:
             self._media_updated(session)
 
-    def _on_update(self, session: InviteSession, tx: ServerTransaction, request: Request, now: float) -> None:
-        """RFC 3311: an offer outside the INVITE's own exchanges (or a mere refresh, without SDP)."""
-        neg = session.negotiator
-        if not request.body:
-            self.endpoint.respond(
-                tx, make_response(request, 200, headers=[("Contact", session.dialog.local_contact)]), now
-            )
+    @staticmethod
+    def _granted(timer: SessionTimer, response: Response) -> TimerDecision | None:
+        """The timer a 2xx to our INVITE, re-INVITE or UPDATE leaves running.
+
+        RFC 4028 §7.2: none when the 2xx has no Session-Expires, except that when we refresh
+        for a peer that never said it supports timers (§9), its 2xx cannot be expected to
+        carry one: our timer goes on as it was.
+        """
+        decision = uac_decide(response, min_se=timer.min_se)
+        if decision is None and timer.active and timer.we_refresh and not supports_timer(response):
+            return TimerDecision(timer.interval, True, timer.min_se)
+        return decision
+
+    def _restart_timer(
+        self, session: InviteSession, decision: TimerDecision | bool | None, now: float
+    ) -> None:
+        """A refresh succeeded: run the clock again (or stop it when no timer was agreed)."""
+        if session.timer is None:
             return
-        if session.pending_reinvite is not None or neg.state.name in (
-            "LOCAL_OFFER",
-            "REMOTE_OFFER",
-            "WAIT_NEGO",
+        if isinstance(decision, TimerDecision):
+            session.timer.start(decision, now)
+        else:
+            session.timer.stop()
+
+    def _on_update(self, session: InviteSession, tx: ServerTransaction, request: Request, now: float) -> None:
+        """RFC 3311: an offer outside the INVITE's own exchanges, or a mere refresh without SDP."""
+        neg = session.negotiator
+        if request.body and (
+            session.pending_reinvite is not None
+            or neg.state.name in ("LOCAL_OFFER", "REMOTE_OFFER", "WAIT_NEGO")
         ):
             self.endpoint.respond(tx, make_response(request, 491), now)  # §5.2: an offer is pending
             return
+        decision = self._timer_for_request(session, tx, request, now)
+        if decision is False:
+            return
+        answer = b""
+        if request.body:
+            try:
+                neg.receive_offer(parse_sdp(request.body))
+                answer = neg.create_answer().serialize()
+            except (ParseError, SdpNegotiationError) as exc:
+                code = 488 if isinstance(exc, SdpNegotiationError) else 400
+                self.endpoint.respond(tx, make_response(request, code), now)
+                return
+        headers: list[tuple[str, object]] = [("Contact", session.dialog.local_contact)]
+        if isinstance(decision, TimerDecision):
+            headers += response_headers(decision, request)
+        response = make_response(
+            request, 200, headers=headers, body=answer, content_type=SDP if answer else None
+        )
+        self.endpoint.respond(tx, response, now)
+        if session.state in (InviteState.CONNECTING, InviteState.CONFIRMED):
+            self._restart_timer(session, decision, now)  # an UPDATE in an early dialog refreshes nothing
+        if answer:
+            self._media_updated(session)
+
+    def _on_prack(self, session: InviteSession, tx: ServerTransaction, request: Request, now: float) -> None:
+        """RFC 3262 §3: the PRACK of our outstanding reliable 1xx (else 481), with the answer to
+        an offer that 1xx carried, or a new offer of its own (§5); then what waited behind it."""
+        sender = session.rel_sender
+        invite = session.invite_tx
+        cseq = invite.request.cseq if invite is not None else None
+        if sender is None or cseq is None or not sender.matches(request.rack, cseq.number):
+            self.endpoint.respond(tx, make_response(request, 481), now)
+            return
+        neg = session.negotiator
+        body = b""
         try:
-            neg.receive_offer(parse_sdp(request.body))
-            answer = neg.create_answer().serialize()
+            if neg.state.name == "LOCAL_OFFER":  # our 1xx offered (the INVITE had no SDP)
+                if request.body:
+                    neg.receive_answer(parse_sdp(request.body))
+                    neg.negotiate()
+                    self._media_updated(session)
+                else:  # no answer: the offer is void, the 2xx offers again
+                    neg.cancel_offer()
+                    session.early_sdp = False
+            elif request.body:
+                neg.receive_offer(parse_sdp(request.body))
+                body = neg.create_answer().serialize()
+                self._media_updated(session)
         except (ParseError, SdpNegotiationError) as exc:
+            if neg.state.name == "LOCAL_OFFER":
+                neg.cancel_offer()
+                session.early_sdp = False
             code = 488 if isinstance(exc, SdpNegotiationError) else 400
             self.endpoint.respond(tx, make_response(request, code), now)
-            return
-        headers: list[tuple[str, object]] = [("Contact", session.dialog.local_contact)]
-        self.endpoint.respond(
-            tx, make_response(request, 200, headers=headers, body=answer, content_type=SDP), now
-        )
-        self._media_updated(session)
+        else:
+            self.endpoint.respond(
+                tx, make_response(request, 200, body=body, content_type=SDP if body else None), now
+            )
+        sender.acknowledged()
+        self._drain_reliable(session, now)
+
+    def _drain_reliable(self, session: InviteSession, now: float) -> None:
+        """Send what waited behind a PRACKed 1xx, in order, until something must wait again."""
+        sender, tx = session.rel_sender, session.invite_tx
+        while (
+            sender is not None
+            and sender.queue
+            and isinstance(tx, ServerInviteTransaction)
+            and session.state in (InviteState.INCOMING, InviteState.EARLY)
+            and not sender.must_wait(sender.queue[0][0])
+        ):
+            code, reason = sender.queue.popleft()
+            if code < 200:
+                self._send_reliable_1xx(session, tx, code, reason, now)
+            else:
+                self._send_final_2xx(session, tx, code, reason, now)
 
     def _on_ack(self, ack: Request, now: float) -> None:
         to_tag = ack.to.tag if ack.to else ""
@@ -470,20 +758,24 @@ class SessionLayer:
         elif purpose == "bye" and code >= 200:
             if owner.state is not InviteState.DISCONNECTED:
                 self._disconnect(owner, owner.cause or 200)
-        elif purpose == "cancel" and code >= 300:
-            owner.log.info("CANCEL refused", status=code)
+        elif purpose in ("cancel", "prack") and code >= 300:
+            owner.log.info(f"{purpose.upper()} refused", status=code)
 
     def _on_invite_response(
         self, session: InviteSession, tx: Transaction, response: Response, now: float
     ) -> None:
+        if tx is not session.invite_tx:
+            return  # the INVITE a 422 made us send again has taken over
         code = response.status_code
         dialog = session.dialog
         to_tag = response.to.tag if response.to else None
+        if response.allow:
+            session.peer_allow = tuple(m.upper() for m in response.allow)
         if code < 200:
             session.provisional_seen = True
-            if to_tag and code > 100 and dialog.state is DialogState.NULL and response.contact:
-                dialog.establish(response)
-                self._register(session)
+            leg = self._early_leg(session, tx, response) if to_tag and code > 100 else None
+            if leg is not None and session.rel_receiver is not None and is_reliable(response):
+                self._on_reliable_1xx(session, leg, tx, response, now)
             if code > 100 and session.can("receive 1xx") and to_tag:
                 self._set_state(session, "receive 1xx")
             if session.cancel_pending:
@@ -491,13 +783,23 @@ class SessionLayer:
                 self._send_cancel(session, now)
             return
         if code >= 300:
+            if code == 422 and self._retry_422(session, tx, response, now):
+                return
             if session.state is not InviteState.DISCONNECTED:
                 self._disconnect(session, code)
             return
         # 2xx
         if dialog.state is not DialogState.NULL and to_tag and to_tag != dialog.remote_tag:
-            self._fork_2xx(session, response, now)
-            return
+            if dialog.state is not DialogState.EARLY or session.state not in (
+                InviteState.CALLING,
+                InviteState.EARLY,
+            ):
+                self._fork_2xx(session, response, now)
+                return
+            # Rung at one fork, answered at another: the session goes on with the one that answered.
+            self._unregister(session)
+            dialog.adopt(response)
+            self._register(session)
         if session.state in (InviteState.CONFIRMED, InviteState.DISCONNECTED):
             if session.ack_wire is not None:  # a retransmitted 2xx: our ACK was lost
                 host, port, transport = self._next_hop(session)
@@ -508,16 +810,121 @@ class SessionLayer:
             self._register(session)
         else:
             dialog.confirm(response)
+        self._release_forks(session)  # RFC 3261 §13.2.2.4: the other early dialogs are over
         answer_body = self._uac_sdp(session, response)
         self._set_state(session, "receive 2xx")
         self._send_ack(session, tx, answer_body)
         self._set_state(session, "send ACK")
         self._media_updated(session)
+        if session.timer is not None:
+            self._restart_timer(session, self._granted(session.timer, response), now)
         if session.cause == 488:
             self._send_bye(session, now)
         elif session.cancel_pending or session.bye_pending:
             session.cancel_pending = session.bye_pending = False
             self._send_bye(session, now)
+
+    def _early_leg(self, session: InviteSession, tx: Transaction, response: Response) -> Dialog | None:
+        """The early dialog a 1xx with a To tag belongs to: the session's own (established by
+        the first such 1xx), or, for another fork, a dialog of its own (RFC 3261 §13.2.2.4)."""
+        dialog = session.dialog
+        tag = response.to.tag if response.to else None
+        if not tag or not response.contact:
+            return None
+        if dialog.state is DialogState.NULL:
+            dialog.establish(response)
+            self._register(session)
+            return dialog
+        if tag == dialog.remote_tag:
+            return dialog
+        if dialog.state is not DialogState.EARLY:
+            return None
+        fork = session.forks.get(tag)
+        if fork is None:
+            try:
+                fork = Dialog.create_uac(self.endpoint.factory, tx.request, response, transport=tx.transport)
+            except (RemoteProtocolError, LocalProtocolError) as exc:
+                session.log.info("forked 1xx ignored", error=str(exc))
+                return None
+            fork.add_ref("early fork")
+            session.forks[tag] = fork
+            session.log.info("early dialog of another fork", remote_tag=tag)
+        return fork
+
+    def _release_forks(self, session: InviteSession) -> None:
+        """The session's other early dialogs end; their PRACKs in flight keep them until done."""
+        forks = list(session.forks.values())
+        session.forks.clear()
+        for fork in forks:
+            fork.terminate()
+            fork.dec_ref("early fork")
+
+    def _on_reliable_1xx(
+        self, session: InviteSession, leg: Dialog, tx: Transaction, response: Response, now: float
+    ) -> None:
+        """RFC 3262 §4: PRACK the next reliable 1xx of each early dialog, once; the first one
+        of the session's own dialog completes (or starts) the INVITE's offer/answer."""
+        receiver, rseq = session.rel_receiver, response.rseq
+        if receiver is None or rseq is None or not receiver.accept(leg.remote_tag, rseq):
+            return  # a retransmission (its PRACK is already on its way) or out of order
+        body = b""
+        neg = session.negotiator
+        if leg is session.dialog and response.body and not session.early_sdp:
+            try:
+                if neg.state.name == "LOCAL_OFFER":
+                    neg.receive_answer(parse_sdp(response.body))
+                    neg.negotiate()
+                    self._media_updated(session)
+                elif neg.state.name == "NULL":  # we sent no offer: the 1xx offers, the PRACK answers
+                    neg.receive_offer(parse_sdp(response.body))
+                    body = neg.create_answer().serialize()
+                    self._media_updated(session)
+                session.early_sdp = True
+            except (ParseError, SdpNegotiationError) as exc:
+                session.log.warning("unusable SDP in a reliable 1xx", error=str(exc))
+        cseq = tx.request.cseq.number if tx.request.cseq else 1
+        host, port, transport = self._next_hop(session, leg)
+        prack = leg.create_request(
+            "PRACK",
+            via=self.endpoint.via(transport),
+            headers=[("RAck", f"{rseq} {cseq} INVITE")],
+            body=body,
+            content_type=SDP if body else None,
+        )
+        self._track(self.endpoint.send_request(prack, (host, port), transport, now), session, "prack", leg)
+
+    def _retry_422(self, session: InviteSession, tx: Transaction, response: Response, now: float) -> bool:
+        """RFC 4028 §7.3: send the INVITE again with the interval the 422 asks for; False when
+        there is nothing to retry with (no timer, a dialog already early, no higher Min-SE)."""
+        timer, dialog, old = session.timer, session.dialog, tx.request
+        if (
+            timer is None
+            or dialog.state is not DialogState.NULL
+            or session.cancel_pending
+            or session.cancel_sent
+            or not timer.raise_interval(response)
+            or old.from_ is None
+            or old.to is None
+            or old.call_id is None
+        ):
+            return False
+        dialog.local_cseq += 1
+        request = make_request(
+            "INVITE",
+            old.uri,
+            via=self.endpoint.via(tx.transport),
+            from_=old.from_,
+            to=old.to,
+            call_id=old.call_id,
+            cseq=dialog.local_cseq,
+            contact=dialog.local_contact,
+            headers=[*(("Route", str(r)) for r in old.route), *self._invite_headers(session)],
+            body=old.body,
+            content_type=SDP if old.body else None,
+        )
+        session.log.info("422: INVITE again", session_expires=timer.interval)
+        self._send_invite(session, request, tx.peer, tx.transport, now)
+        return True
 
     def _on_reinvite_response(
         self, session: InviteSession, tx: Transaction, response: Response, now: float
@@ -532,30 +939,44 @@ class SessionLayer:
             return
         session.pending_reinvite = None
         neg = session.negotiator
+        timer = session.timer
+        refresh = timer is not None and timer.refresh_tx is tx
         if code < 300:
             ok = True
-            if response.body:
+            if tx.request.body and response.body:  # a refresh without SDP negotiates nothing
                 try:
                     neg.receive_answer(parse_sdp(response.body))
                     neg.negotiate()
                 except (ParseError, SdpNegotiationError):
                     ok = False
+            elif tx.request.body and neg.state.name == "LOCAL_OFFER":
+                neg.cancel_offer()  # a 2xx without the answer: our offer came to nothing
             if tx.request.method == "INVITE":  # an UPDATE's 2xx is not acknowledged
                 self._ack_reinvite(session, tx)
-            if ok:
-                self._media_updated(session)
-            else:
+            if timer is not None and session.state is InviteState.CONFIRMED:
+                self._restart_timer(session, self._granted(timer, response), now)
+            if not ok:
                 session.cause = 488  # RFC 3264: an unacceptable answer ends the session
                 self._send_bye(session, now)
+            elif tx.request.body:
+                self._media_updated(session)
             return
         if neg.state.name == "LOCAL_OFFER":
             neg.cancel_offer()
-        if code == 491:
-            # §14.1: the Call-ID's owner waits 2.1-4 s, the other side 0-2 s, then tries again.
+        retry_method = "refresh" if refresh else tx.request.method
+        if code == 422 and timer is not None and timer.raise_interval(response):
+            session.retry_at, session.retry_method = now, retry_method  # RFC 4028 §7.3: at once
+        elif code == 491 or (refresh and code == 503):
+            # §14.1: the Call-ID's owner waits 2.1-4 s, the other side 0-2 s, then tries again;
+            # a 503 says when (Retry-After), or gets the same back-off.
             low, high = (2.1, 4.0) if session.role == "UAC" else (0.0, 2.0)
-            session.retry_at = now + self._random.uniform(low, high)
-            session.retry_method = tx.request.method
-        elif code in (408, 481):  # the dialog is gone or unreachable: BYE, and the session ends now
+            delay = self._random.uniform(low, high)
+            if code == 503 and response.retry_after is not None:
+                delay = float(response.retry_after.delta)
+            session.retry_at, session.retry_method = now + delay, retry_method
+        elif code in (408, 481) or refresh:
+            # The dialog is gone or unreachable, or a session refresh failed (RFC 4028 §10):
+            # BYE, and the session ends now.
             session.cause = code
             self._send_bye(session, now)
             self._disconnect(session, code)
@@ -602,7 +1023,8 @@ class SessionLayer:
         ):
             return
         host, port, transport = self._next_hop(session)
-        headers = [("Reason", f'SIP;cause={session.cause};text="session ended"')] if session.cause else []
+        reason = f'SIP;cause={session.cause};text="{session.cause_text}"'
+        headers = [("Reason", reason)] if session.cause else []
         bye = session.dialog.create_request("BYE", via=self.endpoint.via(transport), headers=headers)
         tx = self.endpoint.send_request(bye, (host, port), transport, now)
         self._track(tx, session, "bye", session.dialog)
@@ -660,16 +1082,44 @@ class SessionLayer:
                 self.endpoint.send_stateless_bytes(session.uas_2xx, tx.response_destination, tx.transport)
             session.uas_2xx_interval = min(session.uas_2xx_interval * 2, self.endpoint.config.timers.t2)
             session.uas_2xx_next = now + session.uas_2xx_interval
+        self._reliable_timers(session, now)
         if session.retry_at is not None and now >= session.retry_at:
             session.retry_at = None
             if session.state is InviteState.CONFIRMED and session.pending_reinvite is None:
                 try:
-                    if session.retry_method == "UPDATE":
+                    if session.retry_method == "refresh":
+                        self._refresh(session, now)
+                    elif session.retry_method == "UPDATE":
                         self.update(session, now)
                     else:
                         self.reinvite(session, now)
                 except LocalProtocolError as exc:  # the session moved on (BYE sent, peer's offer, ...)
-                    session.log.info("491 retry dropped", reason=str(exc))
+                    session.log.info("retry dropped", reason=str(exc))
+        timer = session.timer
+        if timer is None or session.state is InviteState.DISCONNECTED:
+            return
+        if timer.expire_at is not None and now >= timer.expire_at:
+            # RFC 4028 §10: no refresh came (or ours never succeeded): BYE, and the session ends.
+            timer.stop()
+            session.cause, session.cause_text = 408, "Session timer expired"
+            self._send_bye(session, now)
+            self._disconnect(session, 408)
+        elif timer.refresh_at is not None and now >= timer.refresh_at:
+            self._refresh(session, now)
+
+    def _reliable_timers(self, session: InviteSession, now: float) -> None:
+        """Retransmit the reliable 1xx awaiting its PRACK; after 64*T1, 504 (RFC 3262 §3)."""
+        sender, tx = session.rel_sender, session.invite_tx
+        if sender is None or not isinstance(tx, ServerInviteTransaction):
+            return
+        due = sender.due(now)
+        if due is True:
+            sender.clear()
+            if not tx.terminated and session.state in (InviteState.INCOMING, InviteState.EARLY):
+                self.endpoint.respond(tx, self._uas_response(session, tx.request, 504, "No PRACK"), now)
+            self._disconnect(session, 504)
+        elif due is not None:
+            self.endpoint.send_stateless_bytes(due, tx.response_destination, tx.transport)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -686,6 +1136,12 @@ class SessionLayer:
     def _register(self, session: InviteSession) -> None:
         self._by_dialog[session.dialog.id] = session
         self.endpoint.register_dialog(session.dialog.id)
+
+    def _unregister(self, session: InviteSession) -> None:
+        dialog_id = session.dialog.id
+        if self._by_dialog.get(dialog_id) is session:
+            del self._by_dialog[dialog_id]
+        self.endpoint.unregister_dialog(dialog_id)
 
     def _media_updated(self, session: InviteSession) -> None:
         neg = session.negotiator
@@ -706,6 +1162,13 @@ class SessionLayer:
         old, new = session.go(event)
         session.uas_2xx = None
         session.uas_2xx_next = session.uas_ack_deadline = session.retry_at = None
+        # Nothing of the session's may fire after this: the timer and the reliable 1xx stop
+        # now, not at the release (PJSIP #2007 logged through a freed session on expiry).
+        if session.timer is not None:
+            session.timer.stop()
+        if session.rel_sender is not None:
+            session.rel_sender.clear()
+        self._release_forks(session)
         session.dialog.terminate()
         self._events.append(
             (SessionStateChanged(session, old, new, session.cause), lambda: self._release(session))
@@ -720,9 +1183,7 @@ class SessionLayer:
             if owner is session:
                 self._tx[tx] = (None, purpose, tx_dialog)
         self._sessions.remove(session)
-        if self._by_dialog.get(dialog.id) is session:
-            del self._by_dialog[dialog.id]
-        self.endpoint.unregister_dialog(dialog.id)
+        self._unregister(session)
         session.dec_ref("inv-session")  # session first ...
         dialog.dec_ref("inv-session")  # ... dialog second: the order res_pjsip_session.c keeps
 
@@ -745,8 +1206,8 @@ class SessionLayer:
         self._track(btx, fork, "fork-bye", fork)
         fork.dec_ref("fork")  # the BYE transaction keeps the fork's dialog until it ends
 
-    def _next_hop(self, session: InviteSession) -> tuple[str, int, str]:
-        host, port, transport = session.dialog.next_hop()
+    def _next_hop(self, session: InviteSession, dialog: Dialog | None = None) -> tuple[str, int, str]:
+        host, port, transport = (dialog or session.dialog).next_hop()
         if not is_ip(host):  # nothing here resolves names: go where the INVITE went
             tx = session.invite_tx
             if tx is not None:
@@ -759,11 +1220,24 @@ class SessionLayer:
         return NameAddress(parse_uri(f"sip:{self.user}@{_host(host)}:{port}{param}"))
 
     def _uas_response(
-        self, session: InviteSession, request: Request, code: int, reason: str | None, body: bytes = b""
+        self,
+        session: InviteSession,
+        request: Request,
+        code: int,
+        reason: str | None,
+        *,
+        body: bytes = b"",
+        extra: list[tuple[str, object]] | None = None,
     ) -> Response:
         headers: list[tuple[str, object]] = []
         if 100 < code < 300:
-            headers.append(("Contact", session.dialog.local_contact))
+            headers += [
+                ("Contact", session.dialog.local_contact),
+                ("Allow", self.endpoint.config.allow_header),
+            ]
+            if self.supported:
+                headers.append(("Supported", ", ".join(self.supported)))
+        headers += extra or []
         return make_response(
             request, code, reason, to_tag=session.dialog.local_tag, headers=headers, body=body,
             content_type=SDP if body else None, copy_record_route=100 < code < 300,
@@ -787,6 +1261,8 @@ class SessionLayer:
     def _uac_sdp(self, session: InviteSession, response: Response) -> bytes | None:
         """Negotiate with a 2xx; returns our answer when the 2xx carried the (late) offer."""
         neg = session.negotiator
+        if session.early_sdp:
+            return None  # done in a reliable 1xx and its PRACK: an SDP in the 2xx repeats it
         if not response.body:
             if neg.state.name == "LOCAL_OFFER":
                 neg.cancel_offer()

@@ -22,6 +22,8 @@ from invsess.sip.errors import LocalProtocolError
 
 if TYPE_CHECKING:
     from invsess.dialog import Dialog
+    from invsess.inv.prack import ReliableReceiver, ReliableSender
+    from invsess.inv.timer import SessionTimer, TimerDecision
     from invsess.sdp import SdpNegotiator
     from invsess.transaction import ClientInviteTransaction, ServerInviteTransaction
 
@@ -73,16 +75,24 @@ class InviteSession(RefCounted):
         "cancel_pending",
         "cancel_sent",
         "cause",
+        "cause_text",
         "dialog",
+        "early_sdp",
+        "forks",
         "invite_tx",
         "log",
         "negotiator",
+        "peer_allow",
         "pending_reinvite",
+        "pending_timer",
         "provisional_seen",
+        "rel_receiver",
+        "rel_sender",
         "retry_at",
         "retry_method",
         "role",
         "state",
+        "timer",
         "uas_2xx",
         "uas_2xx_interval",
         "uas_2xx_next",
@@ -98,6 +108,7 @@ class InviteSession(RefCounted):
         self.role = role  # "UAC" or "UAS"
         self.state = _I.NULL
         self.cause: int | None = None
+        self.cause_text = "session ended"  # the text of the Reason header of our BYE
         self.invite_tx: ClientInviteTransaction | ServerInviteTransaction | None = None
         self.provisional_seen = False
         self.cancel_pending = False
@@ -112,6 +123,13 @@ class InviteSession(RefCounted):
         self.uas_2xx_next: float | None = None
         self.uas_2xx_interval = 0.0
         self.uas_ack_deadline: float | None = None
+        self.peer_allow: tuple[str, ...] = ()  # the peer's Allow: may a refresh be an UPDATE?
+        self.timer: SessionTimer | None = None  # RFC 4028, when this layer does session timers
+        self.pending_timer: TimerDecision | None = None  # agreed for the 2xx we have yet to send
+        self.rel_sender: ReliableSender | None = None  # UAS: this INVITE's 1xx go reliably
+        self.rel_receiver: ReliableReceiver | None = None  # UAC: we PRACK reliable 1xx
+        self.early_sdp = False  # the INVITE's offer/answer went in a reliable 1xx (or its PRACK)
+        self.forks: dict[str, Dialog] = {}  # UAC: early dialogs of other forks, by To tag
         self.log = structlog.get_logger("invsess.inv").bind(
             call_id=dialog.call_id, local_tag=dialog.local_tag, remote_tag=dialog.remote_tag, role=role
         )
@@ -139,8 +157,19 @@ class InviteSession(RefCounted):
         return (self.state, event) in self.TRANSITIONS
 
     def next_deadline(self) -> float | None:
-        """The session's own timers: 2xx retransmission, ACK wait, 491 retry."""
-        due = [t for t in (self.uas_2xx_next, self.uas_ack_deadline, self.retry_at) if t is not None]
+        """The session's own timers: 2xx and reliable 1xx retransmission, ACK wait, 491 retry,
+        session refresh and expiry."""
+        due = [
+            t
+            for t in (
+                self.uas_2xx_next,
+                self.uas_ack_deadline,
+                self.retry_at,
+                self.timer.next_deadline() if self.timer is not None else None,
+                self.rel_sender.next_deadline() if self.rel_sender is not None else None,
+            )
+            if t is not None
+        ]
         return min(due) if due else None
 
     def _on_last_ref(self, reason: str) -> None:
