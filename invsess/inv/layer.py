@@ -546,7 +546,10 @@ class SessionLayer:
     def _uas_extensions(
         self, session: InviteSession, request: Request
     ) -> tuple[int, list[tuple[str, object]]] | None:
-        """100rel and session timers for a new INVITE: what we use, or the 421/422 refusing it."""
+        """100rel and session timers for a new INVITE: what we use, or the 420/421/422 refusing it."""
+        unsupported = [tag for tag in request.require if tag not in self.supported]
+        if unsupported:  # the endpoint lists it, this layer does not do it (RFC 3261 §8.2.2.3)
+            return 420, [("Unsupported", ", ".join(unsupported))]
         if self.rel100 is not Rel100.OFF:
             if peer_offers_100rel(request):
                 session.rel_sender = ReliableSender.create(self._random)
@@ -733,7 +736,8 @@ class SessionLayer:
                 return
         if session.state is InviteState.CONNECTING:
             self._set_state(session, "receive ACK")
-            self._media_updated(session)
+            if not session.early_sdp:  # else agreed at the reliable 1xx already
+                self._media_updated(session)
         if session.bye_pending:
             self._send_bye(session, now)
 
@@ -815,7 +819,8 @@ class SessionLayer:
         self._set_state(session, "receive 2xx")
         self._send_ack(session, tx, answer_body)
         self._set_state(session, "send ACK")
-        self._media_updated(session)
+        if not session.early_sdp:  # else agreed at the reliable 1xx already
+            self._media_updated(session)
         if session.timer is not None:
             self._restart_timer(session, self._granted(session.timer, response), now)
         if session.cause == 488:
