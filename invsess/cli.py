@@ -19,7 +19,7 @@ from invsess.aio import Call, ListenSpec, SendGuard, UserAgent
 from invsess.demo import run_demo
 from invsess.demo_call import run_call
 from invsess.endpoint import KNOWN_METHODS, EndpointConfig
-from invsess.inv import InviteState
+from invsess.inv import InviteState, TimerSettings
 from invsess.logs import configure
 from invsess.sdp import parse_sdp
 from invsess.sip import LocalProtocolError
@@ -85,6 +85,27 @@ def _listen_options(f: Callable[..., Any]) -> Callable[..., Any]:
             ),
             click.option("--t1", type=float, default=0.5, show_default=True, help="RFC 3261 T1 in seconds."),
             click.option(
+                "--timer",
+                "timer_spec",
+                metavar="SE[,uac|uas]",
+                help="Session timers (RFC 4028): ask for (or grant at most) SE seconds; "
+                "optionally who should refresh.",
+            ),
+            click.option(
+                "--min-se",
+                type=click.IntRange(1),
+                default=None,
+                help="Smallest session interval accepted (default 90; below 90 only for test beds).",
+            ),
+            click.option(
+                "--100rel",
+                "rel100",
+                type=click.Choice(["off", "supported", "required"]),
+                default="off",
+                show_default=True,
+                help="Reliable provisional responses (RFC 3262).",
+            ),
+            click.option(
                 "--trace",
                 "trace_path",
                 type=click.Path(dir_okay=False),
@@ -113,6 +134,8 @@ async def _agent(
     allow: tuple[str, ...],
     trace: Trace | None,
     user: str,
+    timer: TimerSettings | None,
+    rel100: str,
 ) -> UserAgent:
     try:
         specs = [ListenSpec.parse(spec) for spec in listen]
@@ -130,9 +153,13 @@ async def _agent(
     else:
         host = specs[0].host if ":" not in specs[0].host else "127.0.0.1"
         sdp = parse_sdp(DEFAULT_SDP.format(host=host, port=40000))
-    methods = tuple(dict.fromkeys(("INVITE", "BYE", "OPTIONS", "UPDATE", *(m.upper() for m in allow))))
+    prack = ("PRACK",) if rel100 != "off" else ()
+    methods = tuple(
+        dict.fromkeys(("INVITE", "BYE", "OPTIONS", "UPDATE", *prack, *(m.upper() for m in allow)))
+    )
+    supported = (*(("100rel",) if prack else ()), *(("timer",) if timer else ()))
     timers = TimerConfig(t1=t1, t2=max(4.0, t1), t4=max(5.0, t1))
-    config = EndpointConfig(allow=methods, timers=timers)
+    config = EndpointConfig(allow=methods, timers=timers, supported=supported)
     agent = await UserAgent.create(
         specs,
         sdp=sdp,
@@ -142,10 +169,37 @@ async def _agent(
         server_ssl=server_ssl,
         client_ssl=client_ssl,
         guard=SendGuard.loopback_only() if loopback_only else SendGuard(),
+        timer=timer,
+        rel100=rel100,
     )
     for transport, (host, port) in agent.endpoint.listeners.items():
         click.echo(f"listening on {transport}:{host}:{port}", err=True)
     return agent
+
+
+def timer_settings(spec: str | None, min_se: int | None) -> TimerSettings | None:
+    """``--timer SE[,uac|uas]`` and ``--min-se`` as settings (None: no session timers)."""
+    if spec is None:
+        if min_se is not None:
+            raise click.UsageError("--min-se goes with --timer")
+        return None
+    interval, _, refresher = spec.partition(",")
+    try:
+        se = int(interval)
+    except ValueError:
+        raise click.BadParameter(f"{interval!r} is not a number of seconds", param_hint="--timer") from None
+    if refresher not in ("", "uac", "uas"):
+        raise click.BadParameter(f"refresher must be uac or uas, not {refresher!r}", param_hint="--timer")
+    low = min_se if min_se is not None else 90
+    try:
+        return TimerSettings(
+            session_expires=se,
+            min_se=low,
+            refresher=refresher or None,  # type: ignore[arg-type]
+            floor=min(low, 90),
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--timer/--min-se") from None
 
 
 @main.command()
@@ -165,6 +219,13 @@ async def _agent(
     help="Final answer to INVITEs (2xx connects, with our SDP).",
 )
 @click.option("--ring", type=float, default=0.0, show_default=True, help="Send 180 and ring this long first.")
+@click.option(
+    "--ring-code",
+    type=click.IntRange(101, 199),
+    default=180,
+    show_default=True,
+    help="The provisional --ring sends (183: early media; with --100rel it carries our SDP answer).",
+)
 @click.option("--calls", type=int, default=None, help="Stop after this many calls have ended.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 def answer(  # noqa: PLR0917 - click passes every option positionally by name
@@ -174,11 +235,15 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     loopback_only: bool,
     sdp_file: str | None,
     t1: float,
+    timer_spec: str | None,
+    min_se: int | None,
+    rel100: str,
     trace_path: str | None,
     log_level: str,
     allow: tuple[str, ...],
     answer_code: int,
     ring: float,
+    ring_code: int,
     calls: int | None,
     duration: float | None,
 ) -> None:
@@ -189,6 +254,7 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     400, 420, ...). Prints counters and the leak report at exit; exits 1 if anything leaked.
     """
     configure(log_level)
+    timer = timer_settings(timer_spec, min_se)
 
     async def serve() -> int:
         trace = Trace() if trace_path else None
@@ -202,6 +268,8 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
             allow=allow,
             trace=trace,
             user="answer",
+            timer=timer,
+            rel100=rel100,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -214,7 +282,7 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
             nonlocal ended
             with contextlib.suppress(LocalProtocolError):  # cancelled while ringing, ...
                 if ring > 0:
-                    await call.answer(180)
+                    await call.answer(ring_code)
                     await asyncio.sleep(ring)
                 await call.answer(answer_code)
             with contextlib.suppress(LocalProtocolError):
@@ -279,6 +347,9 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
     loopback_only: bool,
     sdp_file: str | None,
     t1: float,
+    timer_spec: str | None,
+    min_se: int | None,
+    rel100: str,
     trace_path: str | None,
     log_level: str,
     calls: int,
@@ -292,6 +363,7 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
     Prints a summary; exits 0 only if every call was answered and ended cleanly.
     """
     configure(log_level)
+    timer = timer_settings(timer_spec, min_se)
     if rate <= 0:
         raise click.BadParameter("must be positive", param_hint="--rate")
     if transport and not any(spec.startswith(transport) for spec in listen):
@@ -309,6 +381,8 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
             allow=(),
             trace=trace,
             user="call",
+            timer=timer,
+            rel100=rel100,
         )
         outcomes: list[int | str] = []
 

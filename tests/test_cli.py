@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,23 @@ def test_call_command_reports_failures() -> None:
     assert placed.returncode == 1
     assert "2 calls: 0 succeeded, 2 failed (486 x2)" in placed.stdout
     assert "0 leaked blocks" in answer_err
+
+
+def test_session_timers_and_100rel_from_the_command_line(tmp_path: Path) -> None:
+    trace = tmp_path / "answer.jsonl"
+    placed, answer_err = run_pair(
+        ["--calls", "1", "--ring", "0.1", "--ring-code", "183", "--100rel", "supported",
+         "--timer", "4,uas", "--min-se", "2", "--trace", str(trace)],
+        ["--hold", "5", "--100rel", "required", "--timer", "4", "--min-se", "2"],
+    )  # fmt: skip
+    assert placed.returncode == 0, placed.stdout + placed.stderr
+    assert "0 leaked blocks" in answer_err
+    lines = [e["line"] for e in map(json.loads, trace.read_text().splitlines()) if e["kind"] == "message"]
+    assert lines[1].startswith("SIP/2.0 183") and lines[2].startswith("PRACK ")
+    assert sum(1 for line in lines if line.startswith("UPDATE ")) >= 2  # the answerer refreshes every 2 s
+
+
+def test_bad_timer_options_are_usage_errors() -> None:
+    for args in (["--timer", "abc"], ["--timer", "90,both"], ["--min-se", "90"], ["--timer", "60"]):
+        result = CliRunner().invoke(main, ["call", "sip:x@127.0.0.1:9", *args])
+        assert result.exit_code == 2, (args, result.output)

@@ -7,12 +7,15 @@ references on every session and dialog it sees, and drops them session first, di
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import IncomingCall, InviteSession, InviteState, SessionLayer, SessionStateChanged
+from invsess.inv.timer import TimerSettings
 from invsess.sip import LocalProtocolError
 from invsess.testing import LinkProfile, SimNetwork
 
@@ -28,18 +31,31 @@ class Calls(RuleBasedStateMachine):
         loss=st.sampled_from([0.0, 0.05, 0.2]),
         duplicate=st.sampled_from([0.0, 0.05]),
         reorder=st.sampled_from([0.0, 0.1]),
+        extensions=st.booleans(),
     )
-    def setup(self, seed: int, loss: float, duplicate: float, reorder: float) -> None:
+    def setup(self, seed: int, loss: float, duplicate: float, reorder: float, extensions: bool) -> None:
         self.net = SimNetwork(
             seed,
             default=LinkProfile(latency=0.02, jitter=0.01, loss=loss, duplicate=duplicate, reorder=reorder),
         )
-        allow = ("INVITE", "BYE", "UPDATE")
+        # With the extensions: session timers short enough to fire (refreshes, expiries after
+        # losses) and 100rel (reliable 1xx, PRACKs, 504s) in the mix.
+        allow = ("INVITE", "BYE", "UPDATE", "PRACK")
+        supported = ("100rel", "timer") if extensions else ()
+        layer_options: dict[str, Any] = (
+            {"timer": TimerSettings(session_expires=90), "rel100": "supported"} if extensions else {}
+        )
         self.alice = SessionLayer(
-            Endpoint(EndpointConfig(seed=seed, malloc_debug=True, allow=allow)), ALICE_SDP, user="alice"
+            Endpoint(EndpointConfig(seed=seed, malloc_debug=True, allow=allow, supported=supported)),
+            ALICE_SDP,
+            user="alice",
+            **layer_options,
         )
         self.bob = SessionLayer(
-            Endpoint(EndpointConfig(seed=seed + 1, malloc_debug=True, allow=allow)), BOB_SDP, user="bob"
+            Endpoint(EndpointConfig(seed=seed + 1, malloc_debug=True, allow=allow, supported=supported)),
+            BOB_SDP,
+            user="bob",
+            **layer_options,
         )
         self.net.attach(self.alice, A)  # type: ignore[arg-type]
         self.net.attach(self.bob, B)  # type: ignore[arg-type]
@@ -76,7 +92,7 @@ class Calls(RuleBasedStateMachine):
                 self.alice, self.alice.invite("sip:bob@127.0.0.2:5060", destination=B, now=self.net.now)
             )
 
-    @rule(index=st.integers(0, 10), code=st.sampled_from([180, 200, 200, 486, 603]))
+    @rule(index=st.integers(0, 10), code=st.sampled_from([180, 183, 200, 200, 486, 603]))
     def answer(self, index: int, code: int) -> None:
         picked = self.pick(index, self.bob)
         if picked is not None:
@@ -105,7 +121,7 @@ class Calls(RuleBasedStateMachine):
             except LocalProtocolError:
                 pass  # not confirmed, or an exchange already in progress: a legal refusal
 
-    @rule(seconds=st.sampled_from([0.01, 0.1, 0.5, 2.0, 10.0, 40.0]))
+    @rule(seconds=st.sampled_from([0.01, 0.1, 0.5, 2.0, 10.0, 40.0, 70.0]))
     def advance(self, seconds: float) -> None:
         self.net.run_until(self.net.now + seconds)
         self.drain()

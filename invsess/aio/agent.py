@@ -30,8 +30,10 @@ from invsess.inv import (
     InviteSession,
     InviteState,
     MediaUpdated,
+    Rel100,
     SessionLayer,
     SessionStateChanged,
+    TimerSettings,
 )
 from invsess.memory import LeakReport
 from invsess.sdp import SessionDescription
@@ -168,10 +170,22 @@ class UserAgent:
         trace: Trace | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        timer: TimerSettings | None = None,
+        rel100: Rel100 | str = Rel100.OFF,
     ) -> UserAgent:
-        """Open the listeners and start reading events."""
-        endpoint = Endpoint(config or EndpointConfig(allow=("INVITE", "BYE", "OPTIONS", "UPDATE")))
-        layer = SessionLayer(endpoint, sdp, user=user)
+        """Open the listeners and start reading events.
+
+        ``timer`` and ``rel100`` turn on session timers and reliable provisional responses (see
+        :class:`~invsess.inv.SessionLayer`); without a ``config``, the default one is made to
+        match them (PRACK allowed, "timer"/"100rel" supported).
+        """
+        rel100 = Rel100(rel100)
+        if config is None:
+            supported = (*(("100rel",) if rel100 is not Rel100.OFF else ()), *(("timer",) if timer else ()))
+            allow = ("INVITE", "BYE", "OPTIONS", "UPDATE", *(("PRACK",) if rel100 is not Rel100.OFF else ()))
+            config = EndpointConfig(allow=allow, supported=supported)
+        endpoint = Endpoint(config)
+        layer = SessionLayer(endpoint, sdp, user=user, timer=timer, rel100=rel100)
         aio = AsyncEndpoint(
             endpoint, core=layer, guard=guard, trace=trace, server_ssl=server_ssl, client_ssl=client_ssl
         )

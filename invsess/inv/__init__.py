@@ -1,7 +1,10 @@
-"""INVITE sessions: the state machine (``session``) and the flows over an endpoint (``layer``)."""
+"""INVITE sessions: the state machine (``session``), the flows over an endpoint (``layer``),
+session timers (``timer``, RFC 4028) and reliable provisional responses (``prack``, RFC 3262)."""
 
 from invsess.inv.layer import IncomingCall, MediaUpdated, SessionEvent, SessionLayer, SessionStateChanged
+from invsess.inv.prack import Rel100
 from invsess.inv.session import TRANSITIONS, InviteSession, InviteState
+from invsess.inv.timer import TimerSettings
 
 __all__ = [
     "TRANSITIONS",
@@ -9,7 +12,9 @@ __all__ = [
     "InviteSession",
     "InviteState",
     "MediaUpdated",
+    "Rel100",
     "SessionEvent",
     "SessionLayer",
     "SessionStateChanged",
+    "TimerSettings",
 ]
