@@ -19,7 +19,7 @@ import pytest
 
 from invsess.aio import AsyncEndpoint, SendGuard, UserAgent
 from invsess.endpoint import Endpoint, EndpointConfig
-from invsess.inv import InviteState
+from invsess.inv import InviteState, TimerSettings
 from invsess.sdp import parse_sdp
 from invsess.sip import make_response
 from invsess.trace import Trace
@@ -99,7 +99,10 @@ def pjsip(*args: str) -> list[str]:
     return [sys.executable, "-m", "tests.peers.pjsua2_call", *args]
 
 
-async def agent_for_pjsip(transport: str) -> UserAgent:
+async def agent_for_pjsip(transport: str, **extensions: object) -> UserAgent:
+    """Our agent for a PJSIP peer; ``extensions``: ``timer=``, ``rel100=``, ``trace=``."""
+    allow = ("INVITE", "BYE", "OPTIONS", "UPDATE", "PRACK")
+    supported = ("100rel", "timer") if extensions else ()
     return await UserAgent.create(
         [f"{transport}:127.0.0.1:0"],
         sdp=parse_sdp(
@@ -107,8 +110,9 @@ async def agent_for_pjsip(transport: str) -> UserAgent:
             "m=audio 40010 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
             "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n"
         ),
-        config=EndpointConfig(malloc_debug=True, allow=("INVITE", "BYE", "OPTIONS", "UPDATE")),
+        config=EndpointConfig(malloc_debug=True, allow=allow, supported=supported),
         guard=SendGuard.loopback_only(),
+        **extensions,  # type: ignore[arg-type]
     )
 
 
@@ -175,3 +179,89 @@ async def test_we_cancel_a_ringing_pjsip() -> None:
     assert "FINAL 487" in out, out
     await call.close()
     assert not await ua.close()
+
+
+PJSIP_SE = 90  # PJSIP asserts Min-SE >= 90 (sip_timer.c): the real clock has to wait 45 s
+
+
+def _lines(trace: Trace, sent_by: tuple[str, int] | None = None) -> list[str]:
+    """First lines of the messages in the trace (100 Trying left out), or of those one side sent."""
+    return [
+        m.first_line
+        for m in trace.messages()
+        if (sent_by is None or m.source == sent_by) and not m.first_line.startswith("SIP/2.0 100 ")
+    ]
+
+
+async def _we_call_pjsip_and_refresh() -> None:
+    """PJSIP answers with a reliable 183 carrying its SDP, then 200; we refresh at SE/2 by UPDATE."""
+    trace = Trace()
+    ua = await agent_for_pjsip("udp", timer=TimerSettings(session_expires=PJSIP_SE, refresher="uac"),
+                               rel100="supported", trace=trace)  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *pjsip("uas", "udp", "--timer", f"{PJSIP_SE},90", "--100rel", "--ring", "183", "--ring-for", "0.5",
+               "--wait", "80"),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    call = await ua.call(f"sip:pjsip@127.0.0.1:{await pjsip_port(proc)}")
+    await call.wait_for(InviteState.CONFIRMED, timeout=20)
+    ours = ua.endpoint.listeners["udp"]
+    lines = _lines(trace)
+    assert lines[1].startswith("SIP/2.0 183") and lines[2].startswith("PRACK "), lines
+    rel = next(m for m in trace.messages() if m.first_line.startswith("SIP/2.0 183"))
+    assert b"RSeq:" in rel.data and b"application/sdp" in rel.data
+    assert call.media is not None  # agreed at the 183 (early media), not again at the 2xx
+    timer = call.session.timer
+    assert timer is not None and timer.we_refresh and timer.interval == PJSIP_SE
+    await asyncio.sleep(PJSIP_SE / 2 + 2)
+    assert any(line.startswith("UPDATE ") for line in _lines(trace, ours)), _lines(trace)
+    refreshed = [
+        m for m in trace.messages() if m.first_line.startswith("SIP/2.0 200") and b"UPDATE" in m.data
+    ]
+    assert refreshed and b"Session-Expires: 90" in refreshed[0].data
+    assert call.state is InviteState.CONFIRMED
+    await call.hangup()
+    out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode(errors="replace")
+    assert "STATE DISCONNECTED 200" in out, out
+    await call.close()
+    assert not await ua.close()
+
+
+async def _pjsip_calls_us_and_refreshes() -> None:
+    """PJSIP calls us requiring 100rel; our reliable 183 carries our answer; PJSIP refreshes."""
+    trace = Trace()
+    ua = await agent_for_pjsip("udp", timer=TimerSettings(), rel100="supported", trace=trace)
+    host, port = ua.endpoint.listeners["udp"]
+    proc = await asyncio.create_subprocess_exec(
+        *pjsip("uac", f"sip:bob@{host}:{port}", "udp", "--timer", f"{PJSIP_SE},90", "--100rel",
+               "--hangup-after", str(PJSIP_SE / 2 + 3)),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    call = await ua.incoming(timeout=20)
+    await call.answer(183)
+    await call.answer(200)  # held until PJSIP's PRACK
+    await call.wait_for(InviteState.CONFIRMED, timeout=20)
+    flow = [line.split()[1] if line.startswith("SIP/") else line.split()[0] for line in _lines(trace)]
+    # (pjsua may slip in an UPDATE before its ACK: it re-offers one codec when we answered several)
+    assert flow[:5] == ["INVITE", "183", "PRACK", "200", "200"] and "ACK" in flow, flow
+    timer = call.session.timer
+    assert timer is not None and not timer.we_refresh and timer.interval == PJSIP_SE  # PJSIP refreshes
+    await call.wait_for(InviteState.DISCONNECTED, timeout=PJSIP_SE)
+    refreshes = [line for line in _lines(trace, (host, port)) if False] or [
+        m
+        for m in trace.messages()
+        if m.first_line.split()[0] in ("UPDATE", "INVITE") and m.source != (host, port)
+    ][1:]
+    assert refreshes, _lines(trace)  # PJSIP refreshed at SE/2 and we answered
+    assert call.cause == 200  # PJSIP hung up with BYE, not us at expiry
+    out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode(errors="replace")
+    assert "STATE CONFIRMED 200" in out and "FINAL 200" in out, out
+    await call.close()
+    assert not await ua.close()
+
+
+@pytest.mark.skipif(not HAVE_PJSUA2, reason="pjsua2-python is not installed (.ci/run installs it)")
+async def test_pjsip_session_timers_and_100rel_both_ways() -> None:
+    """Each side as refresher, 100rel with SDP in the reliable 183, both directions, at once
+    (one 45-second wait for both)."""
+    await asyncio.gather(_we_call_pjsip_and_refresh(), _pjsip_calls_us_and_refreshes())

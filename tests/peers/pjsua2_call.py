@@ -1,7 +1,10 @@
 """PJSIP (pjsua2) as a peer, in a subprocess: one call as UAC or UAS, reported on stdout.
 
   python -m tests.peers.pjsua2_call uac SIP_URI udp|tcp [--hold] [--hangup-after S]
-  python -m tests.peers.pjsua2_call uas udp|tcp [--answer 200|--ring-only]
+  python -m tests.peers.pjsua2_call uas udp|tcp [--answer 200|--ring-only] [--ring 183] [--ring-for S]
+
+Both take ``--timer SE,MIN_SE`` (session timers always on, PJSUA_SIP_TIMER_ALWAYS) and
+``--100rel`` (PJSUA_100REL_MANDATORY: reliable 1xx, with our SDP answer in them).
 
 UAS mode prints ``PORT <n>`` once listening. Both print ``STATE <name> <code>`` on every state
 change, ``HELD`` when a hold re-INVITE went through, and ``FINAL <code>`` at the end.
@@ -56,22 +59,32 @@ class Call(pj.Call):  # type: ignore[misc]
 class Account(pj.Account):  # type: ignore[misc]
     """Answers incoming calls as told."""
 
-    def __init__(self, answer: int | None) -> None:
+    def __init__(self, answer: int | None, ring: int = 180, ring_for: float = 0.0) -> None:
         super().__init__()
         self.answer = answer
+        self.ring = ring
+        self.ring_for = ring_for
         self.calls: list[Call] = []
+        self.due: list[tuple[float, Call, int]] = []  # answers to send later (from the pump)
 
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         call = Call(self, prm.callId)
         self.calls.append(call)
         KEEP.append(call)
         op = pj.CallOpParam()
-        op.statusCode = 180
+        op.statusCode = self.ring
         call.answer(op)
         if self.answer is not None:
+            self.due.append((time.monotonic() + self.ring_for, call, self.answer))
+
+    def answer_due(self) -> None:
+        """Send the answers whose time has come (never from inside a callback)."""
+        now = time.monotonic()
+        for item in [d for d in self.due if d[0] <= now]:
+            self.due.remove(item)
             op = pj.CallOpParam()
-            op.statusCode = self.answer
-            call.answer(op)
+            op.statusCode = item[2]
+            item[1].answer(op)
 
 
 def start(transport: str) -> tuple[pj.Endpoint, int]:
@@ -99,9 +112,24 @@ def start(transport: str) -> tuple[pj.Endpoint, int]:
     return ep, ep.transportGetInfo(tid).localName.rsplit(":", 1)[1]
 
 
-def pump(ep: pj.Endpoint, until: float, done: object = None) -> None:
+def pump(ep: pj.Endpoint, until: float, done: object = None, account: Account | None = None) -> None:
     while time.monotonic() < until and not (callable(done) and done()):
         ep.libHandleEvents(10)
+        if account is not None:
+            account.answer_due()
+
+
+def account_config(opts: argparse.Namespace) -> pj.AccountConfig:
+    acfg = pj.AccountConfig()
+    acfg.idUri = "sip:pjsip@127.0.0.1"
+    if opts.timer:
+        se, min_se = (int(v) for v in opts.timer.split(","))
+        acfg.callConfig.timerUse = pj.PJSUA_SIP_TIMER_ALWAYS
+        acfg.callConfig.timerSessExpiresSec = se
+        acfg.callConfig.timerMinSESec = min_se
+    if opts.rel100:
+        acfg.callConfig.prackUse = pj.PJSUA_100REL_MANDATORY
+    return acfg
 
 
 def main() -> None:
@@ -112,14 +140,17 @@ def main() -> None:
     parser.add_argument("--hangup-after", type=float, default=0.5)
     parser.add_argument("--answer", type=int, default=200)
     parser.add_argument("--ring-only", action="store_true")
+    parser.add_argument("--ring", type=int, default=180)
+    parser.add_argument("--ring-for", type=float, default=0.0)
+    parser.add_argument("--timer", default=None)
+    parser.add_argument("--100rel", dest="rel100", action="store_true")
+    parser.add_argument("--wait", type=float, default=25.0, help="UAS: how long to wait for the call to end")
     opts = parser.parse_args()
     if opts.mode == "uac":
         target, transport = opts.args
         ep, _ = start(transport)
-        acfg = pj.AccountConfig()
-        acfg.idUri = "sip:pjsip@127.0.0.1"
         account = Account(None)
-        account.create(acfg)
+        account.create(account_config(opts))
         call = Call(account)
         KEEP.extend([account, call])
         call.makeCall(target, pj.CallOpParam(True))
@@ -136,13 +167,13 @@ def main() -> None:
     else:
         (transport,) = opts.args
         ep, port = start(transport)
-        acfg = pj.AccountConfig()
-        acfg.idUri = "sip:pjsip@127.0.0.1"
-        account = Account(None if opts.ring_only else opts.answer)
-        account.create(acfg)
+        account = Account(None if opts.ring_only else opts.answer, opts.ring, opts.ring_for)
+        account.create(account_config(opts))
         KEEP.append(account)
         print(f"PORT {port}", flush=True)
-        pump(ep, time.monotonic() + 25, lambda: any(c.final is not None for c in account.calls))
+        pump(
+            ep, time.monotonic() + opts.wait, lambda: any(c.final is not None for c in account.calls), account
+        )
         pump(ep, time.monotonic() + 0.3)
         finals = [c.final for c in account.calls]
         print(f"FINAL {finals[0] if finals else None}", flush=True)
