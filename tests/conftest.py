@@ -37,3 +37,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The plugin's --sip-network switch reaches the World of the session tests too."""
+    from . import sessions
+
+    sessions.NETWORK = config.getoption("--sip-network")

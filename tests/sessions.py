@@ -8,6 +8,11 @@ from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import IncomingCall, InviteSession, MediaUpdated, SessionLayer, SessionStateChanged
 from invsess.sdp import parse_sdp
 from invsess.testing import LinkProfile, SimNetwork
+from invsess.testing.loopback import LoopbackNetwork
+from invsess.transaction import TimerConfig
+
+#: "sim" or "loopback": set from the plugin's --sip-network switch by conftest.py.
+NETWORK = "sim"
 
 A, B = ("127.0.0.1", 5060), ("127.0.0.2", 5060)
 ALICE_SDP = parse_sdp(
@@ -40,10 +45,15 @@ class World:
         bob_allow: tuple[str, ...] | None = None,
     ) -> None:
         """``alice``/``bob``: SessionLayer keyword arguments (``timer=``, ``rel100=``)."""
-        self.net = SimNetwork(seed, default=profile or LinkProfile())
+        network = LoopbackNetwork if NETWORK == "loopback" else SimNetwork
+        self.net = network(seed, default=profile or LinkProfile())
         supported = ("100rel", "timer")
+        # On the real clock, T1 = 20 ms keeps waits for the transactions' ends (64*T1) short.
+        timers = TimerConfig(t1=0.02, t2=0.08, t4=0.1) if NETWORK == "loopback" else TimerConfig()
         self.alice = SessionLayer(
-            Endpoint(EndpointConfig(seed=seed, malloc_debug=True, allow=allow, supported=supported)),
+            Endpoint(
+                EndpointConfig(seed=seed, malloc_debug=True, allow=allow, supported=supported, timers=timers)
+            ),
             ALICE_SDP,
             user="alice",
             **(alice or {}),
@@ -51,7 +61,11 @@ class World:
         self.bob = SessionLayer(
             Endpoint(
                 EndpointConfig(
-                    seed=seed + 100, malloc_debug=True, allow=bob_allow or allow, supported=supported
+                    seed=seed + 100,
+                    malloc_debug=True,
+                    allow=bob_allow or allow,
+                    supported=supported,
+                    timers=timers,
                 )
             ),
             BOB_SDP,
@@ -108,3 +122,5 @@ class World:
         for layer in (self.alice, self.bob):
             assert layer.sessions == []
             assert not layer.endpoint.close(), layer.endpoint.leak_report().format()
+        if isinstance(self.net, LoopbackNetwork):
+            self.net.close()

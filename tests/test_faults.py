@@ -101,3 +101,68 @@ def test_1000_calls_through_a_bad_network_end_cleanly() -> None:
     outcome, _ = run_calls(1000, seed=1)
     assert sum(outcome.values()) == 1000
     assert outcome.get("confirmed then disconnected", 0) >= 700
+
+
+@pytest.mark.virtual_time
+def test_a_partition_under_confirmed_calls_with_session_timers() -> None:
+    """Issue 7: the network splits under 20 confirmed calls with session timers (Alice refreshes,
+    SE 90 s). Bob, the non-refresher, ends each call at its own deadline (SE - 30 s after the
+    last refresh) with a BYE that never arrives; Alice's refreshes time out and she ends hers;
+    everything is released on both sides and nothing is touched after it was freed."""
+    from invsess.inv import TimerSettings
+
+    net = SimNetwork(11)
+    layers = {}
+    for name, addr, sdp, seed in (("alice", A, ALICE_SDP, 11), ("bob", B, BOB_SDP, 12)):
+        config = EndpointConfig(
+            seed=seed, malloc_debug=True, allow=("INVITE", "BYE", "UPDATE"), supported=("timer",)
+        )
+        layers[name] = SessionLayer(Endpoint(config), sdp, user=name, timer=TimerSettings(session_expires=90))
+        net.attach(layers[name], addr)  # type: ignore[arg-type]
+    alice, bob = layers["alice"], layers["bob"]
+    deadlines: dict[str, float] = {}
+    ended: dict[str, tuple[float, int | None]] = {}
+
+    def drain() -> None:
+        for layer in (alice, bob):
+            while (event := layer.next_event()) is not None:
+                if isinstance(event, IncomingCall):
+                    bob.answer(event.session, 200, net.now)
+                elif (
+                    isinstance(event, SessionStateChanged)
+                    and layer is bob
+                    and event.new is InviteState.DISCONNECTED
+                ):
+                    ended[event.session.call_id] = (net.now, event.cause)
+
+    for _ in range(20):
+        alice.invite("sip:bob@127.0.0.2:5060", destination=B, now=net.now)
+        net.run_until(net.now + 1.7)  # calls start 1.7 s apart: deadlines spread over 34 s
+        drain()
+    net.run_until(net.now + 50)  # every call refreshed at least once (at 45 s)
+    drain()
+    assert len(bob.sessions) == 20 and all(s.state is InviteState.CONFIRMED for s in bob.sessions)
+    for session in bob.sessions:
+        assert session.timer is not None and session.timer.expire_at is not None
+        deadlines[session.call_id] = session.timer.expire_at
+    net.partition(A, B)
+    net.run_until(net.now + 200)
+    drain()
+    assert sorted(ended) == sorted(deadlines)
+    assert {cause for _, cause in ended.values()} == {408}
+    byes = [
+        e for e in net.trace if e.source == B and e.first_line.startswith("BYE") and e.fate == "partitioned"
+    ]
+    sent_at: dict[str, float] = {}
+    for e in byes:  # the first of each BYE's retransmissions
+        sent_at.setdefault(e.data.split(b"Call-ID: ")[1].split(b"\r\n")[0].decode(), e.time)
+    assert sent_at.keys() == deadlines.keys()
+    for call_id, deadline in deadlines.items():
+        assert sent_at[call_id] == pytest.approx(deadline, abs=1e-6)  # at the deadline, exactly
+    net.heal()
+    net.run_until_idle(limit=300)
+    drain()
+    drain()
+    for layer in (alice, bob):
+        assert layer.sessions == []
+        assert not layer.close(net.now), layer.endpoint.leak_report().format()

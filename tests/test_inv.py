@@ -52,6 +52,7 @@ def test_rejected_call() -> None:
     w.settle()
 
 
+@pytest.mark.virtual_time  # exact virtual timing
 def test_cancel_before_any_provisional_is_held() -> None:
     w = World()
     alice, bob = w.call()

@@ -95,10 +95,10 @@ def test_malloc_debug_is_on_by_default():
     assert os.environ.get("INVSESS_MALLOC_DEBUG") == "1"
     assert PoolFactory().malloc_debug
 
-def test_endpoints_on_the_network(endpoint_factory, sim_network):
+def test_endpoints_on_the_network(endpoint_factory, sip_network):
     a = endpoint_factory()
     b = endpoint_factory()
-    assert sim_network.now == 0.0
+    assert sip_network.now == 0.0
 
 def test_a_leak_fails(endpoint_factory):
     ep = endpoint_factory()
@@ -119,3 +119,52 @@ def test_plugin_fixtures_and_leak_gate(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*invsess leak gate: memory still held after the test*", "*live pools: forgotten*"]
     )
+
+
+UA_TEST = """
+import pytest
+from invsess.inv import InviteState, IncomingCall, TimerSettings
+
+
+def _call(ua_factory, sip_network, **options):
+    alice, bob = ua_factory(**options), ua_factory(**options)
+    host, port = bob.endpoint.listeners["udp"]
+    session = alice.invite(f"sip:bob@{host}:{port}", destination=(host, port), now=sip_network.now)
+    sip_network.run_until(sip_network.now + 0.2)
+    incoming = next(e for e in iter(bob.next_event, None) if isinstance(e, IncomingCall))
+    bob.answer(incoming.session, 183, sip_network.now)
+    bob.answer(incoming.session, 200, sip_network.now)
+    sip_network.run_until(sip_network.now + 0.3)
+    while alice.next_event() is not None:
+        pass
+    assert session.state is InviteState.CONFIRMED
+    alice.hangup(session, sip_network.now)
+    sip_network.run_until(sip_network.now + 0.3)
+    for layer in (alice, bob):
+        while layer.next_event() is not None:
+            pass
+    return type(sip_network).__name__
+
+
+def test_a_call(ua_factory, sip_network):
+    print("NETWORK", _call(ua_factory, sip_network, rel100="supported", timer=TimerSettings()))
+
+
+@pytest.mark.virtual_time
+def test_half_an_hour(ua_factory, sip_network):
+    _call(ua_factory, sip_network)
+    sip_network.run_until(sip_network.now + 1800)
+"""
+
+
+@pytest.mark.parametrize("network", ["sim", "loopback"])
+def test_one_switch_runs_the_same_test_on_real_sockets(pytester: pytest.Pytester, network: str) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(UA_TEST)
+    result = pytester.runpytest("-s", "-p", "no:cacheprovider", f"--sip-network={network}")
+    if network == "sim":
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines(["*NETWORK SimNetwork*"])
+    else:
+        result.assert_outcomes(passed=1, skipped=1)  # the half-hour test needs virtual time
+        result.stdout.fnmatch_lines(["*NETWORK LoopbackNetwork*"])

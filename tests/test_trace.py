@@ -134,14 +134,14 @@ def test_message_event_first_line() -> None:
 FAILING = """
 from invsess.sip import NameAddress, make_request, parse_uri
 
-def test_fails_after_traffic(endpoint_factory, sim_network):
+def test_fails_after_traffic(endpoint_factory, sip_network):
     a = endpoint_factory(("127.0.0.1", 5060))
     endpoint_factory(("127.0.0.2", 5060))
     req = make_request("OPTIONS", "sip:x@127.0.0.2", via=a.via("udp"),
         from_=NameAddress(parse_uri("sip:a@127.0.0.1"), None, (("tag", "1"),)),
         to=NameAddress(parse_uri("sip:x@127.0.0.2")), call_id="f1", cseq=1)
     a.send_request(req, ("127.0.0.2", 5060), "udp", 0.0)
-    sim_network.run_until_idle()
+    sip_network.run_until_idle()
     assert False, "the ladder must be in the report"
 """
 

@@ -1,7 +1,9 @@
 """The invsess pytest plugin, registered through the ``pytest11`` entry point.
 
 * MALLOC_DEBUG is on for every test (``INVSESS_MALLOC_DEBUG=1``) unless ``--invsess-malloc-debug=off``.
-* Fixtures: ``sim_network`` (seedable, virtual time) and ``endpoint_factory`` (endpoints on it).
+* Fixtures: ``sip_network`` (seedable, virtual time; or real loopback UDP sockets and the real
+  clock with ``--sip-network=loopback``, the one switch), ``endpoint_factory`` (endpoints on it)
+  and ``ua_factory`` (user agents: session layers with their endpoints, on it).
 * The leak gate: at teardown every endpoint made by ``endpoint_factory`` is closed; a live block
   or reference fails the test with the grouped leak report and the ladder of what happened.
   ``@pytest.mark.allow_leaks`` opts a test out (for tests that leak on purpose).
@@ -16,7 +18,16 @@ from typing import Any
 import pytest
 
 from invsess.endpoint import Endpoint, EndpointConfig
+from invsess.inv import SessionLayer
+from invsess.sdp import SessionDescription, parse_sdp
+from invsess.testing.loopback import LoopbackNetwork
 from invsess.testing.network import LinkProfile, SimNetwork
+
+#: The SDP a ``ua_factory`` user agent offers unless told otherwise.
+DEFAULT_SDP = (
+    "v=0\r\no=invsess 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+    "m=audio {port} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,6 +40,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run tests with MALLOC_DEBUG poisoning (default: on)",
     )
     group.addoption("--invsess-seed", type=int, default=0, help="seed of the simulated network (default: 0)")
+    group.addoption(
+        "--sip-network",
+        choices=("sim", "loopback"),
+        default="sim",
+        help="sip_network: simulated in virtual time (default) or real UDP sockets on loopback",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -36,22 +53,45 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--invsess-malloc-debug") == "on":
         os.environ.setdefault("INVSESS_MALLOC_DEBUG", "1")
     config.addinivalue_line("markers", "allow_leaks: this test leaks on purpose; skip the invsess leak gate")
+    config.addinivalue_line(
+        "markers", "virtual_time: this test needs the simulated clock; skipped with --sip-network=loopback"
+    )
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """Attach the ladder of the simulated network to the report of a failed test."""
     report = yield
-    network = getattr(item, "funcargs", {}).get("sim_network")
+    network = getattr(item, "funcargs", {}).get("sip_network")
     if report.failed and isinstance(network, SimNetwork) and network.trace:
         report.sections.append(("invsess ladder", network.ladder()))
     return report
 
 
 @pytest.fixture
-def sim_network(request: pytest.FixtureRequest) -> SimNetwork:
-    """A simulated network in virtual time, seeded by ``--invsess-seed``."""
-    return SimNetwork(seed=request.config.getoption("--invsess-seed"), default=LinkProfile())
+def sip_network(request: pytest.FixtureRequest) -> Iterator[SimNetwork]:
+    """The network the test's endpoints are joined by, seeded by ``--invsess-seed``.
+
+    Simulated, in virtual time, by default; with ``--sip-network=loopback`` the same interface
+    over real UDP sockets on 127.0.0.0/8 and the real clock (tests marked ``virtual_time``, which
+    need a 30-minute call to take milliseconds, are skipped then).
+    """
+    seed = request.config.getoption("--invsess-seed")
+    if request.config.getoption("--sip-network") == "sim":
+        yield SimNetwork(seed=seed, default=LinkProfile())
+        return
+    with LoopbackNetwork(seed=seed, default=LinkProfile()) as network:
+        yield network
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With ``--sip-network=loopback``, skip the tests marked ``virtual_time``."""
+    if config.getoption("--sip-network") != "loopback":
+        return
+    skip = pytest.mark.skip(reason="needs virtual time (--sip-network=loopback runs on the real clock)")
+    for item in items:
+        if item.get_closest_marker("virtual_time") is not None:
+            item.add_marker(skip)
 
 
 class EndpointFactory:
@@ -72,21 +112,72 @@ class EndpointFactory:
         return endpoint
 
 
-@pytest.fixture
-def endpoint_factory(request: pytest.FixtureRequest, sim_network: SimNetwork) -> Iterator[EndpointFactory]:
-    """Endpoints on ``sim_network``; any leak at teardown fails the test (unless allow_leaks)."""
-    factory = EndpointFactory(sim_network)
-    yield factory
-    problems = []
-    for endpoint, address in factory.endpoints:
-        report = endpoint.close()
-        if report:
-            problems.append(f"endpoint {address[0]}:{address[1]}:\n{report.format()}")
+def _leak_gate(request: pytest.FixtureRequest, network: SimNetwork, reports: list[tuple[str, Any]]) -> None:
+    problems = [f"{where}:\n{report.format()}" for where, report in reports if report]
     if problems and request.node.get_closest_marker("allow_leaks") is None:
         pytest.fail(
             "invsess leak gate: memory still held after the test\n"
             + "\n".join(problems)
             + "\n\nwhat happened on the wire:\n"
-            + sim_network.ladder(),
+            + network.ladder(),
             pytrace=False,
         )
+
+
+@pytest.fixture
+def endpoint_factory(request: pytest.FixtureRequest, sip_network: SimNetwork) -> Iterator[EndpointFactory]:
+    """Endpoints on ``sip_network``; any leak at teardown fails the test (unless allow_leaks)."""
+    factory = EndpointFactory(sip_network)
+    yield factory
+    _leak_gate(request, sip_network, [(f"endpoint {a[0]}:{a[1]}", ep.close()) for ep, a in factory.endpoints])
+
+
+class UserAgentFactory:
+    """Makes user agents (a :class:`SessionLayer` on its own endpoint) attached to the network."""
+
+    def __init__(self, network: SimNetwork) -> None:
+        self.network = network
+        self.agents: list[tuple[SessionLayer, tuple[str, int]]] = []
+
+    def __call__(
+        self,
+        address: tuple[str, int] | None = None,
+        *,
+        sdp: SessionDescription | None = None,
+        user: str = "invsess",
+        **options: Any,
+    ) -> SessionLayer:
+        """A user agent at ``address`` (default 127.0.0.N:5060, or a free port on real sockets:
+        read it from ``layer.endpoint.listeners``). ``options``: SessionLayer's
+        (``timer``, ``rel100``) and EndpointConfig's fields; the endpoint is made to match
+        (INVITE, BYE, UPDATE, PRACK, OPTIONS allowed; "timer"/"100rel" supported when asked)."""
+        n = len(self.agents) + 1
+        # The simulated network has every port free; real sockets take a free one.
+        address = address or (f"127.0.0.{n}", 0 if isinstance(self.network, LoopbackNetwork) else 5060)
+        layer_options = {k: options.pop(k) for k in ("timer", "rel100") if k in options}
+        options.setdefault("allow", ("INVITE", "BYE", "UPDATE", "PRACK", "OPTIONS"))
+        options.setdefault(
+            "supported",
+            (*(("100rel",) if layer_options.get("rel100", "off") != "off" else ()),
+             *(("timer",) if layer_options.get("timer") is not None else ())),
+        )  # fmt: skip
+        options.setdefault("seed", self.network.seed * 1000 + 500 + n)
+        options.setdefault("malloc_debug", True)
+        local = sdp or parse_sdp(DEFAULT_SDP.format(host=address[0], port=40000 + 2 * n))
+        layer = SessionLayer(Endpoint(EndpointConfig(**options)), local, user=user, **layer_options)
+        self.network.attach(layer, address)  # type: ignore[arg-type]  # a layer is driven like an endpoint
+        self.agents.append((layer, layer.endpoint.listeners["udp"]))
+        return layer
+
+
+@pytest.fixture
+def ua_factory(request: pytest.FixtureRequest, sip_network: SimNetwork) -> Iterator[UserAgentFactory]:
+    """User agents on ``sip_network``; each is closed through its layer at teardown, and any
+    leak then fails the test (unless allow_leaks)."""
+    factory = UserAgentFactory(sip_network)
+    yield factory
+    _leak_gate(
+        request,
+        sip_network,
+        [(f"user agent {a[0]}:{a[1]}", layer.close(sip_network.now)) for layer, a in factory.agents],
+    )
