@@ -7,14 +7,11 @@ import itertools
 import pytest
 
 from invsess.endpoint import Endpoint, EndpointConfig
-from invsess.inv import (
-    InviteState,
-    SessionLayer,
-)
+from invsess.inv import IncomingCall, InviteSession, InviteState, SessionLayer, SessionStateChanged
 from invsess.inv.session import TRANSITIONS
 from invsess.memory import UseAfterFreeError
 from invsess.sdp import parse_sdp
-from invsess.sip import LocalProtocolError, Request, make_response
+from invsess.sip import LocalProtocolError, Request, Response, make_response
 from invsess.testing import LinkProfile, ScriptedPeer, SimNetwork
 from invsess.transaction import Outgoing
 
@@ -352,3 +349,108 @@ def test_a_second_forked_2xx_gets_ack_and_bye() -> None:
     dialog.dec_ref("test")
     alice.next_event()
     assert not alice.close(net.now)
+
+
+# -- a scripted caller: what a well-behaved UA never does, a real peer may ------------------------
+
+CALLER_INVITE = """INVITE sip:bob@127.0.0.2:5060 SIP/2.0
+Via: SIP/2.0/UDP {local};branch=z9hG4bKcaller1
+From: <sip:caller@127.0.0.1>;tag=caller-1
+To: <sip:bob@127.0.0.2>
+Call-ID: caller-call-1
+CSeq: 1 INVITE
+Contact: <sip:caller@{local}>
+Content-Length: 0
+
+"""
+
+CALLER_IN_DIALOG = """{method} sip:bob@127.0.0.2:5060 SIP/2.0
+Via: SIP/2.0/UDP {local};branch={branch}
+From: <sip:caller@127.0.0.1>;tag=caller-1
+To: {to}
+Call-ID: caller-call-1
+CSeq: {cseq} {method}
+Content-Type: application/sdp
+Content-Length: {content_length}
+
+{body}"""
+
+
+def _scripted_caller() -> tuple[SimNetwork, SessionLayer, ScriptedPeer, InviteSession]:
+    net = SimNetwork(9)
+    bob = SessionLayer(
+        Endpoint(EndpointConfig(seed=9, malloc_debug=True, allow=("INVITE", "BYE"))), ALICE_SDP, user="bob"
+    )
+    net.attach(bob, B)  # type: ignore[arg-type]
+    caller = ScriptedPeer(net, A, name="caller")
+    caller.send(CALLER_INVITE, B)
+    net.run_until(0.1)
+    incoming = next(e for e in iter(bob.next_event, None) if isinstance(e, IncomingCall))
+    return net, bob, caller, incoming.session
+
+
+def _in_dialog(caller: ScriptedPeer, method: str, to: str, cseq: int, body: str = "") -> None:
+    if method == "ACK":
+        caller.send(CALLER_IN_DIALOG.replace("{branch}", "z9hG4bKcaller1"), B, method=method, to=to, cseq=cseq,
+                    body=body)  # fmt: skip
+    else:
+        caller.send(CALLER_IN_DIALOG, B, method=method, to=to, cseq=cseq, body=body)
+
+
+def _finish_bob(net: SimNetwork, bob: SessionLayer) -> None:
+    net.run_until_idle(limit=120)
+    while bob.next_event() is not None:
+        pass
+    assert bob.sessions == []
+    assert not bob.endpoint.close(), bob.endpoint.leak_report().format()
+
+
+def test_a_bye_in_an_early_dialog_ends_the_invite_with_487() -> None:
+    net, bob, caller, session = _scripted_caller()
+    bob.answer(session, 180, net.now)
+    ringing = caller.expect(status=180)
+    _in_dialog(caller, "BYE", ringing.headers.get("To") or "", 2)
+    assert isinstance(caller.expect(status=200), Response)
+    final = caller.expect(status=487)  # RFC 3261 §15.1.2: the INVITE ends too
+    assert final.cseq is not None and final.cseq.method == "INVITE"
+    states = [e.new.name for e in iter(bob.next_event, None) if isinstance(e, SessionStateChanged)]
+    assert states[-1] == "DISCONNECTED"
+    _in_dialog(caller, "ACK", ringing.headers.get("To") or "", 1)
+    _finish_bob(net, bob)
+
+
+def test_a_bye_before_the_ack_ends_the_call() -> None:
+    net, bob, caller, session = _scripted_caller()
+    bob.answer(session, 200, net.now)
+    ok = caller.expect(status=200)
+    _in_dialog(caller, "BYE", ok.headers.get("To") or "", 2)  # the ACK was lost, the BYE was not
+    caller.expect(status=200, where=lambda m: m.cseq is not None and m.cseq.method == "BYE")
+    changes = [e for e in iter(bob.next_event, None) if isinstance(e, SessionStateChanged)]
+    assert (changes[-1].old.name, changes[-1].new.name, changes[-1].cause) == (
+        "CONNECTING",
+        "DISCONNECTED",
+        200,
+    )
+    _finish_bob(net, bob)
+
+
+def test_an_unusable_answer_in_the_ack_ends_the_call_with_bye_488() -> None:
+    net, bob, caller, session = _scripted_caller()  # an INVITE without SDP: our 2xx offers
+    bob.answer(session, 200, net.now)
+    ok = caller.expect(status=200)
+    assert b"m=audio" in ok.body
+    video_only = (
+        "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 0 RTP/AVP 31\r\n"
+    )
+    _in_dialog(caller, "ACK", ok.headers.get("To") or "", 1, body=video_only)
+    bye = caller.expect(method="BYE")
+    assert "cause=488" in (bye.headers.get("Reason") or "")
+    caller.send(make_response(bye, 200), B)  # type: ignore[arg-type]
+    net.run_until(net.now + 0.1)
+    changes = [e for e in iter(bob.next_event, None) if isinstance(e, SessionStateChanged)]
+    assert (changes[-1].old.name, changes[-1].new.name, changes[-1].cause) == (
+        "CONNECTING",
+        "DISCONNECTED",
+        488,
+    )
+    _finish_bob(net, bob)

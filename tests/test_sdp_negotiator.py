@@ -163,6 +163,21 @@ def test_cancelled_offer_returns_to_the_agreed_session() -> None:
     assert alice.active_local is agreed
 
 
+def test_a_received_offer_can_be_abandoned_too() -> None:
+    """pjmedia's cancel_offer works on either side's offer (a request refused for other reasons)."""
+    alice, bob, _factory = pair()
+    bob.receive_offer(ALICE)
+    bob.cancel_offer()
+    assert bob.state is NegotiatorState.NULL and bob.active_local is None
+    exchange(alice, bob)
+    agreed = bob.active_remote
+    bob.receive_offer(alice.local)
+    bob.cancel_offer()
+    assert bob.state is NegotiatorState.DONE and bob.active_remote is agreed
+    alice.release()
+    bob.release()
+
+
 def test_misuse_is_typed() -> None:
     alice, _bob, _ = pair()
     with pytest.raises(LocalProtocolError):

@@ -329,8 +329,7 @@ class SessionLayer:
         sender.sent(
             rseq, response.serialize(), with_sdp=bool(body), now=now, t1=t1, retransmit=not tx.reliable
         )
-        if session.state is not InviteState.EARLY:
-            self._set_state(session, "send 1xx")
+        self._set_state(session, "send 1xx")
         if body and neg.state.name == "DONE":
             self._media_updated(session)
 
@@ -491,6 +490,12 @@ class SessionLayer:
         self._track(tx, session, request.method.lower(), session.dialog)
         if request.method == "BYE":
             self.endpoint.respond(tx, make_response(request, 200), now)
+            invite = session.invite_tx
+            if session.state in (InviteState.INCOMING, InviteState.EARLY) and isinstance(
+                invite, ServerInviteTransaction
+            ):
+                # RFC 3261 §15.1.2: a BYE in an early dialog ends the INVITE too.
+                self.endpoint.respond(invite, self._uas_response(session, invite.request, 487, None), now)
             self._disconnect(session, 200)
         elif request.method == "INVITE" and isinstance(tx, ServerInviteTransaction):
             self._on_reinvite(session, tx, request, now)

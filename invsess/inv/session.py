@@ -61,7 +61,10 @@ TRANSITIONS: dict[tuple[InviteState, str], InviteState] = {
     # Both: every way to the end.
     **{(s, "failure"): _I.DISCONNECTED for s in _BEFORE_ANSWER},
     **{(s, "BYE"): _I.DISCONNECTED for s in (_I.CONNECTING, _I.CONFIRMED, _I.EARLY)},
-    **{(s, "timeout"): _I.DISCONNECTED for s in _BEFORE_ANSWER},
+    # 408s: the INVITE's Timer B (CALLING), no ACK for our 2xx (CONNECTING), an in-dialog
+    # request timing out or a session timer expiring (CONFIRMED). Once a provisional came, no
+    # timer of ours runs until the final response, and a UAS has none before it answers.
+    **{(s, "timeout"): _I.DISCONNECTED for s in (_I.CALLING, _I.CONNECTING, _I.CONFIRMED)},
 }
 
 

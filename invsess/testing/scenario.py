@@ -85,16 +85,23 @@ class ScriptedPeer:
         return (head.format(**fields) + sep + body).encode()
 
     def send(
-        self, message: bytes | str | Message, to: Address, *, transport: str = "udp", **values: object
+        self,
+        message: bytes | str | Message,
+        destination: Address,
+        /,
+        *,
+        transport: str = "udp",
+        **values: object,
     ) -> bytes:
-        """Send a message (a template string is filled first); returns the bytes sent."""
+        """Send a message to ``destination`` (a template string is filled first with ``values``,
+        which may be named anything, ``to`` included); returns the bytes sent."""
         if isinstance(message, Request | Response):
             data = message.serialize()
         elif isinstance(message, str):
             data = self.fill(message, **values)
         else:
             data = message
-        self._outbox.append(Outgoing(data, to, transport))
+        self._outbox.append(Outgoing(data, destination, transport))
         return data
 
     def expect(

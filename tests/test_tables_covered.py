@@ -1,0 +1,65 @@
+"""Every transition of the session table and of the negotiator table is taken by some test.
+
+The session, PRACK and session-timer tests (and the negotiator's) are run again here with a
+recorder on the tables' one entry point; a transition nobody takes is either dead (remove it) or
+untested (test it). Either way this test names it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from invsess.inv.session import TRANSITIONS, InviteSession
+from invsess.sdp import SdpNegotiator
+
+from . import test_inv, test_prack, test_sdp_negotiator, test_session_timer
+
+
+def _runs() -> Iterator[Callable[[], Any]]:
+    """Every case of those modules' tests that take no fixture: plain ones, and each parameter
+    set of the parametrized ones."""
+    for module in (test_inv, test_prack, test_session_timer, test_sdp_negotiator):
+        for name, func in vars(module).items():
+            if not name.startswith("test_") or not callable(func):
+                continue
+            params = [m for m in getattr(func, "pytestmark", []) if m.name == "parametrize"]
+            if not params:
+                if not inspect.signature(func).parameters:
+                    yield func
+                continue
+            names, values = params[0].args
+            names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+            for value in values:
+                value = value.values if hasattr(value, "values") else value
+                args = dict(zip(names, value if len(names) > 1 else (value,), strict=True))
+                if set(inspect.signature(func).parameters) == set(args):
+                    yield functools.partial(func, **args)
+
+
+@pytest.mark.virtual_time
+def test_every_transition_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: set[tuple[str, str]] = set()
+    negotiated: set[tuple[str, str]] = set()
+    go, neg_go = InviteSession.go, SdpNegotiator._go
+
+    def record(self: InviteSession, event: str) -> Any:
+        taken.add((self.state.name, event))
+        return go(self, event)
+
+    def neg_record(self: SdpNegotiator, event: str) -> None:
+        negotiated.add((self.state.name, event))
+        neg_go(self, event)
+
+    monkeypatch.setattr(InviteSession, "go", record)
+    monkeypatch.setattr(SdpNegotiator, "_go", neg_record)
+    for test in _runs():
+        test()
+    missing = sorted((s.name, e) for s, e in TRANSITIONS if (s.name, e) not in taken)
+    assert not missing, f"session transitions no test takes: {missing}"
+    neg_missing = sorted((s.name, e) for s, e in SdpNegotiator.TRANSITIONS if (s.name, e) not in negotiated)
+    assert not neg_missing, f"negotiator transitions no test takes: {neg_missing}"
