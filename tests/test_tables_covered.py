@@ -34,8 +34,8 @@ def _runs() -> Iterator[Callable[[], Any]]:
                 continue
             names, values = params[0].args
             names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
-            for value in values:
-                value = value.values if hasattr(value, "values") else value
+            for case in values:
+                value = case.values if hasattr(case, "values") else case
                 args = dict(zip(names, value if len(names) > 1 else (value,), strict=True))
                 if set(inspect.signature(func).parameters) == set(args):
                     yield functools.partial(func, **args)
