@@ -145,27 +145,28 @@ def _header_fields(lines: list[str], limits: ParserLimits) -> list[HeaderField]:
     """Header lines to fields (folded lines joined); names validated once, then cached."""
     if len(lines) - 1 > limits.max_headers:
         raise ParseError(f"more than {limits.max_headers} header lines")
+    max_line = limits.max_line_length
+    if len(lines) > 1 and max(map(len, lines)) > max_line:
+        raise ParseError(f"header line longer than {max_line} characters")
     fields: list[HeaderField] = []
     append = fields.append
     cache = _name_cache
-    max_line = limits.max_line_length
-    for line in lines[1:]:
-        if len(line) > max_line:
-            raise ParseError(f"header line longer than {max_line} characters")
-        first = line[:1]
-        if first == " " or first == "\t":  # noqa: PLR1714 - two compares beat a tuple build here
+    for i in range(1, len(lines)):
+        name, colon, value = lines[i].partition(":")
+        key = cache.get(name)  # only validated names are ever cached: the fast path
+        if key is not None:
+            append(HeaderField(name, key, value.strip()))
+            continue
+        line = lines[i]
+        if line[:1] in (" ", "\t"):  # a folded line continues the previous header
             if not fields:
                 raise ParseError("continuation line before the first header")
             last = fields[-1]
             last.value = f"{last.value} {line.strip()}".strip()
             continue
-        name, colon, value = line.partition(":")
-        key = cache.get(name)  # only validated names are ever cached
-        if key is None:
-            if not colon:
-                raise ParseError(f"header line without ':' {line[:80]!r}")
-            key = _validate_name(name)
-        append(HeaderField(name, key, value.strip()))
+        if not colon:
+            raise ParseError(f"header line without ':' {line[:80]!r}")
+        append(HeaderField(name, _validate_name(name), value.strip()))
     return fields
 
 
