@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,13 @@ def pytest_configure(config: pytest.Config) -> None:
     from . import sessions
 
     sessions.NETWORK = config.getoption("--sip-network")
+
+
+@pytest.fixture(autouse=True)
+def _close_loopback_networks() -> Iterator[None]:
+    """Real sockets of a World on --sip-network=loopback are closed whatever the test did."""
+    from . import sessions
+
+    yield
+    while sessions.OPEN:
+        sessions.OPEN.pop().close()

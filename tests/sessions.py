@@ -13,6 +13,8 @@ from invsess.transaction import TimerConfig
 
 #: "sim" or "loopback": set from the plugin's --sip-network switch by conftest.py.
 NETWORK = "sim"
+#: Loopback networks of the running test (conftest closes them, even when the test failed).
+OPEN: list[LoopbackNetwork] = []
 
 A, B = ("127.0.0.1", 5060), ("127.0.0.2", 5060)
 ALICE_SDP = parse_sdp(
@@ -45,8 +47,11 @@ class World:
         bob_allow: tuple[str, ...] | None = None,
     ) -> None:
         """``alice``/``bob``: SessionLayer keyword arguments (``timer=``, ``rel100=``)."""
-        network = LoopbackNetwork if NETWORK == "loopback" else SimNetwork
-        self.net = network(seed, default=profile or LinkProfile())
+        if NETWORK == "loopback":
+            self.net: SimNetwork = LoopbackNetwork(seed, default=profile or LinkProfile())
+            OPEN.append(self.net)
+        else:
+            self.net = SimNetwork(seed, default=profile or LinkProfile())
         supported = ("100rel", "timer")
         # On the real clock, T1 = 20 ms keeps waits for the transactions' ends (64*T1) short.
         timers = TimerConfig(t1=0.02, t2=0.08, t4=0.1) if NETWORK == "loopback" else TimerConfig()
@@ -122,5 +127,3 @@ class World:
         for layer in (self.alice, self.bob):
             assert layer.sessions == []
             assert not layer.endpoint.close(), layer.endpoint.leak_report().format()
-        if isinstance(self.net, LoopbackNetwork):
-            self.net.close()

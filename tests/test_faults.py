@@ -20,6 +20,8 @@ from .sessions import ALICE_SDP, BOB_SDP
 A, B = ("127.0.0.1", 5060), ("127.0.0.2", 5060)
 BAD = LinkProfile(latency=0.02, jitter=0.02, loss=0.20, duplicate=0.05, reorder=0.05)
 
+pytestmark = pytest.mark.virtual_time  # hundreds of calls and exact deadlines
+
 
 def run_calls(calls: int, seed: int) -> tuple[dict[str, int], str]:
     net = SimNetwork(seed, default=BAD)

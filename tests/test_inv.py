@@ -79,6 +79,7 @@ def test_uas_hangup_in_connecting_waits_for_the_ack() -> None:
     w.settle()
 
 
+@pytest.mark.virtual_time  # exact timings or counts of retransmissions
 def test_ack_timeout_ends_the_call_with_bye() -> None:
     w = World()
     w.net.link(A, B, LinkProfile(), both_ways=True)
@@ -167,6 +168,7 @@ def test_unacceptable_offer_gets_488() -> None:
     w.settle()
 
 
+@pytest.mark.virtual_time  # exact timings or counts of retransmissions
 def test_the_asterisk_crash_with_real_sessions() -> None:
     """Application references dropped dialog first: the next touch of the session fails."""
     w = World()
@@ -212,6 +214,7 @@ def test_the_right_order_leaks_nothing() -> None:
     w.settle()
 
 
+@pytest.mark.virtual_time  # exact timings or counts of retransmissions
 def test_calls_survive_a_lossy_network() -> None:
     w = World(seed=3, profile=LinkProfile(latency=0.02, jitter=0.01, loss=0.15, duplicate=0.05, reorder=0.05))
     for _ in range(20):
@@ -249,6 +252,7 @@ def test_outgoing_type() -> None:
     assert Outgoing(b"x", A, "udp").transport == "udp"
 
 
+@pytest.mark.virtual_time  # exact timings or counts of retransmissions
 def test_update_changes_media_without_an_ack() -> None:
     w = World()
     alice, bob = w.connected(0.2)

@@ -31,6 +31,7 @@ def rel_world(**kw: object) -> World:
     return World(alice={"rel100": "supported"}, bob={"rel100": "supported"}, **kw)  # type: ignore[arg-type]
 
 
+@pytest.mark.virtual_time  # exact message order or timings
 def test_reliable_183_with_the_answer_then_200() -> None:
     w = rel_world()
     alice, bob = w.call()
@@ -54,6 +55,7 @@ def test_reliable_183_with_the_answer_then_200() -> None:
     w.settle()
 
 
+@pytest.mark.virtual_time  # exact message order or timings
 def test_the_2xx_waits_for_the_prack_of_a_1xx_with_sdp() -> None:
     w = rel_world()
     alice, bob = w.call()
@@ -67,6 +69,7 @@ def test_the_2xx_waits_for_the_prack_of_a_1xx_with_sdp() -> None:
     w.settle()
 
 
+@pytest.mark.virtual_time  # exact message order or timings
 def test_a_second_reliable_1xx_waits_and_counts_up() -> None:
     w = rel_world()
     alice, bob = w.call()
@@ -106,6 +109,7 @@ def test_late_offer_in_the_reliable_1xx_answered_in_the_prack() -> None:
     w.settle()
 
 
+@pytest.mark.virtual_time  # exact message order or timings
 def test_a_lost_prack_means_retransmissions_then_504() -> None:
     w = rel_world()
     _, bob = w.call()
@@ -126,6 +130,7 @@ def test_a_lost_prack_means_retransmissions_then_504() -> None:
     w.settle()
 
 
+@pytest.mark.virtual_time  # exact message order or timings
 def test_cancel_while_a_reliable_1xx_waits_for_its_prack() -> None:
     w = rel_world()
     alice, bob = w.call()
@@ -142,6 +147,7 @@ def test_cancel_while_a_reliable_1xx_waits_for_its_prack() -> None:
     w.settle()
 
 
+@pytest.mark.virtual_time  # exact message order or timings
 def test_update_in_the_early_dialog() -> None:
     w = rel_world()
     alice, bob = w.call()
@@ -179,6 +185,7 @@ def test_a_required_extension_this_layer_does_not_do_gets_420() -> None:
     w.settle()
 
 
+@pytest.mark.virtual_time  # exact message order
 def test_a_peer_without_100rel_gets_ordinary_provisionals() -> None:
     w = World(alice={}, bob={"rel100": "supported"})
     alice, bob = w.call()

@@ -19,6 +19,8 @@ from invsess.testing import ScriptedPeer, SimNetwork
 
 from .sessions import ALICE_SDP, A, B, World
 
+pytestmark = pytest.mark.virtual_time  # half-hour calls and exact deadlines
+
 
 def _invite(*headers: str) -> Request:
     extra = "".join(f"{h}\r\n" for h in headers)
