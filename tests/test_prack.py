@@ -326,3 +326,29 @@ def test_a_prack_must_match_the_outstanding_1xx(rack: str | None, expected: int)
         pass
     assert bob.sessions == []
     assert not bob.endpoint.close(), bob.endpoint.leak_report().format()
+
+
+def test_malformed_responses_are_discarded_and_the_call_still_ends() -> None:
+    """A reliable 1xx with an unreadable RSeq is not PRACKed; a 2xx with an unreadable Contact
+    is discarded (RFC 3261 §18.1.2); when the INVITE transaction then ends, so does the session."""
+    net = SimNetwork(7)
+    alice = _alice(net)
+    forker = ScriptedPeer(net, ("127.0.0.9", 5060), name="forker")
+    session = alice.invite("sip:bob@127.0.0.9:5060", destination=("127.0.0.9", 5060), now=0.0)
+    invite = forker.expect(method="INVITE")
+    assert isinstance(invite, Request)
+    bad_rseq = _fork_response(invite, 183, "leg", rseq=1)
+    bad_rseq.headers.set("RSeq", "one")
+    forker.send(bad_rseq, A)
+    forker.expect_nothing(within=0.5)  # no PRACK for it
+    ok = _fork_response(invite, 200, "leg")
+    ok.headers.set("Contact", "<sip:broken@@>")
+    forker.send(ok, A)
+    net.run_until(net.now + 60)
+    assert session.state is InviteState.DISCONNECTED
+    assert session.cause == 408
+    net.run_until_idle(limit=120)
+    while alice.next_event() is not None:
+        pass
+    assert alice.sessions == []
+    assert not alice.endpoint.close(), alice.endpoint.leak_report().format()

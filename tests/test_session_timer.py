@@ -368,3 +368,49 @@ def test_the_timer_never_touches_a_session_released_in_the_wrong_order() -> None
     w.drain()
     assert w.alice.sessions == [] and w.bob.sessions == []
     assert not w.alice.endpoint.close()
+
+
+BAD_INVITE = """INVITE sip:bob@127.0.0.2:5060 SIP/2.0
+Via: SIP/2.0/UDP {local};branch={branch}
+From: <sip:caller@127.0.0.1>;tag=caller-1
+To: <sip:bob@127.0.0.2>
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:caller@{local}>
+Supported: timer
+{bad}
+Content-Length: 0
+
+"""
+
+
+@pytest.mark.parametrize(
+    "bad", ["Session-Expires: soon", "Session-Expires: 1800;refresher=both", "Min-SE: -1"]
+)
+def test_a_malformed_timer_header_in_an_invite_gets_400(bad: str) -> None:
+    net = SimNetwork(4)
+    config = EndpointConfig(seed=4, malloc_debug=True, allow=("INVITE", "BYE"), supported=("timer",))
+    bob = SessionLayer(Endpoint(config), ALICE_SDP, user="bob", timer=TimerSettings())
+    net.attach(bob, B)  # type: ignore[arg-type]
+    caller = ScriptedPeer(net, A, name="caller")
+    caller.send(BAD_INVITE, B, bad=bad)
+    refusal = caller.expect(status=400)
+    assert refusal.cseq is not None and refusal.cseq.method == "INVITE"
+    caller.send(f"ACK sip:bob@127.0.0.2:5060 SIP/2.0\nVia: {refusal.headers.get('Via')}\nFrom: {refusal.headers.get('From')}\n"
+                f"To: {refusal.headers.get('To')}\nCall-ID: {refusal.call_id}\nCSeq: 1 ACK\nContent-Length: 0\n\n", B)  # fmt: skip
+    net.run_until_idle(limit=100)
+    while bob.next_event() is not None:
+        pass
+    assert bob.sessions == [] and not bob.endpoint.close(), bob.endpoint.leak_report().format()
+
+
+def test_a_malformed_session_expires_in_the_2xx_means_no_timer() -> None:
+    net, alice, peer, session, invite = _scripted_call(TimerSettings(session_expires=90))
+    _answer(peer, invite, 200, Session_Expires="soon")
+    peer.expect(method="ACK")
+    assert session.state is InviteState.CONFIRMED  # type: ignore[attr-defined]
+    assert session.timer is not None and not session.timer.active  # type: ignore[attr-defined]
+    alice.hangup(session, net.now)  # type: ignore[arg-type]
+    bye = peer.expect(method="BYE")
+    peer.send(make_response(bye, 200), A)  # type: ignore[arg-type]
+    _finish(net, alice, peer)

@@ -16,6 +16,7 @@ a 408 or 481 to an in-dialog request; ACK + BYE for the 2xx of a second fork.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import deque
 from collections.abc import Callable
@@ -443,11 +444,17 @@ class SessionLayer:
 
     def _handle(self, event: Any, now: float) -> None:
         if isinstance(event, RequestReceived):
-            self._on_request(event.transaction, event.request, now)
+            try:
+                self._on_request(event.transaction, event.request, now)
+            except ParseError as exc:  # a header the endpoint's checks did not parse, read here
+                self._refuse(event.transaction, event.request, exc, now)
         elif isinstance(event, ResponseReceived):
             owner = self._tx.get(event.transaction)
             if owner is not None and owner[0] is not None:
-                self._on_response(owner[0], owner[1], event.transaction, event.response, now)
+                try:
+                    self._on_response(owner[0], owner[1], event.transaction, event.response, now)
+                except ParseError as exc:  # RFC 3261 §18.1.2: a malformed response is discarded
+                    owner[0].log.warning("malformed response discarded", error=str(exc))
         elif isinstance(event, AckReceived):
             self._on_ack(event.request, now)
         elif isinstance(event, CancelReceived):
@@ -458,8 +465,28 @@ class SessionLayer:
                 self._on_timeout(owner[0], owner[1], now)
         elif isinstance(event, TransactionTerminated):
             owner = self._tx.pop(event.transaction, None)
-            if owner is not None:
-                owner[2].dec_tsx()
+            if owner is None:
+                return
+            session, purpose, dialog = owner
+            if (
+                purpose == "invite"
+                and session is not None
+                and event.transaction is session.invite_tx
+                and session.state in (InviteState.CALLING, InviteState.EARLY)
+                and session.role == "UAC"
+            ):
+                # The INVITE ended without a final response we could use (a malformed one was
+                # discarded): the session must not wait for ever.
+                session.log.warning("INVITE transaction ended without a usable final response")
+                self._disconnect(session, 408)
+            dialog.dec_tsx()
+
+    def _refuse(self, tx: ServerTransaction, request: Request, exc: ParseError, now: float) -> None:
+        """400 to a request whose header we could not read (unless it was answered already)."""
+        if request.method == "ACK" or tx.terminated:
+            return
+        with contextlib.suppress(LocalProtocolError):  # a final response went out already
+            self.endpoint.respond(tx, make_response(request, exc.status_code or 400, str(exc)[:80]), now)
 
     def _track(self, tx: Transaction, owner: Any, purpose: str, dialog: Dialog) -> None:
         self._tx[tx] = (owner, purpose, dialog)
@@ -620,8 +647,12 @@ class SessionLayer:
         for a peer that never said it supports timers (§9), its 2xx cannot be expected to
         carry one: our timer goes on as it was.
         """
-        decision = uac_decide(response, min_se=timer.min_se)
-        if decision is None and timer.active and timer.we_refresh and not supports_timer(response):
+        try:
+            decision = uac_decide(response, min_se=timer.min_se)
+            peer_does_timers = supports_timer(response)
+        except ParseError:
+            decision, peer_does_timers = None, True  # unreadable: it grants nothing
+        if decision is None and timer.active and timer.we_refresh and not peer_does_timers:
             return TimerDecision(timer.interval, True, timer.min_se)
         return decision
 
@@ -778,12 +809,12 @@ class SessionLayer:
         code = response.status_code
         dialog = session.dialog
         to_tag = response.to.tag if response.to else None
-        if response.allow:
-            session.peer_allow = tuple(m.upper() for m in response.allow)
+        with contextlib.suppress(ParseError):  # an unreadable Allow tells us nothing
+            session.peer_allow = tuple(m.upper() for m in response.allow) or session.peer_allow
         if code < 200:
             session.provisional_seen = True
             leg = self._early_leg(session, tx, response) if to_tag and code > 100 else None
-            if leg is not None and session.rel_receiver is not None and is_reliable(response):
+            if leg is not None and session.rel_receiver is not None and _reliable(response):
                 self._on_reliable_1xx(session, leg, tx, response, now)
             if code > 100 and session.can("receive 1xx") and to_tag:
                 self._set_state(session, "receive 1xx")
@@ -1289,6 +1320,14 @@ class SessionLayer:
         except (ParseError, SdpNegotiationError):
             session.cause = 488
             return None
+
+
+def _reliable(response: Response) -> bool:
+    """is_reliable, with an unreadable Require or RSeq meaning "not reliable" (nothing to PRACK)."""
+    try:
+        return is_reliable(response)
+    except ParseError:
+        return False
 
 
 def _host(host: str) -> str:
