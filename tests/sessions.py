@@ -6,7 +6,7 @@ from typing import Any
 
 from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import IncomingCall, InviteSession, MediaUpdated, SessionLayer, SessionStateChanged
-from invsess.sdp import parse_sdp
+from invsess.sdp import SessionDescription, parse_sdp
 from invsess.testing import LinkProfile, SimNetwork
 from invsess.testing.loopback import LoopbackNetwork
 from invsess.transaction import TimerConfig
@@ -127,3 +127,36 @@ class World:
         for layer in (self.alice, self.bob):
             assert layer.sessions == []
             assert not layer.endpoint.close(), layer.endpoint.leak_report().format()
+
+
+def layer_at(
+    net: SimNetwork,
+    address: tuple[str, int],
+    *,
+    seed: int,
+    user: str,
+    sdp: SessionDescription = ALICE_SDP,
+    allow: tuple[str, ...] = ("INVITE", "BYE", "UPDATE", "PRACK"),
+    **options: Any,
+) -> SessionLayer:
+    """One session layer (MALLOC_DEBUG) attached to ``net``; ``options``: timer=, rel100=.
+    The endpoint supports what the layer does."""
+    supported = (
+        *(("100rel",) if options.get("rel100", "off") != "off" else ()),
+        *(("timer",) if options.get("timer") is not None else ()),
+    )
+    config = EndpointConfig(seed=seed, malloc_debug=True, allow=allow, supported=supported)
+    layer = SessionLayer(Endpoint(config), sdp, user=user, **options)
+    net.attach(layer, address)  # type: ignore[arg-type]
+    return layer
+
+
+def finish(net: SimNetwork, *layers: SessionLayer, limit: float = 200.0) -> None:
+    """Run until idle, read every event (the releases run), and require nothing left or leaked."""
+    net.run_until_idle(limit=limit)
+    for layer in layers:
+        while layer.next_event() is not None:
+            pass
+    for layer in layers:
+        assert layer.sessions == []
+        assert not layer.endpoint.close(), layer.endpoint.leak_report().format()

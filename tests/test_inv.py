@@ -15,7 +15,7 @@ from invsess.sip import LocalProtocolError, Request, Response, make_response
 from invsess.testing import LinkProfile, ScriptedPeer, SimNetwork
 from invsess.transaction import Outgoing
 
-from .sessions import ALICE_SDP, A, B, World, agreed_direction
+from .sessions import ALICE_SDP, A, B, World, agreed_direction, finish, layer_at
 
 
 def test_a_whole_call() -> None:
@@ -382,10 +382,7 @@ Content-Length: {content_length}
 
 def _scripted_caller() -> tuple[SimNetwork, SessionLayer, ScriptedPeer, InviteSession]:
     net = SimNetwork(9)
-    bob = SessionLayer(
-        Endpoint(EndpointConfig(seed=9, malloc_debug=True, allow=("INVITE", "BYE"))), ALICE_SDP, user="bob"
-    )
-    net.attach(bob, B)  # type: ignore[arg-type]
+    bob = layer_at(net, B, seed=9, user="bob", allow=("INVITE", "BYE"))
     caller = ScriptedPeer(net, A, name="caller")
     caller.send(CALLER_INVITE, B)
     net.run_until(0.1)
@@ -401,14 +398,6 @@ def _in_dialog(caller: ScriptedPeer, method: str, to: str, cseq: int, body: str 
         caller.send(CALLER_IN_DIALOG, B, method=method, to=to, cseq=cseq, body=body)
 
 
-def _finish_bob(net: SimNetwork, bob: SessionLayer) -> None:
-    net.run_until_idle(limit=120)
-    while bob.next_event() is not None:
-        pass
-    assert bob.sessions == []
-    assert not bob.endpoint.close(), bob.endpoint.leak_report().format()
-
-
 def test_a_bye_in_an_early_dialog_ends_the_invite_with_487() -> None:
     net, bob, caller, session = _scripted_caller()
     bob.answer(session, 180, net.now)
@@ -420,7 +409,7 @@ def test_a_bye_in_an_early_dialog_ends_the_invite_with_487() -> None:
     states = [e.new.name for e in iter(bob.next_event, None) if isinstance(e, SessionStateChanged)]
     assert states[-1] == "DISCONNECTED"
     _in_dialog(caller, "ACK", ringing.headers.get("To") or "", 1)
-    _finish_bob(net, bob)
+    finish(net, bob)
 
 
 def test_a_bye_before_the_ack_ends_the_call() -> None:
@@ -435,7 +424,7 @@ def test_a_bye_before_the_ack_ends_the_call() -> None:
         "DISCONNECTED",
         200,
     )
-    _finish_bob(net, bob)
+    finish(net, bob)
 
 
 def test_an_unusable_answer_in_the_ack_ends_the_call_with_bye_488() -> None:
@@ -457,4 +446,4 @@ def test_an_unusable_answer_in_the_ack_ends_the_call_with_bye_488() -> None:
         "DISCONNECTED",
         488,
     )
-    _finish_bob(net, bob)
+    finish(net, bob)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import InviteState, SessionLayer
 from invsess.inv.prack import ReliableReceiver, ReliableSender
 from invsess.sip import Request, Response, make_response
 from invsess.testing import ScriptedPeer, SimNetwork
 
-from .sessions import ALICE_SDP, A, B, World
+from .sessions import A, B, World, finish, layer_at
 
 
 def flow(w: World) -> list[str]:
@@ -213,16 +212,7 @@ def test_sender_and_receiver_rules() -> None:
 
 
 def _alice(net: SimNetwork) -> SessionLayer:
-    layer = SessionLayer(
-        Endpoint(
-            EndpointConfig(seed=5, malloc_debug=True, allow=("INVITE", "BYE", "PRACK"), supported=("100rel",))
-        ),
-        ALICE_SDP,
-        user="alice",
-        rel100="supported",
-    )
-    net.attach(layer, A)  # type: ignore[arg-type]
-    return layer
+    return layer_at(net, A, seed=5, user="alice", rel100="supported")
 
 
 _FORK_SDP = (
@@ -272,11 +262,7 @@ def test_forked_reliable_1xx_are_each_pracked_in_their_own_dialog_and_the_answer
     bye = forker.expect(method="BYE")
     assert isinstance(bye, Request) and bye.to is not None and bye.to.tag == "leg-two"
     forker.send(make_response(bye, 200), A)
-    net.run_until_idle(limit=120)
-    while alice.next_event() is not None:
-        pass
-    assert alice.sessions == []
-    assert not alice.endpoint.close(), alice.endpoint.leak_report().format()
+    finish(net, alice)
 
 
 @pytest.mark.parametrize(
@@ -285,15 +271,7 @@ def test_forked_reliable_1xx_are_each_pracked_in_their_own_dialog_and_the_answer
 )
 def test_a_prack_must_match_the_outstanding_1xx(rack: str | None, expected: int) -> None:
     net = SimNetwork(6)
-    bob = SessionLayer(
-        Endpoint(
-            EndpointConfig(seed=6, malloc_debug=True, allow=("INVITE", "BYE", "PRACK"), supported=("100rel",))
-        ),
-        ALICE_SDP,
-        user="bob",
-        rel100="supported",
-    )
-    net.attach(bob, B)  # type: ignore[arg-type]
+    bob = layer_at(net, B, seed=6, user="bob", rel100="supported")
     peer = ScriptedPeer(net, A, name="caller")
     peer.send(
         "INVITE sip:bob@127.0.0.2:5060 SIP/2.0\nVia: SIP/2.0/UDP {local};branch={branch}\n"
@@ -321,11 +299,7 @@ def test_a_prack_must_match_the_outstanding_1xx(rack: str | None, expected: int)
     assert isinstance(answer, Response)
     bob.hangup(session, net.now, code=486)
     peer.expect(status=486)
-    net.run_until_idle(limit=120)
-    while bob.next_event() is not None:
-        pass
-    assert bob.sessions == []
-    assert not bob.endpoint.close(), bob.endpoint.leak_report().format()
+    finish(net, bob)
 
 
 def test_malformed_responses_are_discarded_and_the_call_still_ends() -> None:
@@ -347,8 +321,4 @@ def test_malformed_responses_are_discarded_and_the_call_still_ends() -> None:
     net.run_until(net.now + 60)
     assert session.state is InviteState.DISCONNECTED
     assert session.cause == 408
-    net.run_until_idle(limit=120)
-    while alice.next_event() is not None:
-        pass
-    assert alice.sessions == []
-    assert not alice.endpoint.close(), alice.endpoint.leak_report().format()
+    finish(net, alice)

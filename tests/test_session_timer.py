@@ -17,7 +17,7 @@ from invsess.memory import UseAfterFreeError
 from invsess.sip import Request, Response, make_response, parse_message
 from invsess.testing import ScriptedPeer, SimNetwork
 
-from .sessions import ALICE_SDP, A, B, World
+from .sessions import ALICE_SDP, A, B, World, finish, layer_at
 
 pytestmark = pytest.mark.virtual_time  # half-hour calls and exact deadlines
 
@@ -281,14 +281,6 @@ _BOB_SDP = (
 )
 
 
-def _finish(net: SimNetwork, alice: SessionLayer, peer: ScriptedPeer) -> None:
-    net.run_until_idle(limit=200)
-    while alice.next_event() is not None:
-        pass
-    assert alice.sessions == []
-    assert not alice.endpoint.close(), alice.endpoint.leak_report().format()
-
-
 @pytest.mark.parametrize(
     ("code", "ends"), [(500, True), (404, True), (491, False), (503, False), (422, False)]
 )
@@ -319,7 +311,7 @@ def test_what_a_failed_refresh_does(code: int, ends: bool) -> None:
         alice.hangup(session, net.now)  # type: ignore[arg-type]
         bye = peer.expect(method="BYE")
         peer.send(make_response(bye, 200), A)  # type: ignore[arg-type]
-    _finish(net, alice, peer)
+    finish(net, alice)
 
 
 def test_a_422_without_a_higher_min_se_is_not_retried_forever() -> None:
@@ -329,7 +321,7 @@ def test_a_422_without_a_higher_min_se_is_not_retried_forever() -> None:
     net.run_until(net.now + 1)
     assert session.state is InviteState.DISCONNECTED  # type: ignore[attr-defined]
     assert session.cause == 422  # type: ignore[attr-defined]
-    _finish(net, alice, peer)
+    finish(net, alice)
 
 
 def test_422_is_retried_at_most_twice() -> None:
@@ -343,7 +335,7 @@ def test_422_is_retried_at_most_twice() -> None:
         assert invite.session_expires is not None and invite.session_expires.delta == min_se
     net.run_until(net.now + 1)
     assert session.state is InviteState.DISCONNECTED and session.cause == 422  # type: ignore[attr-defined]
-    _finish(net, alice, peer)
+    finish(net, alice)
 
 
 def test_the_timer_never_touches_a_session_released_in_the_wrong_order() -> None:
@@ -389,19 +381,14 @@ Content-Length: 0
 )
 def test_a_malformed_timer_header_in_an_invite_gets_400(bad: str) -> None:
     net = SimNetwork(4)
-    config = EndpointConfig(seed=4, malloc_debug=True, allow=("INVITE", "BYE"), supported=("timer",))
-    bob = SessionLayer(Endpoint(config), ALICE_SDP, user="bob", timer=TimerSettings())
-    net.attach(bob, B)  # type: ignore[arg-type]
+    bob = layer_at(net, B, seed=4, user="bob", timer=TimerSettings())
     caller = ScriptedPeer(net, A, name="caller")
     caller.send(BAD_INVITE, B, bad=bad)
     refusal = caller.expect(status=400)
     assert refusal.cseq is not None and refusal.cseq.method == "INVITE"
     caller.send(f"ACK sip:bob@127.0.0.2:5060 SIP/2.0\nVia: {refusal.headers.get('Via')}\nFrom: {refusal.headers.get('From')}\n"
                 f"To: {refusal.headers.get('To')}\nCall-ID: {refusal.call_id}\nCSeq: 1 ACK\nContent-Length: 0\n\n", B)  # fmt: skip
-    net.run_until_idle(limit=100)
-    while bob.next_event() is not None:
-        pass
-    assert bob.sessions == [] and not bob.endpoint.close(), bob.endpoint.leak_report().format()
+    finish(net, bob)
 
 
 def test_a_malformed_session_expires_in_the_2xx_means_no_timer() -> None:
@@ -413,4 +400,4 @@ def test_a_malformed_session_expires_in_the_2xx_means_no_timer() -> None:
     alice.hangup(session, net.now)  # type: ignore[arg-type]
     bye = peer.expect(method="BYE")
     peer.send(make_response(bye, 200), A)  # type: ignore[arg-type]
-    _finish(net, alice, peer)
+    finish(net, alice)
