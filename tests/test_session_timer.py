@@ -241,15 +241,7 @@ OK_WITH_TIMER = "90;refresher=uac"
 
 def _scripted_call(timer: TimerSettings) -> tuple[SimNetwork, SessionLayer, ScriptedPeer, object, Request]:
     net = SimNetwork(3)
-    alice = SessionLayer(
-        Endpoint(
-            EndpointConfig(seed=3, malloc_debug=True, allow=("INVITE", "BYE", "UPDATE"), supported=("timer",))
-        ),
-        ALICE_SDP,
-        user="alice",
-        timer=timer,
-    )
-    net.attach(alice, A)  # type: ignore[arg-type]
+    alice = layer_at(net, A, seed=3, user="alice", timer=timer)
     peer = ScriptedPeer(net, B, name="bob")
     session = alice.invite("sip:bob@127.0.0.2:5060", destination=B, now=0.0)
     invite = peer.expect(method="INVITE")
