@@ -7,7 +7,14 @@ import itertools
 import pytest
 
 from invsess.endpoint import Endpoint, EndpointConfig
-from invsess.inv import IncomingCall, InviteSession, InviteState, SessionLayer, SessionStateChanged
+from invsess.inv import (
+    ForkedCall,
+    IncomingCall,
+    InviteSession,
+    InviteState,
+    SessionLayer,
+    SessionStateChanged,
+)
 from invsess.inv.session import TRANSITIONS
 from invsess.memory import UseAfterFreeError
 from invsess.sdp import parse_sdp
@@ -338,6 +345,10 @@ def test_a_second_forked_2xx_gets_ack_and_bye() -> None:
     assert isinstance(bye, Request)
     assert bye.to is not None and bye.to.tag == "fork-two"  # the second fork is hung up
     assert sorted(a.to.tag or "" for a in acks if a.to) == ["fork-one", "fork-two"]  # both 2xx acknowledged
+    forker.send(FORK_200, A, to_tag="fork-two", via=via, from_=from_, call_id=invite.call_id)  # again
+    again = forker.expect(method="ACK")
+    assert again.to is not None and again.to.tag == "fork-two"  # the same ACK, and no second BYE:
+    forker.expect_nothing(within=0.3)  # (the first BYE is not answered yet, so it is still quiet)
     forker.send(make_response(bye, 200), A)
     assert session.state is InviteState.CONFIRMED
     assert session.dialog.remote_tag == "fork-one"
@@ -353,6 +364,42 @@ def test_a_second_forked_2xx_gets_ack_and_bye() -> None:
     dialog.dec_ref("test")
     alice.next_event()
     assert not alice.close(net.now)
+
+
+def test_an_application_may_keep_the_call_a_second_fork_answered() -> None:
+    net = SimNetwork(2)
+    alice = SessionLayer(
+        Endpoint(EndpointConfig(seed=2, malloc_debug=True, allow=("INVITE", "BYE"))),
+        ALICE_SDP,
+        user="alice",
+        keep_forks=True,
+    )
+    net.attach(alice, A)  # type: ignore[arg-type]
+    forker = ScriptedPeer(net, ("127.0.0.9", 5060), name="forker")
+    session = alice.invite("sip:bob@127.0.0.9:5060", destination=("127.0.0.9", 5060), now=0.0)
+    invite = forker.expect(method="INVITE")
+    assert isinstance(invite, Request)
+    via, from_ = invite.headers.get("Via"), invite.headers.get("From")
+    for tag in ("fork-one", "fork-two"):
+        forker.send(FORK_200, A, to_tag=tag, via=via, from_=from_, call_id=invite.call_id)
+    acks = [forker.expect(method="ACK"), forker.expect(method="ACK")]
+    assert sorted(a.to.tag or "" for a in acks if a.to) == ["fork-one", "fork-two"]
+    forker.expect_nothing(within=0.3)  # no BYE: the fork is kept
+    events = list(iter(alice.next_event, None))
+    (forked_event,) = [e for e in events if isinstance(e, ForkedCall)]
+    forked = forked_event.session
+    assert forked_event.original is session and forked is not session
+    assert forked.state is InviteState.CONFIRMED and forked.dialog.remote_tag == "fork-two"
+    assert forked.dialog.pool is not session.dialog.pool  # its own dialog, its own pool
+    assert forked.negotiator.active_remote is not None  # its answer, negotiated against our offer
+    assert [e.new.name for e in events if isinstance(e, SessionStateChanged) and e.session is forked] == [
+        "CALLING", "CONNECTING", "CONFIRMED"
+    ]  # fmt: skip
+    for call in (session, forked):
+        alice.hangup(call, net.now)
+        bye = forker.expect(method="BYE")
+        forker.send(make_response(bye, 200), A)  # type: ignore[arg-type]
+    finish(net, alice)
 
 
 # -- a scripted caller: what a well-behaved UA never does, a real peer may ------------------------

@@ -90,6 +90,15 @@ class SessionStateChanged:
 
 
 @attrs.frozen
+class ForkedCall:
+    """Another fork answered our INVITE and the layer keeps forks (``keep_forks``): ``session``
+    is that fork's call, confirmed in a dialog of its own; ``original`` is the one we placed."""
+
+    session: InviteSession
+    original: InviteSession
+
+
+@attrs.frozen
 class MediaUpdated:
     """An offer/answer exchange completed; ``local`` and ``remote`` are the SDPs agreed then."""
 
@@ -98,7 +107,7 @@ class MediaUpdated:
     remote: SessionDescription
 
 
-SessionEvent = IncomingCall | SessionStateChanged | MediaUpdated | RequestReceived
+SessionEvent = IncomingCall | SessionStateChanged | MediaUpdated | ForkedCall | RequestReceived
 
 
 class SessionLayer:
@@ -112,9 +121,12 @@ class SessionLayer:
         user: str = "invsess",
         timer: TimerSettings | None = None,
         rel100: Rel100 | str = Rel100.OFF,
+        keep_forks: bool = False,
     ) -> None:
         """``timer`` turns on session timers (RFC 4028) with those settings; ``rel100`` is
-        "off", "supported" (reliable 1xx when the peer supports them too) or "required".
+        "off", "supported" (reliable 1xx when the peer supports them too) or "required";
+        ``keep_forks`` keeps the 2xx of a second fork as a call of its own (a
+        :class:`ForkedCall` event) instead of ending it with BYE.
 
         The endpoint must be configured to match, or requests using these extensions would be
         turned away before reaching us: ``supported`` must list "timer" and "100rel", ``allow``
@@ -125,6 +137,7 @@ class SessionLayer:
         self.user = user
         self.timer_settings = timer
         self.rel100 = Rel100(rel100)
+        self.keep_forks = keep_forks
         cfg = endpoint.config
         missing = [
             *(["supported: 'timer'"] if timer is not None and "timer" not in cfg.supported else []),
@@ -1229,23 +1242,73 @@ class SessionLayer:
         dialog.dec_ref("inv-session")  # ... dialog second: the order res_pjsip_session.c keeps
 
     def _fork_2xx(self, session: InviteSession, response: Response, now: float) -> None:
-        """A 2xx from another fork: ACK it and end that dialog with BYE (RFC 3261 §13.2.2.4)."""
-        tx = session.invite_tx
-        if tx is None:
+        """A 2xx from another fork (RFC 3261 §13.2.2.4): ACK it, in a dialog of its own; then
+        keep it as a session of its own (``keep_forks``: a :class:`ForkedCall` event) or end it
+        with BYE. Retransmissions of that 2xx get the same ACK again, nothing more."""
+        tx, tag = session.invite_tx, response.to.tag if response.to else None
+        if tx is None or not tag:
+            return
+        done = session.fork_acks.get(tag)
+        if done is not None:  # a retransmitted 2xx: our ACK was lost
+            self.endpoint.send_stateless_bytes(*done)
             return
         fork = Dialog.create_uac(self.endpoint.factory, tx.request, response, transport=tx.transport)
+        if self.keep_forks:
+            forked = self._forked_session(session, fork, response, now)
+            if forked.ack_wire is not None:
+                session.fork_acks[tag] = (forked.ack_wire, *self._fork_hop(fork, tx))
+            return
         fork.add_ref("fork")
-        host, port, transport = fork.next_hop()
-        if not is_ip(host):
-            host, port = tx.peer
+        (host, port), transport = self._fork_hop(fork, tx)
         cseq = tx.request.cseq.number if tx.request.cseq else 1
-        self.endpoint.send_stateless(
-            fork.create_request("ACK", via=self.endpoint.via(transport), cseq=cseq), (host, port), transport
-        )
+        ack = fork.create_request("ACK", via=self.endpoint.via(transport), cseq=cseq).serialize()
+        self.endpoint.send_stateless_bytes(ack, (host, port), transport)
+        session.fork_acks[tag] = (ack, (host, port), transport)
         bye = fork.create_request("BYE", via=self.endpoint.via(transport))
         btx = self.endpoint.send_request(bye, (host, port), transport, now)
         self._track(btx, fork, "fork-bye", fork)
         fork.dec_ref("fork")  # the BYE transaction keeps the fork's dialog until it ends
+
+    @staticmethod
+    def _fork_hop(fork: Dialog, tx: Transaction) -> tuple[Address, str]:
+        host, port, transport = fork.next_hop()
+        return ((host, port) if is_ip(host) else tx.peer), transport
+
+    def _forked_session(
+        self, original: InviteSession, fork: Dialog, response: Response, now: float
+    ) -> InviteSession:
+        """A session of its own for an answering fork: our offer (or its) negotiated afresh."""
+        tx = original.invite_tx
+        assert tx is not None  # only called for a response to it
+        forked = self._new_session(fork, "UAC")
+        forked.invite_tx = tx
+        self._events.append((ForkedCall(forked, original), None))
+        self._set_state(forked, "send INVITE")
+        neg, answer = forked.negotiator, None
+        try:
+            if tx.request.body and response.body:
+                neg.create_offer()  # the offer the INVITE carried (the same local SDP)
+                neg.receive_answer(parse_sdp(response.body))
+                neg.negotiate()
+            elif response.body:
+                neg.receive_offer(parse_sdp(response.body))
+                answer = neg.create_answer().serialize()
+            elif tx.request.body:
+                forked.cause = 488  # a 2xx without the answer to our offer
+        except (ParseError, SdpNegotiationError):
+            if neg.state.name == "LOCAL_OFFER":
+                neg.cancel_offer()
+            forked.cause = 488
+        self._set_state(forked, "receive 2xx")
+        self._send_ack(forked, tx, answer)
+        self._set_state(forked, "send ACK")
+        self._media_updated(forked)
+        if self.timer_settings is not None:
+            forked.timer = SessionTimer(self.timer_settings)
+            self._restart_timer(forked, self._granted(forked.timer, response), now)
+        if forked.cause == 488:
+            self._send_bye(forked, now)
+        return forked
 
     def _next_hop(self, session: InviteSession, dialog: Dialog | None = None) -> tuple[str, int, str]:
         host, port, transport = (dialog or session.dialog).next_hop()
@@ -1334,4 +1397,11 @@ def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-__all__ = ["IncomingCall", "MediaUpdated", "SessionEvent", "SessionLayer", "SessionStateChanged"]
+__all__ = [
+    "ForkedCall",
+    "IncomingCall",
+    "MediaUpdated",
+    "SessionEvent",
+    "SessionLayer",
+    "SessionStateChanged",
+]

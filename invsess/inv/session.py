@@ -81,6 +81,7 @@ class InviteSession(RefCounted):
         "cause_text",
         "dialog",
         "early_sdp",
+        "fork_acks",
         "forks",
         "invite_tx",
         "log",
@@ -133,6 +134,8 @@ class InviteSession(RefCounted):
         self.rel_receiver: ReliableReceiver | None = None  # UAC: we PRACK reliable 1xx
         self.early_sdp = False  # the INVITE's offer/answer went in a reliable 1xx (or its PRACK)
         self.forks: dict[str, Dialog] = {}  # UAC: early dialogs of other forks, by To tag
+        # UAC: the ACK sent for each other fork's 2xx (wire, destination, transport), by To tag
+        self.fork_acks: dict[str, tuple[bytes, tuple[str, int], str]] = {}
         self.log = structlog.get_logger("invsess.inv").bind(
             call_id=dialog.call_id, local_tag=dialog.local_tag, remote_tag=dialog.remote_tag, role=role
         )
