@@ -1149,6 +1149,10 @@ class SessionLayer:
                         self.reinvite(session, now)
                 except LocalProtocolError as exc:  # the session moved on (BYE sent, peer's offer, ...)
                     session.log.info("retry dropped", reason=str(exc))
+        self._timer_due(session, now)
+
+    def _timer_due(self, session: InviteSession, now: float) -> None:
+        """The session timer: refresh when it is time, BYE when the session expired."""
         timer = session.timer
         if timer is None or session.state is InviteState.DISCONNECTED:
             return
