@@ -1,0 +1,51 @@
+"""What a :class:`~invsess.inv.layer.SessionLayer` tells the application (``next_event``)."""
+
+from __future__ import annotations
+
+import attrs
+
+from invsess.inv.session import InviteSession, InviteState
+from invsess.sdp import SessionDescription
+from invsess.sip import Request
+from invsess.transaction import RequestReceived
+
+
+@attrs.frozen
+class IncomingCall:
+    """A new INVITE: answer it with :meth:`SessionLayer.answer` (its request lives while it rings)."""
+
+    session: InviteSession
+    request: Request
+
+
+@attrs.frozen
+class SessionStateChanged:
+    """The session moved; ``cause`` is the status code behind a DISCONNECTED."""
+
+    session: InviteSession
+    old: InviteState
+    new: InviteState
+    cause: int | None
+
+
+@attrs.frozen
+class ForkedCall:
+    """Another fork answered our INVITE and the layer keeps forks (``keep_forks``): ``session``
+    is that fork's call, confirmed in a dialog of its own; ``original`` is the one we placed."""
+
+    session: InviteSession
+    original: InviteSession
+
+
+@attrs.frozen
+class MediaUpdated:
+    """An offer/answer exchange completed; ``local`` and ``remote`` are the SDPs agreed then."""
+
+    session: InviteSession
+    local: SessionDescription
+    remote: SessionDescription
+
+
+SessionEvent = IncomingCall | SessionStateChanged | MediaUpdated | ForkedCall | RequestReceived
+
+__all__ = ["ForkedCall", "IncomingCall", "MediaUpdated", "SessionEvent", "SessionStateChanged"]
