@@ -218,7 +218,13 @@ def timer_settings(spec: str | None, min_se: int | None) -> TimerSettings | None
     show_default=True,
     help="Final answer to INVITEs (2xx connects, with our SDP).",
 )
-@click.option("--ring", type=float, default=0.0, show_default=True, help="Send 180 and ring this long first.")
+@click.option(
+    "--ring",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Ring this long first (with --ring-code, 180 by default).",
+)
 @click.option(
     "--ring-code",
     type=click.IntRange(101, 199),
