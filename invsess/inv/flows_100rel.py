@@ -29,6 +29,7 @@ class Rel100Flows(LayerCore):
         sender = session.rel_sender
         assert sender is not None
         body = b""
+        offer = False
         neg = session.negotiator
         if not session.early_sdp:
             # RFC 3262 §5: the first reliable 1xx completes the INVITE's offer (or makes one).
@@ -36,7 +37,7 @@ class Rel100Flows(LayerCore):
                 if neg.state.name == "DONE" and neg.active_local is not None:
                     body = neg.active_local.serialize()
                 elif neg.state.name == "NULL":
-                    body = neg.create_offer().serialize()
+                    body, offer = neg.create_offer().serialize(), True
             except SdpNegotiationError as exc:
                 session.log.warning("no SDP for the reliable provisional", error=str(exc))
             session.early_sdp = bool(body)
@@ -46,7 +47,13 @@ class Rel100Flows(LayerCore):
         self.endpoint.respond(tx, response, now)
         t1 = self.endpoint.config.timers.t1
         sender.sent(
-            rseq, response.serialize(), with_sdp=bool(body), now=now, t1=t1, retransmit=not tx.reliable
+            rseq,
+            response.serialize(),
+            with_sdp=bool(body),
+            offer=offer,
+            now=now,
+            t1=t1,
+            retransmit=not tx.reliable,
         )
         self._set_state(session, "send 1xx")
         if body and neg.state.name == "DONE":
@@ -62,9 +69,14 @@ class Rel100Flows(LayerCore):
             self.endpoint.respond(tx, make_response(request, 481), now)
             return
         neg = session.negotiator
+        offered = sender.outstanding is not None and sender.outstanding.offer
+        if request.body and not offered and neg.state.name != "DONE":
+            # An offer in the PRACK while another exchange is in progress (our UPDATE, say).
+            self.endpoint.respond(tx, make_response(request, 491), now)
+            return
         body = b""
         try:
-            if neg.state.name == "LOCAL_OFFER":  # our 1xx offered (the INVITE had no SDP)
+            if offered and neg.state.name == "LOCAL_OFFER":  # our 1xx offered (the INVITE had no SDP)
                 if request.body:
                     neg.receive_answer(parse_sdp(request.body))
                     neg.negotiate()
@@ -77,7 +89,7 @@ class Rel100Flows(LayerCore):
                 body = neg.create_answer().serialize()
                 self._media_updated(session)
         except (ParseError, SdpNegotiationError) as exc:
-            if neg.state.name == "LOCAL_OFFER":
+            if offered and neg.state.name == "LOCAL_OFFER":
                 neg.cancel_offer()
                 session.early_sdp = False
             code = 488 if isinstance(exc, SdpNegotiationError) else 400

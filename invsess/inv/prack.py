@@ -47,6 +47,7 @@ class Outstanding:
     rseq: int
     wire: bytes
     with_sdp: bool
+    offer: bool  # the SDP it carried was our offer: its PRACK brings the answer
     next_at: float | None
     interval: float
     give_up_at: float
@@ -72,11 +73,19 @@ class ReliableSender:
         return rseq
 
     def sent(
-        self, rseq: int, wire: bytes, *, with_sdp: bool, now: float, t1: float, retransmit: bool
+        self,
+        rseq: int,
+        wire: bytes,
+        *,
+        with_sdp: bool,
+        offer: bool = False,
+        now: float,
+        t1: float,
+        retransmit: bool,
     ) -> None:
         """A reliable 1xx went out: retransmit it (over UDP) until PRACK, give up after 64*T1."""
         self.outstanding = Outstanding(
-            rseq, wire, with_sdp, now + t1 if retransmit else None, t1, now + 64 * t1
+            rseq, wire, with_sdp, offer, now + t1 if retransmit else None, t1, now + 64 * t1
         )
 
     def must_wait(self, status_code: int) -> bool:
