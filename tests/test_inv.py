@@ -494,3 +494,49 @@ def test_an_unusable_answer_in_the_ack_ends_the_call_with_bye_488() -> None:
         488,
     )
     finish(net, bob)
+
+
+def test_a_cancel_whose_invite_never_gets_its_487_ends_after_64_t1() -> None:
+    """RFC 3261 §9.1: the callee said 200 to the CANCEL and then nothing: 64*T1 later the INVITE
+    is given up, the session ends (487) and its transaction is gone."""
+    net = SimNetwork(12)
+    alice = layer_at(net, A, seed=12, user="alice", allow=("INVITE", "BYE"))
+    callee = ScriptedPeer(net, B, name="callee")
+    session = alice.invite("sip:bob@127.0.0.2:5060", destination=B, now=0.0)
+    invite = callee.expect(method="INVITE")
+    assert isinstance(invite, Request)
+    callee.send(make_response(invite, 180, to_tag="callee-1", headers=[("Contact", "<sip:b@127.0.0.2>")]), A)
+    net.run_until(net.now + 0.1)
+    alice.hangup(session, net.now)
+    cancel = callee.expect(method="CANCEL")
+    callee.send(make_response(cancel, 200), A)  # type: ignore[arg-type]
+    sent = net.now
+    net.run_until(sent + 31.0)
+    assert session.state is InviteState.EARLY  # still waiting for the 487 ...
+    net.run_until(sent + 33.0)
+    assert (session.state.name, session.cause) == ("DISCONNECTED", 487)  # ... not for ever
+    finish(net, alice)
+
+
+def test_a_callee_never_byes_an_early_dialog() -> None:
+    """Bob's UPDATE in the early dialog gets 481: the dialog must end, but a callee may not send
+    BYE on an early dialog (RFC 3261 §15): the INVITE gets a final response instead."""
+    net = SimNetwork(13)
+    bob = layer_at(net, B, seed=13, user="bob", allow=("INVITE", "BYE", "UPDATE"))
+    caller = ScriptedPeer(net, A, name="caller")
+    offer = ALICE_SDP.serialize().decode()
+    caller.send(CALLER_INVITE.replace("Content-Length: 0\n\n", "Content-Type: application/sdp\n"
+                                      "Content-Length: {content_length}\n\n" + offer), B)  # fmt: skip
+    net.run_until(0.1)
+    session = next(e for e in iter(bob.next_event, None) if isinstance(e, IncomingCall)).session
+    bob.answer(session, 180, net.now)
+    caller.expect(status=180)
+    bob.update(session, net.now, direction="sendonly")
+    update = caller.expect(method="UPDATE")
+    caller.send(make_response(update, 481), B)  # type: ignore[arg-type]
+    final = caller.expect(status=500)
+    assert final.cseq is not None and final.cseq.method == "INVITE"
+    _in_dialog(caller, "ACK", final.headers.get("To") or "", 1)
+    net.run_until(net.now + 1)
+    assert not any(e.first_line.startswith("BYE") for e in net.trace)
+    finish(net, bob)

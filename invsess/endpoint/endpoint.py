@@ -283,12 +283,17 @@ class Endpoint:
         """Pools still alive (transactions, undelivered events): empty once idle."""
         return self.factory.leak_report()
 
+    def terminate(self, transaction: Transaction, reason: str) -> None:
+        """Terminate one transaction now (its TransactionTerminated event is queued): e.g. an
+        INVITE still without a final response 64*T1 after its CANCEL (RFC 3261 §9.1)."""
+        if not transaction.terminated:
+            transaction._finish(reason)
+            self._touch(transaction)
+
     def terminate_all(self) -> None:
         """Terminate every transaction now (their TransactionTerminated events are queued)."""
         for tx in self.transactions():
-            if not tx.terminated:
-                tx._finish("endpoint closed")
-                self._touch(tx)
+            self.terminate(tx, "endpoint closed")
 
     def close(self) -> LeakReport:
         """Terminate every transaction, drop pending events, release everything; report leaks."""

@@ -122,7 +122,7 @@ class LayerCore:
             self._register(session)
         return session
 
-    def _disconnect(self, session: InviteSession, cause: int) -> None:
+    def _disconnect(self, session: InviteSession, cause: int, now: float) -> None:
         if session.state is InviteState.DISCONNECTED:
             return
         session.cause = session.cause or cause
@@ -131,7 +131,17 @@ class LayerCore:
             event = "failure" if session.can("failure") else "BYE"
         old, new = session.go(event)
         session.uas_2xx = None
-        session.uas_2xx_next = session.uas_ack_deadline = session.retry_at = None
+        session.uas_2xx_next = session.uas_ack_deadline = session.retry_at = session.cancel_deadline = None
+        tx = session.invite_tx
+        if (
+            session.role == "UAS"
+            and isinstance(tx, ServerInviteTransaction)
+            and tx.state.name == "PROCEEDING"
+            and not tx.terminated
+        ):
+            # Ended before any final response (a 408/481 to our request in the early dialog,
+            # say): the INVITE still gets one — a callee may not BYE an early dialog (§15).
+            self.endpoint.respond(tx, self._uas_response(session, tx.request, 500, "Session Ended"), now)
         # Nothing of the session's may fire after this: the timer and the reliable 1xx stop
         # now, not at the release (PJSIP #2007 logged through a freed session on expiry).
         if session.timer is not None:
@@ -180,7 +190,8 @@ class LayerCore:
 
     def _send_bye(self, session: InviteSession, now: float) -> None:
         if (
-            session.bye_sent
+            (session.role == "UAS" and session.state in (InviteState.INCOMING, InviteState.EARLY))
+            or session.bye_sent
             or session.state is InviteState.DISCONNECTED
             or session.dialog.state is DialogState.TERMINATED
         ):
@@ -316,7 +327,7 @@ class LayerCore:
                 self.endpoint.respond(
                     tx, make_response(tx.request, 488, to_tag=session.dialog.local_tag), now
                 )
-            self._disconnect(session, 488)
+            self._disconnect(session, 488, now)
             return None
 
 

@@ -161,6 +161,6 @@ class Rel100Flows(LayerCore):
             sender.clear()
             if not tx.terminated and session.state in (InviteState.INCOMING, InviteState.EARLY):
                 self.endpoint.respond(tx, self._uas_response(session, tx.request, 504, "No PRACK"), now)
-            self._disconnect(session, 504)
+            self._disconnect(session, 504, now)
         elif due is not None:
             self.endpoint.send_stateless_bytes(due, tx.response_destination, tx.transport)

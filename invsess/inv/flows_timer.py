@@ -140,6 +140,6 @@ class TimerFlows(LayerCore):
             timer.stop()
             session.cause, session.cause_text = 408, "Session timer expired"
             self._send_bye(session, now)
-            self._disconnect(session, 408)
+            self._disconnect(session, 408, now)
         elif timer.refresh_at is not None and now >= timer.refresh_at:
             self._refresh(session, now)

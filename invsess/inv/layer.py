@@ -200,7 +200,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
             self._send_final_2xx(session, tx, code, reason, now)
         else:
             self.endpoint.respond(tx, self._uas_response(session, tx.request, code, reason), now)
-            self._disconnect(session, code)
+            self._disconnect(session, code, now)
         self._process(now)
 
     def hangup(self, session: InviteSession, now: float, *, code: int = 603) -> None:
@@ -286,7 +286,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
                 # The INVITE ended without a final response we could use (a malformed one was
                 # discarded): the session must not wait for ever.
                 session.log.warning("INVITE transaction ended without a usable final response")
-                self._disconnect(session, 408)
+                self._disconnect(session, 408, now)
             dialog.dec_tsx()
 
     def _refuse(self, tx: ServerTransaction, request: Request, exc: ParseError, now: float) -> None:
@@ -327,7 +327,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
             ):
                 # RFC 3261 §15.1.2: a BYE in an early dialog ends the INVITE too.
                 self.endpoint.respond(invite, self._uas_response(session, invite.request, 487, None), now)
-            self._disconnect(session, 200)
+            self._disconnect(session, 200, now)
         elif request.method == "INVITE" and isinstance(tx, ServerInviteTransaction):
             self._on_reinvite(session, tx, request, now)
         elif request.method == "UPDATE":
@@ -362,7 +362,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
             code, headers = refusal
             ep.respond(tx, make_response(request, code, to_tag=dialog.local_tag, headers=headers), now)
             self._set_state(session, "receive INVITE")
-            self._disconnect(session, code)
+            self._disconnect(session, code, now)
             return
         if request.body:
             try:
@@ -374,7 +374,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
                 ep.respond(tx, make_response(request, 488 if isinstance(exc, SdpNegotiationError) else 400,
                                              to_tag=dialog.local_tag), now)  # fmt: skip
                 self._set_state(session, "receive INVITE")
-                self._disconnect(session, 488)
+                self._disconnect(session, 488, now)
                 return
         self._set_state(session, "receive INVITE")
         self._events.append((IncomingCall(session, request), None))
@@ -494,7 +494,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
         if session.state in (InviteState.INCOMING, InviteState.EARLY):
             response = make_response(invite_tx.request, 487, to_tag=session.dialog.local_tag)
             self.endpoint.respond(invite_tx, response, now)
-            self._disconnect(session, 487)
+            self._disconnect(session, 487, now)
 
     # -- responses ---------------------------------------------------------------------------
 
@@ -506,7 +506,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
             self._on_reinvite_response(owner, tx, response, now)
         elif purpose == "bye" and code >= 200:
             if owner.state is not InviteState.DISCONNECTED:
-                self._disconnect(owner, owner.cause or 200)
+                self._disconnect(owner, owner.cause or 200, now)
         elif purpose in ("cancel", "prack") and code >= 300:
             owner.log.info(f"{purpose.upper()} refused", status=code)
 
@@ -535,7 +535,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
             if code == 422 and self._retry_422(session, tx, response, now):
                 return
             if session.state is not InviteState.DISCONNECTED:
-                self._disconnect(session, code)
+                self._disconnect(session, code, now)
             return
         # 2xx
         if dialog.state is not DialogState.NULL and to_tag and to_tag != dialog.remote_tag:
@@ -627,7 +627,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
             # BYE, and the session ends now.
             session.cause = code
             self._send_bye(session, now)
-            self._disconnect(session, code)
+            self._disconnect(session, code, now)
 
     def _ack_reinvite(self, session: InviteSession, tx: Transaction) -> None:
         host, port, transport = self._next_hop(session)
@@ -637,16 +637,16 @@ class SessionLayer(Rel100Flows, ForkFlows):
 
     def _on_timeout(self, owner: Any, purpose: str, now: float) -> None:
         if purpose == "invite" and owner.state is not InviteState.DISCONNECTED:
-            self._disconnect(owner, 408)
+            self._disconnect(owner, 408, now)
         elif purpose in ("reinvite", "update"):
             owner.pending_reinvite = None
             if owner.negotiator.state.name == "LOCAL_OFFER":
                 owner.negotiator.cancel_offer()
             owner.cause = 408
             self._send_bye(owner, now)
-            self._disconnect(owner, 408)
+            self._disconnect(owner, 408, now)
         elif purpose == "bye" and owner.state is not InviteState.DISCONNECTED:
-            self._disconnect(owner, owner.cause or 408)
+            self._disconnect(owner, owner.cause or 408, now)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -655,6 +655,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
         if session.cancel_sent or not isinstance(tx, ClientInviteTransaction) or tx.terminated:
             return
         session.cancel_sent = True
+        session.cancel_deadline = now + 64 * self.endpoint.config.timers.t1
         invite = tx.request
         if (
             invite.from_ is None
@@ -678,13 +679,21 @@ class SessionLayer(Rel100Flows, ForkFlows):
         self._track(ctx, session, "cancel", session.dialog)
 
     def _session_timers(self, session: InviteSession, now: float) -> None:
+        if session.cancel_deadline is not None and now >= session.cancel_deadline:
+            # RFC 3261 §9.1: no final response 64*T1 after our CANCEL: the INVITE is over.
+            session.cancel_deadline = None
+            tx = session.invite_tx
+            self._disconnect(session, 487, now)
+            if tx is not None:
+                self.endpoint.terminate(tx, "cancelled: no final response within 64*T1")
+            return
         tx = session.invite_tx
         if session.uas_ack_deadline is not None and now >= session.uas_ack_deadline:
             session.uas_2xx = None
             session.uas_2xx_next = session.uas_ack_deadline = None
             session.cause = 408  # no ACK: RFC 3261 §13.3.1.4 says end the session with BYE
             self._send_bye(session, now)
-            self._disconnect(session, 408)
+            self._disconnect(session, 408, now)
         elif session.uas_2xx_next is not None and now >= session.uas_2xx_next:
             if isinstance(tx, ServerInviteTransaction) and session.uas_2xx is not None:
                 self.endpoint.send_stateless_bytes(session.uas_2xx, tx.response_destination, tx.transport)
