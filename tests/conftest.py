@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import structlog
+from hypothesis import settings
+
+# In CI (``CI`` set, as .ci/run and most CI systems do) the property tests run the same examples
+# every time, so that a build cannot fail on a case no earlier run met; exploring new cases is
+# what local runs (and the opt-in stress runs) are for.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 # Tests read the library's logs through structlog.testing.capture_logs where they matter;
 # everything below WARNING would only be noise in failure reports.
