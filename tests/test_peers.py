@@ -193,19 +193,21 @@ def _lines(trace: Trace, sent_by: tuple[str, int] | None = None) -> list[str]:
     ]
 
 
-async def _we_call_pjsip_and_refresh() -> None:
+async def _we_call_pjsip_and_refresh(transport: str) -> None:
     """PJSIP answers with a reliable 183 carrying its SDP, then 200; we refresh at SE/2 by UPDATE."""
     trace = Trace()
-    ua = await agent_for_pjsip("udp", timer=TimerSettings(session_expires=PJSIP_SE, refresher="uac"),
+    ua = await agent_for_pjsip(transport, timer=TimerSettings(session_expires=PJSIP_SE, refresher="uac"),
                                rel100="supported", trace=trace)  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        *pjsip("uas", "udp", "--timer", f"{PJSIP_SE},90", "--100rel", "--ring", "183", "--ring-for", "0.5",
+        *pjsip("uas", transport, "--timer", f"{PJSIP_SE},90", "--100rel", "--ring", "183", "--ring-for", "0.5",
                "--wait", "80"),
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
-    call = await ua.call(f"sip:pjsip@127.0.0.1:{await pjsip_port(proc)}")
+    call = await ua.call(
+        f"sip:pjsip@127.0.0.1:{await pjsip_port(proc)}" + (";transport=tcp" if transport == "tcp" else "")
+    )
     await call.wait_for(InviteState.CONFIRMED, timeout=20)
-    ours = ua.endpoint.listeners["udp"]
+    ours = ua.endpoint.listeners[transport]
     lines = _lines(trace)
     assert lines[1].startswith("SIP/2.0 183") and lines[2].startswith("PRACK "), lines
     rel = next(m for m in trace.messages() if m.first_line.startswith("SIP/2.0 183"))
@@ -227,13 +229,14 @@ async def _we_call_pjsip_and_refresh() -> None:
     assert not await ua.close()
 
 
-async def _pjsip_calls_us_and_refreshes() -> None:
+async def _pjsip_calls_us_and_refreshes(transport: str) -> None:
     """PJSIP calls us requiring 100rel; our reliable 183 carries our answer; PJSIP refreshes."""
     trace = Trace()
-    ua = await agent_for_pjsip("udp", timer=TimerSettings(), rel100="supported", trace=trace)
-    host, port = ua.endpoint.listeners["udp"]
+    ua = await agent_for_pjsip(transport, timer=TimerSettings(), rel100="supported", trace=trace)
+    host, port = ua.endpoint.listeners[transport]
     proc = await asyncio.create_subprocess_exec(
-        *pjsip("uac", f"sip:bob@{host}:{port}", "udp", "--timer", f"{PJSIP_SE},90", "--100rel",
+        *pjsip("uac", f"sip:bob@{host}:{port}" + (";transport=tcp" if transport == "tcp" else ""), transport,
+               "--timer", f"{PJSIP_SE},90", "--100rel",
                "--hangup-after", str(PJSIP_SE / 2 + 3)),
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
@@ -262,6 +265,7 @@ async def _pjsip_calls_us_and_refreshes() -> None:
 
 @pytest.mark.skipif(not HAVE_PJSUA2, reason="pjsua2-python is not installed (.ci/run installs it)")
 async def test_pjsip_session_timers_and_100rel_both_ways() -> None:
-    """Each side as refresher, 100rel with SDP in the reliable 183, both directions, at once
-    (one 45-second wait for both)."""
-    await asyncio.gather(_we_call_pjsip_and_refresh(), _pjsip_calls_us_and_refreshes())
+    """Each side as refresher, 100rel with SDP in the reliable 183, both directions, over UDP and
+    TCP, all four at once (one 45-second wait for all)."""
+    await asyncio.gather(*(flow(t) for flow in (_we_call_pjsip_and_refresh, _pjsip_calls_us_and_refreshes)
+                           for t in ("udp", "tcp")))  # fmt: skip
