@@ -322,3 +322,23 @@ def test_malformed_responses_are_discarded_and_the_call_still_ends() -> None:
     assert session.state is InviteState.DISCONNECTED
     assert session.cause == 408
     finish(net, alice)
+
+
+def test_a_second_fork_answering_without_contact_is_discarded() -> None:
+    net = SimNetwork(8)
+    alice = _alice(net)
+    forker = ScriptedPeer(net, ("127.0.0.9", 5060), name="forker")
+    session = alice.invite("sip:bob@127.0.0.9:5060", destination=("127.0.0.9", 5060), now=0.0)
+    invite = forker.expect(method="INVITE")
+    assert isinstance(invite, Request)
+    forker.send(_fork_response(invite, 200, "leg-one"), A)
+    forker.expect(method="ACK")
+    no_contact = _fork_response(invite, 200, "leg-two")
+    no_contact.headers.remove("Contact")
+    forker.send(no_contact, A)  # cannot make a dialog of it: dropped, nothing raised
+    forker.expect_nothing(within=0.5)
+    assert session.state is InviteState.CONFIRMED
+    alice.hangup(session, net.now)
+    bye = forker.expect(method="BYE")
+    forker.send(make_response(bye, 200), A)  # type: ignore[arg-type]
+    finish(net, alice)

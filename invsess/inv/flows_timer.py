@@ -48,12 +48,10 @@ class TimerFlows(LayerCore):
         if busy or session.state is not InviteState.CONFIRMED or session.bye_sent:
             timer.refresh_at = now + DEFER_INTERVAL
             return
-        if "UPDATE" in session.peer_allow:
-            self._send_in_dialog_offer(session, "UPDATE", now, with_offer=False)
-        else:
-            self._send_in_dialog_offer(session, "INVITE", now, with_offer=True)
+        method = "UPDATE" if "UPDATE" in session.peer_allow else "INVITE"
+        self._send_in_dialog_offer(session, method, now, with_offer=method == "INVITE")
         timer.refresh_tx = session.pending_reinvite
-        session.log.info("session refresh", method="UPDATE" if "UPDATE" in session.peer_allow else "INVITE")
+        session.log.info("session refresh", method=method)
 
     def _timer_for_request(
         self, session: InviteSession, tx: ServerTransaction, request: Request, now: float

@@ -254,14 +254,14 @@ class SessionLayer(Rel100Flows, ForkFlows):
         if isinstance(event, RequestReceived):
             try:
                 self._on_request(event.transaction, event.request, now)
-            except ParseError as exc:  # a header the endpoint's checks did not parse, read here
+            except RemoteProtocolError as exc:  # e.g. a header the endpoint's checks did not parse
                 self._refuse(event.transaction, event.request, exc, now)
         elif isinstance(event, ResponseReceived):
             owner = self._tx.get(event.transaction)
             if owner is not None and owner[0] is not None:
                 try:
                     self._on_response(owner[0], owner[1], event.transaction, event.response, now)
-                except ParseError as exc:  # RFC 3261 §18.1.2: a malformed response is discarded
+                except RemoteProtocolError as exc:  # §18.1.2: a malformed response is discarded
                     owner[0].log.warning("malformed response discarded", error=str(exc))
         elif isinstance(event, AckReceived):
             self._on_ack(event.request, now)
@@ -289,7 +289,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
                 self._disconnect(session, 408, now)
             dialog.dec_tsx()
 
-    def _refuse(self, tx: ServerTransaction, request: Request, exc: ParseError, now: float) -> None:
+    def _refuse(self, tx: ServerTransaction, request: Request, exc: RemoteProtocolError, now: float) -> None:
         """400 to a request whose header we could not read (unless it was answered already)."""
         if request.method == "ACK" or tx.terminated:
             return
