@@ -54,9 +54,12 @@ DialogId = tuple[str, str, str]  # (Call-ID, local tag, remote tag)
 _METHODS_WITHOUT_CSEQ_CHECK = frozenset({"ACK", "CANCEL"})
 
 
-def _contact_uri(message: Request | Response) -> Uri | None:
+def _contact_uri(message: Request | Response) -> SipUri | None:
+    """The remote target a message offers; RFC 3261 §8.1.1.8: it must be a SIP or SIPS URI."""
     for contact in message.contact:
         if not isinstance(contact, ContactStar):
+            if not isinstance(contact.uri, SipUri):
+                raise RemoteProtocolError(f"a Contact that is not a SIP URI: {contact.uri}", status_code=400)
             return contact.uri
     return None
 
@@ -201,8 +204,8 @@ class Dialog(RefCounted):
             raise LocalProtocolError(f"dialog already {self.state.name}")
         to = response.to
         target = _contact_uri(response)
-        if to is None or to.tag is None:
-            raise LocalProtocolError("establishing needs a To tag")
+        if to is None or to.tag is None:  # the peer's fault: a dialog-creating response has one
+            raise RemoteProtocolError("a dialog-creating response without a To tag", status_code=400)
         if target is None:
             raise RemoteProtocolError("a dialog-creating response without a Contact", status_code=400)
         self.remote_tag = to.tag

@@ -135,7 +135,7 @@ def test_creation_errors_leak_nothing() -> None:
     factory = PoolFactory(malloc_debug=True)
     req = invite()
     no_tag = parse_message(make_response(req, 180, headers=[("Contact", BOB_CONTACT)]).serialize())
-    with pytest.raises(LocalProtocolError, match="To tag"):
+    with pytest.raises(RemoteProtocolError, match="To tag"):
         Dialog.create_uac(factory, req, no_tag)  # type: ignore[arg-type]
     no_contact = parse_message(make_response(req, 200, to_tag="bt").serialize())
     with pytest.raises(RemoteProtocolError, match="Contact"):

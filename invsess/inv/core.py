@@ -21,9 +21,11 @@ from invsess.inv.timer import (
 )
 from invsess.sdp import SdpNegotiationError, SdpNegotiator, SessionDescription
 from invsess.sip import (
+    CSeq,
     NameAddress,
     Request,
     Response,
+    make_request,
     make_response,
     parse_uri,
 )
@@ -87,6 +89,8 @@ class LayerCore:
         self._by_dialog: dict[tuple[str, str, str], InviteSession] = {}
         self._sessions: list[InviteSession] = []
         self._events: deque[tuple[SessionEvent, Callable[[], None] | None]] = deque()
+        #: INVITEs we CANCELled, with the time to give up waiting for their final response.
+        self._abandoned: list[tuple[float, ClientInviteTransaction]] = []
         self._after_event: Callable[[], None] | None = None
 
     def _track(self, tx: Transaction, owner: Any, purpose: str, dialog: Dialog) -> None:
@@ -131,8 +135,16 @@ class LayerCore:
             event = "failure" if session.can("failure") else "BYE"
         old, new = session.go(event)
         session.uas_2xx = None
-        session.uas_2xx_next = session.uas_ack_deadline = session.retry_at = session.cancel_deadline = None
+        session.uas_2xx_next = session.uas_ack_deadline = session.retry_at = None
         tx = session.invite_tx
+        if (
+            isinstance(tx, ClientInviteTransaction)
+            and tx.state.name == "PROCEEDING"  # a provisional came, no final response yet
+            and session.role == "UAC"
+        ):
+            # Ended before the INVITE had its final response (a BYE on the early dialog, a
+            # 408/481 to our early UPDATE): CANCEL it, so that it ends too (§9.1).
+            self._send_cancel(session, now)
         if (
             session.role == "UAS"
             and isinstance(tx, ServerInviteTransaction)
@@ -204,6 +216,51 @@ class LayerCore:
         self._track(tx, session, "bye", session.dialog)
         session.bye_pending = False
         session.bye_sent = True
+
+    def _send_cancel(self, session: InviteSession, now: float) -> None:
+        tx = session.invite_tx
+        if session.cancel_sent or not isinstance(tx, ClientInviteTransaction) or tx.terminated:
+            return
+        session.cancel_sent = True
+        # RFC 3261 §9.1: if no final response comes within 64*T1, the INVITE is given up.
+        self._abandoned.append((now + 64 * self.endpoint.config.timers.t1, tx))
+        invite = tx.request
+        if (
+            invite.from_ is None
+            or invite.to is None
+            or invite.call_id is None
+            or invite.cseq is None
+            or invite.top_via is None
+        ):
+            return
+        cancel = make_request(
+            "CANCEL",
+            invite.uri,
+            via=invite.top_via,
+            from_=invite.from_,
+            to=invite.to,
+            call_id=invite.call_id,
+            cseq=CSeq(invite.cseq.number, "CANCEL"),
+            headers=[("Route", r) for r in invite.route],
+        )
+        ctx = self.endpoint.send_request(cancel, tx.peer, tx.transport, now)
+        self._track(ctx, session, "cancel", session.dialog)
+
+    def _give_up_invites(self, now: float) -> None:
+        """The INVITEs still without a final response 64*T1 after their CANCEL: their session
+        (if still there) ends 487 and their transaction is terminated — whatever became of the
+        session in between, nothing is left waiting for ever."""
+        due = [item for item in self._abandoned if item[0] <= now]
+        if not due:
+            return
+        self._abandoned = [item for item in self._abandoned if item[0] > now]
+        for _, tx in due:
+            if tx.terminated:
+                continue
+            owner = self._tx.get(tx)
+            if owner is not None and owner[0] is not None:
+                self._disconnect(owner[0], 487, now)
+            self.endpoint.terminate(tx, "cancelled: no final response within 64*T1")
 
     def _send_uas_2xx(
         self, session: InviteSession, tx: ServerInviteTransaction, response: Response, now: float

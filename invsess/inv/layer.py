@@ -43,7 +43,6 @@ from invsess.inv.timer import (
 from invsess.memory import LeakReport, PoolExhaustedError
 from invsess.sdp import SdpNegotiationError, parse_sdp
 from invsess.sip import (
-    CSeq,
     LocalProtocolError,
     NameAddress,
     ParseError,
@@ -56,7 +55,6 @@ from invsess.sip import (
 )
 from invsess.transaction import (
     AckReceived,
-    ClientInviteTransaction,
     Outgoing,
     RequestReceived,
     ResponseReceived,
@@ -91,7 +89,11 @@ class SessionLayer(Rel100Flows, ForkFlows):
         """The earliest of the endpoint's and the sessions' timers."""
         due = [
             t
-            for t in (self.endpoint.next_deadline(), *(s.next_deadline() for s in self._sessions))
+            for t in (
+                self.endpoint.next_deadline(),
+                *(s.next_deadline() for s in self._sessions),
+                min((deadline for deadline, _ in self._abandoned), default=None),
+            )
             if t is not None
         ]
         return min(due) if due else None
@@ -102,6 +104,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
         self._process(now)
         for session in list(self._sessions):
             self._session_timers(session, now)
+        self._give_up_invites(now)
         self._process(now)
 
     def next_event(self) -> SessionEvent | None:
@@ -303,6 +306,8 @@ class SessionLayer(Rel100Flows, ForkFlows):
         if to_tag is None:
             if request.method == "INVITE" and isinstance(tx, ServerInviteTransaction):
                 self._new_incoming(tx, request, now)
+            elif request.method in ("BYE", "PRACK", "UPDATE"):  # only meaningful in a dialog
+                self.endpoint.respond(tx, make_response(request, 481), now)
             else:  # MESSAGE, OPTIONS when not auto-answered, ...: the application answers
                 self._events.append((RequestReceived(tx, request, tx.peer), None))
             return
@@ -402,7 +407,16 @@ class SessionLayer(Rel100Flows, ForkFlows):
     def _on_reinvite(
         self, session: InviteSession, tx: ServerInviteTransaction, request: Request, now: float
     ) -> None:
-        if session.pending_reinvite is not None or session.uas_2xx is not None:
+        if session.state is not InviteState.CONFIRMED:
+            # An INVITE in an early dialog, or before our 2xx was acknowledged (§14.2): 500.
+            retry = [("Retry-After", str(self._random.randint(0, 10)))]
+            self.endpoint.respond(tx, make_response(request, 500, headers=retry), now)
+            return
+        if (
+            session.pending_reinvite is not None
+            or session.uas_2xx is not None
+            or session.negotiator.state.name not in ("NULL", "DONE")
+        ):
             self.endpoint.respond(tx, make_response(request, 491, to_tag=session.dialog.local_tag), now)
             return
         decision = self._timer_for_request(session, tx, request, now)
@@ -650,43 +664,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
 
     # -- sending -----------------------------------------------------------------------------
 
-    def _send_cancel(self, session: InviteSession, now: float) -> None:
-        tx = session.invite_tx
-        if session.cancel_sent or not isinstance(tx, ClientInviteTransaction) or tx.terminated:
-            return
-        session.cancel_sent = True
-        session.cancel_deadline = now + 64 * self.endpoint.config.timers.t1
-        invite = tx.request
-        if (
-            invite.from_ is None
-            or invite.to is None
-            or invite.call_id is None
-            or invite.cseq is None
-            or invite.top_via is None
-        ):
-            return
-        cancel = make_request(
-            "CANCEL",
-            invite.uri,
-            via=invite.top_via,
-            from_=invite.from_,
-            to=invite.to,
-            call_id=invite.call_id,
-            cseq=CSeq(invite.cseq.number, "CANCEL"),
-            headers=[("Route", r) for r in invite.route],
-        )
-        ctx = self.endpoint.send_request(cancel, tx.peer, tx.transport, now)
-        self._track(ctx, session, "cancel", session.dialog)
-
     def _session_timers(self, session: InviteSession, now: float) -> None:
-        if session.cancel_deadline is not None and now >= session.cancel_deadline:
-            # RFC 3261 §9.1: no final response 64*T1 after our CANCEL: the INVITE is over.
-            session.cancel_deadline = None
-            tx = session.invite_tx
-            self._disconnect(session, 487, now)
-            if tx is not None:
-                self.endpoint.terminate(tx, "cancelled: no final response within 64*T1")
-            return
         tx = session.invite_tx
         if session.uas_ack_deadline is not None and now >= session.uas_ack_deadline:
             session.uas_2xx = None

@@ -75,7 +75,6 @@ class InviteSession(RefCounted):
         "ack_wire",
         "bye_pending",
         "bye_sent",
-        "cancel_deadline",
         "cancel_pending",
         "cancel_sent",
         "cause",
@@ -118,7 +117,6 @@ class InviteSession(RefCounted):
         self.provisional_seen = False
         self.cancel_pending = False
         self.cancel_sent = False  # one CANCEL per INVITE: hanging up again changes nothing
-        self.cancel_deadline: float | None = None  # §9.1: 64*T1 after the CANCEL, give up the INVITE
         self.bye_pending = False
         self.bye_sent = False
         self.pending_reinvite: Any = None  # the client transaction of our re-INVITE in progress
@@ -173,7 +171,6 @@ class InviteSession(RefCounted):
                 self.uas_2xx_next,
                 self.uas_ack_deadline,
                 self.retry_at,
-                self.cancel_deadline,
                 self.timer.next_deadline() if self.timer is not None else None,
                 self.rel_sender.next_deadline() if self.rel_sender is not None else None,
             )
