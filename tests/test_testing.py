@@ -168,3 +168,50 @@ def test_one_switch_runs_the_same_test_on_real_sockets(pytester: pytest.Pytester
     else:
         result.assert_outcomes(passed=1, skipped=1)  # the half-hour test needs virtual time
         result.stdout.fnmatch_lines(["*NETWORK LoopbackNetwork*"])
+
+
+CLOCK_TEST = """
+from invsess.endpoint import Endpoint, EndpointConfig
+from invsess.sip import NameAddress, make_request, parse_uri
+from invsess.transaction import TransactionTimedOut
+
+
+def test_timer_f_fires_at_32_seconds_exactly(virtual_clock):
+    ep = virtual_clock.attach(Endpoint(EndpointConfig(malloc_debug=True)))
+    ep.add_listener("udp", ("127.0.0.1", 5060))
+    options = make_request("OPTIONS", "sip:x@127.0.0.9", via=ep.via("udp"),
+                           from_=NameAddress(parse_uri("sip:a@127.0.0.1"), None, (("tag", "1"),)),
+                           to=NameAddress(parse_uri("sip:x@127.0.0.9")), call_id="c1", cseq=1)
+    ep.send_request(options, ("127.0.0.9", 5060), "udp", virtual_clock.now)
+    fired = virtual_clock.advance(31.999)  # Timer E: 0.5, 1.5, 3.5, 7.5, then every T2 = 4 s
+    assert fired == 10 and not any(isinstance(e, TransactionTimedOut) for e in iter(ep.next_event, None))
+    virtual_clock.advance(0.001)  # Timer F = 64*T1 = 32 s, to the millisecond
+    assert any(isinstance(e, TransactionTimedOut) for e in iter(ep.next_event, None))
+    assert virtual_clock.now == 32.0
+    assert not ep.close()
+"""
+
+
+def test_virtual_clock_fixture(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(CLOCK_TEST)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_virtual_clock_refuses_to_go_back_and_catches_a_stuck_node() -> None:
+    from invsess.testing import VirtualClock
+
+    clock = VirtualClock()
+    with pytest.raises(ValueError, match="backwards"):
+        clock.advance(-1)
+
+    class Stuck:
+        def next_deadline(self) -> float | None:
+            return 1.0
+
+        def handle_timers(self, now: float) -> None:
+            pass  # forgets to clear its timer
+
+    clock.attach(Stuck())
+    with pytest.raises(RuntimeError, match="keeps a deadline"):
+        clock.advance(2.0)

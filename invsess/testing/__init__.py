@@ -4,7 +4,8 @@ The plugin (``invsess.testing.plugin``) is registered through the ``pytest11`` e
 installing invsess makes its fixtures and its leak gate available in any test suite.
 """
 
+from invsess.testing.clock import VirtualClock
 from invsess.testing.network import LinkProfile, SimNetwork, TraceEntry
 from invsess.testing.scenario import ScriptedPeer
 
-__all__ = ["LinkProfile", "ScriptedPeer", "SimNetwork", "TraceEntry"]
+__all__ = ["LinkProfile", "ScriptedPeer", "SimNetwork", "TraceEntry", "VirtualClock"]

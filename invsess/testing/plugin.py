@@ -1,7 +1,8 @@
 """The invsess pytest plugin, registered through the ``pytest11`` entry point.
 
 * MALLOC_DEBUG is on for every test (``INVSESS_MALLOC_DEBUG=1``) unless ``--invsess-malloc-debug=off``.
-* Fixtures: ``sip_network`` (seedable, virtual time; or real loopback UDP sockets and the real
+* Fixtures: ``virtual_clock`` (timers of sans-IO pieces without a network), ``sip_network``
+  (seedable, virtual time; or real loopback UDP sockets and the real
   clock with ``--sip-network=loopback``, the one switch), ``endpoint_factory`` (endpoints on it)
   and ``ua_factory`` (user agents: session layers with their endpoints, on it).
 * The leak gate: at teardown every endpoint made by ``endpoint_factory`` is closed; a live block
@@ -20,6 +21,7 @@ import pytest
 from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import SessionLayer
 from invsess.sdp import SessionDescription, parse_sdp
+from invsess.testing.clock import VirtualClock
 from invsess.testing.loopback import LoopbackNetwork
 from invsess.testing.network import LinkProfile, SimNetwork
 
@@ -66,6 +68,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and isinstance(network, SimNetwork) and network.trace:
         report.sections.append(("invsess ladder", network.ladder()))
     return report
+
+
+@pytest.fixture
+def virtual_clock() -> VirtualClock:
+    """A virtual clock for sans-IO pieces tested without a network: ``attach(node)``, then
+    ``advance(seconds)`` fires each timer at its exact instant (``now`` is the time)."""
+    return VirtualClock()
 
 
 @pytest.fixture
