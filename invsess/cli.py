@@ -19,7 +19,7 @@ from invsess.aio import Call, ListenSpec, SendGuard, UserAgent
 from invsess.demo import run_demo
 from invsess.demo_call import run_call
 from invsess.endpoint import KNOWN_METHODS, EndpointConfig
-from invsess.inv import InviteState, TimerSettings
+from invsess.inv import InviteState, TimerSettings, option_tags
 from invsess.logs import configure
 from invsess.sdp import parse_sdp
 from invsess.sip import LocalProtocolError
@@ -153,11 +153,11 @@ async def _agent(
     else:
         host = specs[0].host if ":" not in specs[0].host else "127.0.0.1"
         sdp = parse_sdp(DEFAULT_SDP.format(host=host, port=40000))
-    prack = ("PRACK",) if rel100 != "off" else ()
+    supported = option_tags(timer, rel100)
+    prack = ("PRACK",) if "100rel" in supported else ()
     methods = tuple(
         dict.fromkeys(("INVITE", "BYE", "OPTIONS", "UPDATE", *prack, *(m.upper() for m in allow)))
     )
-    supported = (*(("100rel",) if prack else ()), *(("timer",) if timer else ()))
     timers = TimerConfig(t1=t1, t2=max(4.0, t1), t4=max(5.0, t1))
     config = EndpointConfig(allow=methods, timers=timers, supported=supported)
     agent = await UserAgent.create(

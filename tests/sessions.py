@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from invsess.endpoint import Endpoint, EndpointConfig
-from invsess.inv import IncomingCall, InviteSession, MediaUpdated, SessionLayer, SessionStateChanged
+from invsess.inv import (
+    IncomingCall,
+    InviteSession,
+    MediaUpdated,
+    SessionLayer,
+    SessionStateChanged,
+    option_tags,
+)
 from invsess.sdp import SessionDescription, parse_sdp
 from invsess.testing import LinkProfile, SimNetwork
 from invsess.testing.loopback import LoopbackNetwork
@@ -141,10 +148,7 @@ def layer_at(
 ) -> SessionLayer:
     """One session layer (MALLOC_DEBUG) attached to ``net``; ``options``: timer=, rel100=.
     The endpoint supports what the layer does."""
-    supported = (
-        *(("100rel",) if options.get("rel100", "off") != "off" else ()),
-        *(("timer",) if options.get("timer") is not None else ()),
-    )
+    supported = option_tags(options.get("timer"), options.get("rel100", "off"))
     config = EndpointConfig(seed=seed, malloc_debug=True, allow=allow, supported=supported)
     layer = SessionLayer(Endpoint(config), sdp, user=user, **options)
     net.attach(layer, address)  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ from invsess.inv import (
     SessionLayer,
     SessionStateChanged,
     TimerSettings,
+    option_tags,
 )
 from invsess.memory import LeakReport
 from invsess.sdp import SessionDescription
@@ -179,10 +180,9 @@ class UserAgent:
         :class:`~invsess.inv.SessionLayer`); without a ``config``, the default one is made to
         match them (PRACK allowed, "timer"/"100rel" supported).
         """
-        rel100 = Rel100(rel100)
         if config is None:
-            supported = (*(("100rel",) if rel100 is not Rel100.OFF else ()), *(("timer",) if timer else ()))
-            allow = ("INVITE", "BYE", "OPTIONS", "UPDATE", *(("PRACK",) if rel100 is not Rel100.OFF else ()))
+            supported = option_tags(timer, rel100)
+            allow = ("INVITE", "BYE", "OPTIONS", "UPDATE", *(("PRACK",) if "100rel" in supported else ()))
             config = EndpointConfig(allow=allow, supported=supported)
         endpoint = Endpoint(config)
         layer = SessionLayer(endpoint, sdp, user=user, timer=timer, rel100=rel100)

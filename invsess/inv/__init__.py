@@ -1,6 +1,7 @@
 """INVITE sessions: the state machine (``session``), the flows over an endpoint (``layer``),
 session timers (``timer``, RFC 4028) and reliable provisional responses (``prack``, RFC 3262)."""
 
+from invsess.inv.core import option_tags
 from invsess.inv.layer import (
     ForkedCall,
     IncomingCall,
@@ -25,4 +26,5 @@ __all__ = [
     "SessionLayer",
     "SessionStateChanged",
     "TimerSettings",
+    "option_tags",
 ]

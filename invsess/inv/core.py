@@ -67,23 +67,14 @@ class LayerCore:
         self.timer_settings = timer
         self.rel100 = Rel100(rel100)
         self.keep_forks = keep_forks
+        #: The extensions this layer implements (and says so in Supported).
+        self.supported = option_tags(timer, self.rel100)
         cfg = endpoint.config
-        missing = [
-            *(["supported: 'timer'"] if timer is not None and "timer" not in cfg.supported else []),
-            *(
-                ["supported: '100rel'"]
-                if self.rel100 is not Rel100.OFF and "100rel" not in cfg.supported
-                else []
-            ),
-            *(["allow: 'PRACK'"] if self.rel100 is not Rel100.OFF and "PRACK" not in cfg.allow else []),
-        ]
+        missing = [f"supported: {tag!r}" for tag in self.supported if tag not in cfg.supported]
+        if "100rel" in self.supported and "PRACK" not in cfg.allow:
+            missing.append("allow: 'PRACK'")
         if missing:
             raise ValueError(f"the endpoint's EndpointConfig lacks {', '.join(missing)}")
-        #: The extensions this layer implements (and says so in Supported).
-        self.supported: tuple[str, ...] = (
-            *(("100rel",) if self.rel100 is not Rel100.OFF else ()),
-            *(("timer",) if timer is not None else ()),
-        )
         self._random = random.Random(endpoint.config.seed)  # noqa: S311 - back-off jitter, seeded for replay
         self._tx: dict[Transaction, tuple[Any, str, Dialog]] = {}  # owner None: session released
         self._by_dialog: dict[tuple[str, str, str], InviteSession] = {}
@@ -386,6 +377,15 @@ class LayerCore:
                 )
             self._disconnect(session, 488, now)
             return None
+
+
+def option_tags(timer: TimerSettings | None, rel100: Rel100 | str) -> tuple[str, ...]:
+    """The option tags a session layer with these settings implements: what its endpoint's
+    ``supported`` must list (and "100rel" among them means PRACK must be allowed too)."""
+    return (
+        *(("100rel",) if Rel100(rel100) is not Rel100.OFF else ()),
+        *(("timer",) if timer is not None else ()),
+    )
 
 
 def host_in_uri(host: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from invsess.endpoint import Endpoint, EndpointConfig
-from invsess.inv import SessionLayer
+from invsess.inv import SessionLayer, option_tags
 from invsess.sdp import SessionDescription, parse_sdp
 from invsess.testing.clock import VirtualClock
 from invsess.testing.loopback import LoopbackNetwork
@@ -166,10 +166,8 @@ class UserAgentFactory:
         layer_options = {k: options.pop(k) for k in ("timer", "rel100") if k in options}
         options.setdefault("allow", ("INVITE", "BYE", "UPDATE", "PRACK", "OPTIONS"))
         options.setdefault(
-            "supported",
-            (*(("100rel",) if layer_options.get("rel100", "off") != "off" else ()),
-             *(("timer",) if layer_options.get("timer") is not None else ())),
-        )  # fmt: skip
+            "supported", option_tags(layer_options.get("timer"), layer_options.get("rel100", "off"))
+        )
         options.setdefault("seed", self.network.seed * 1000 + 500 + n)
         options.setdefault("malloc_debug", True)
         local = sdp or parse_sdp(DEFAULT_SDP.format(host=address[0], port=40000 + 2 * n))
