@@ -537,7 +537,7 @@ class SessionLayer(Rel100Flows, ForkFlows):
         if code < 200:
             session.provisional_seen = True
             leg = self._early_leg(session, tx, response) if to_tag and code > 100 else None
-            if leg is not None and session.rel_receiver is not None and _reliable(response):
+            if leg is not None and session.rel_receiver is not None and is_reliable(response):
                 self._on_reliable_1xx(session, leg, tx, response, now)
             if code > 100 and session.can("receive 1xx") and to_tag:
                 self._set_state(session, "receive 1xx")
@@ -715,14 +715,6 @@ class SessionLayer(Rel100Flows, ForkFlows):
         except (ParseError, SdpNegotiationError):
             session.cause = 488
             return None
-
-
-def _reliable(response: Response) -> bool:
-    """is_reliable, with an unreadable Require or RSeq meaning "not reliable" (nothing to PRACK)."""
-    try:
-        return is_reliable(response)
-    except ParseError:
-        return False
 
 
 __all__ = [

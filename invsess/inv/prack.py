@@ -16,7 +16,7 @@ from typing import Literal
 
 import attrs
 
-from invsess.sip import RAck, Request, Response
+from invsess.sip import ParseError, RAck, Request, Response
 
 #: RFC 3262 §3: the first RSeq is chosen at random between 1 and 2**31 - 1.
 MAX_INITIAL_RSEQ = 2**31 - 1
@@ -36,8 +36,12 @@ def peer_offers_100rel(message: Request | Response) -> bool:
 
 
 def is_reliable(response: Response) -> bool:
-    """True for a 1xx (other than 100) sent reliably: Require: 100rel and an RSeq."""
-    return 100 < response.status_code < 200 and "100rel" in response.require and response.rseq is not None
+    """True for a 1xx (other than 100) sent reliably: Require: 100rel and an RSeq. An unreadable
+    Require or RSeq means "not reliable": there is nothing we could PRACK."""
+    try:
+        return 100 < response.status_code < 200 and "100rel" in response.require and response.rseq is not None
+    except ParseError:
+        return False
 
 
 @attrs.define(slots=True)

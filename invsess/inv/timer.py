@@ -28,11 +28,6 @@ DEFER_INTERVAL = 1.0
 Refresher = Literal["uac", "uas"]
 
 
-def _check_refresher(_: object, attribute: attrs.Attribute[Refresher | None], value: str | None) -> None:
-    if value not in (None, "uac", "uas"):
-        raise ValueError(f"{attribute.name} must be 'uac', 'uas' or None, not {value!r}")
-
-
 @attrs.frozen
 class TimerSettings:
     """What this user agent wants from session timers.
@@ -48,7 +43,9 @@ class TimerSettings:
 
     session_expires: int = 1800
     min_se: int = RFC_MIN_SE
-    refresher: Refresher | None = attrs.field(default=None, validator=_check_refresher)
+    refresher: Refresher | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(("uac", "uas")))
+    )
     required: bool = False
     floor: int = RFC_MIN_SE
 
