@@ -42,6 +42,34 @@ class DialogState(enum.Enum):
     TERMINATED = "TERMINATED"
 
 
+class DialogInput(enum.Enum):
+    """What moves a dialog."""
+
+    #: A 1xx with a To tag: the first response that creates the (early) dialog of a UAC.
+    RECV_1XX = "receive 1xx"
+    #: A 2xx: creates the (confirmed) dialog of a UAC, or confirms its early one.
+    RECV_2XX = "receive 2xx"
+    #: A 2xx of another fork than the early dialog's: the dialog takes that fork's identity.
+    ADOPT = "adopt fork"
+    #: We send a 2xx (UAS).
+    SEND_2XX = "send 2xx"
+    TERMINATE = "terminate"
+
+
+_D, _DI = DialogState, DialogInput
+#: ``(state, input) -> next state`` (RFC 3261 §12). Terminating is allowed from anywhere (and
+#: again): a dialog ends once, whoever notices first.
+TRANSITIONS: dict[tuple[DialogState, DialogInput], DialogState] = {
+    (_D.NULL, _DI.RECV_1XX): _D.EARLY,
+    (_D.NULL, _DI.RECV_2XX): _D.CONFIRMED,
+    (_D.EARLY, _DI.RECV_1XX): _D.EARLY,
+    (_D.EARLY, _DI.RECV_2XX): _D.CONFIRMED,
+    (_D.EARLY, _DI.ADOPT): _D.CONFIRMED,
+    (_D.EARLY, _DI.SEND_2XX): _D.CONFIRMED,
+    **{(state, _DI.TERMINATE): _D.TERMINATED for state in DialogState},
+}
+
+
 class DialogRole(enum.Enum):
     """Which side created the dialog."""
 
@@ -198,10 +226,22 @@ class Dialog(RefCounted):
             state=DialogState.NULL,
         )
 
+    def _go(self, event: DialogInput) -> None:
+        """Move by the table; an input it lacks here is a misuse by whoever called us."""
+        nxt = TRANSITIONS.get((self.state, event))
+        if nxt is None:
+            raise LocalProtocolError(f"dialog: cannot {event.value} in state {self.state.name}")
+        self.state = nxt
+
     def establish(self, response: Response) -> None:
         """NULL -> EARLY (1xx) or CONFIRMED (2xx): the first response with a To tag."""
         if self.state is not DialogState.NULL:
             raise LocalProtocolError(f"dialog already {self.state.name}")
+        self._take_identity(response)
+        self._go(DialogInput.RECV_1XX if response.status_code < 200 else DialogInput.RECV_2XX)
+
+    def _take_identity(self, response: Response) -> None:
+        """The remote tag, URI, target and route set a dialog-creating response gives."""
         to = response.to
         target = _contact_uri(response)
         if to is None or to.tag is None:  # the peer's fault: a dialog-creating response has one
@@ -212,7 +252,6 @@ class Dialog(RefCounted):
         self.remote_uri = to
         self.route_set = tuple(reversed(response.record_route))
         self.remote_target = target
-        self.state = DialogState.EARLY if response.status_code < 200 else DialogState.CONFIRMED
 
     def adopt(self, response: Response) -> None:
         """EARLY -> CONFIRMED with another fork's identity (RFC 3261 §13.2.2.4).
@@ -225,9 +264,9 @@ class Dialog(RefCounted):
             raise LocalProtocolError(f"only an early UAC dialog adopts a fork, not a {self.state.name} one")
         if response.status_code // 100 != 2:
             raise LocalProtocolError("a fork is adopted on its 2xx")
-        self.state = DialogState.NULL
+        self._take_identity(response)
         self.remote_cseq = None
-        self.establish(response)
+        self._go(DialogInput.ADOPT)
 
     @classmethod
     def create_uas(
@@ -270,18 +309,17 @@ class Dialog(RefCounted):
 
     def confirm(self, response: Response | None = None) -> None:
         """EARLY -> CONFIRMED. A UAC passes the 2xx: its route set and target are the final ones."""
-        if self.state is DialogState.TERMINATED:
-            raise LocalProtocolError("the dialog is terminated")
-        if response is not None and self.role is DialogRole.UAC:
+        uac = response is not None and self.role is DialogRole.UAC
+        self._go(DialogInput.RECV_2XX if uac else DialogInput.SEND_2XX)
+        if response is not None and uac:
             self.route_set = tuple(reversed(response.record_route))
             target = _contact_uri(response)
             if target is not None:
                 self.remote_target = target
-        self.state = DialogState.CONFIRMED
 
     def terminate(self) -> None:
         """Mark the dialog terminated (its memory goes when the counts reach zero)."""
-        self.state = DialogState.TERMINATED
+        self._go(DialogInput.TERMINATE)
 
     def inc_tsx(self) -> None:
         """A transaction started working for this dialog."""
@@ -300,7 +338,7 @@ class Dialog(RefCounted):
             self._destroy(reason)
 
     def _destroy(self, reason: str) -> None:
-        self.state = DialogState.TERMINATED
+        self._go(DialogInput.TERMINATE)
         self.pool.release(reason)
 
     # -- requests ----------------------------------------------------------------------------
@@ -391,4 +429,4 @@ def _is_sips(uri: Uri) -> bool:
     return isinstance(uri, SipUri) and uri.secure
 
 
-__all__ = ["Dialog", "DialogId", "DialogRole", "DialogState"]
+__all__ = ["TRANSITIONS", "Dialog", "DialogId", "DialogInput", "DialogRole", "DialogState"]

@@ -1,19 +1,98 @@
-"""Logging set-up for the command line: structlog to stderr, with a level filter.
+"""Logging: structlog, silent until the application configures it.
 
-The library itself only asks structlog for loggers; applications configure structlog as they
-like. The command line uses this.
+A library must not print: invsess logs through structlog only once the application has
+called ``structlog.configure`` (or configured it through :func:`configure`, as the command line
+does). Until then every log call returns at once, and so does a call below the configured
+level: the context is built only for a line that will really be written, so per-message
+logging costs nothing when it is off.
+
+Library code gets its loggers from :func:`get_logger`; sessions and dialogs bind their
+context (``call_id``, tags, ``state``) with :meth:`Logger.bind` or lazily with
+:meth:`Logger.bind_lazy`, so the context is read at the moment of logging, not before.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 
+Context = Mapping[str, Any]
+
+
+def _lowest_level() -> int | None:
+    """The configured threshold (None while the application has configured nothing)."""
+    if not structlog.is_configured():
+        return None
+    effective = getattr(structlog.get_config()["wrapper_class"], "get_effective_level", None)
+    if effective is None:
+        return 0  # a wrapper without a level (stdlib integration): its processors filter
+    try:
+        level: int = effective(None)  # make_filtering_bound_logger's: a constant per class
+    except TypeError:
+        return 0
+    return level
+
+
+class Logger:
+    """A structlog logger that writes nothing until structlog is configured; see the module."""
+
+    __slots__ = ("_context", "_lazy", "_name")
+
+    def __init__(
+        self, name: str, context: Context | None = None, lazy: Callable[[], Context] | None = None
+    ) -> None:
+        self._name = name
+        self._context: Context = context or {}
+        self._lazy = lazy
+
+    def bind(self, **context: Any) -> Logger:
+        """A logger with more context."""
+        return Logger(self._name, {**self._context, **context}, self._lazy)
+
+    def bind_lazy(self, provider: Callable[[], Context]) -> Logger:
+        """A logger whose context is ``provider()``, called only when a line is written."""
+        return Logger(self._name, self._context, provider)
+
+    def is_enabled_for(self, level: int) -> bool:
+        """True when a line at ``level`` (``logging.DEBUG``...) would be written."""
+        lowest = _lowest_level()
+        return lowest is not None and level >= lowest
+
+    def debug(self, event: str, **values: Any) -> None:
+        """Log at DEBUG."""
+        self._log(logging.DEBUG, "debug", event, values)
+
+    def info(self, event: str, **values: Any) -> None:
+        """Log at INFO."""
+        self._log(logging.INFO, "info", event, values)
+
+    def warning(self, event: str, **values: Any) -> None:
+        """Log at WARNING."""
+        self._log(logging.WARNING, "warning", event, values)
+
+    def error(self, event: str, **values: Any) -> None:
+        """Log at ERROR."""
+        self._log(logging.ERROR, "error", event, values)
+
+    def _log(self, level: int, method: str, event: str, values: dict[str, Any]) -> None:
+        lowest = _lowest_level()
+        if lowest is None or level < lowest:
+            return
+        context = {**self._context, **(self._lazy() if self._lazy is not None else {}), **values}
+        getattr(structlog.get_logger(self._name), method)(event, **context)
+
+
+def get_logger(name: str) -> Logger:
+    """The library's logger for ``name`` (``invsess.inv``, ``invsess.endpoint``, ...)."""
+    return Logger(name)
+
 
 def configure(level: str = "info") -> None:
-    """structlog key=value lines on stderr, ``level`` and above."""
+    """For the command line: structlog key=value lines on stderr, ``level`` and above."""
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -24,3 +103,6 @@ def configure(level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+__all__ = ["Logger", "configure", "get_logger"]

@@ -15,7 +15,7 @@ from invsess.inv import (
     SessionLayer,
     SessionStateChanged,
 )
-from invsess.inv.session import TRANSITIONS
+from invsess.inv.states import TRANSITIONS, Effect
 from invsess.memory import UseAfterFreeError
 from invsess.sdp import parse_sdp
 from invsess.sip import LocalProtocolError, Request, Response, make_response
@@ -145,7 +145,7 @@ def test_reinvite_glare_gets_491_and_a_retry_wins() -> None:
     reinvites = [e for e in w.net.trace if e.first_line.startswith("INVITE") and e.time > 0.2]
     assert len(reinvites) >= 3  # both, then at least one retry after the back-off
     assert alice.state is bob.state is InviteState.CONFIRMED
-    assert alice.retry_at is None and bob.retry_at is None
+    assert alice.offers.retry_at is None and bob.offers.retry_at is None
     w.alice.hangup(alice, w.net.now)
     w.settle()
 
@@ -242,17 +242,17 @@ def test_calls_survive_a_lossy_network() -> None:
 
 
 def test_table_reaches_disconnected_from_everywhere() -> None:
-    states = {s for s, _ in TRANSITIONS} | set(TRANSITIONS.values())
+    states = {s for s, _ in TRANSITIONS} | {nxt for nxt, _ in TRANSITIONS.values()}
     assert states == set(InviteState)
     for state in InviteState:
-        if state is not InviteState.DISCONNECTED:
-            assert (
-                any(
-                    TRANSITIONS.get((state, e)) is InviteState.DISCONNECTED
-                    for e in ("failure", "BYE", "timeout")
-                )
-                or state is InviteState.NULL
-            )
+        if state not in (InviteState.DISCONNECTED, InviteState.NULL):
+            assert any(
+                s is state and nxt is InviteState.DISCONNECTED and effect is Effect.END
+                for (s, _), (nxt, effect) in TRANSITIONS.items()
+            ), state
+    # and only the END effect leads there, and END leads nowhere else
+    for (_, _), (nxt, effect) in TRANSITIONS.items():
+        assert (nxt is InviteState.DISCONNECTED) == (effect is Effect.END)
 
 
 def test_outgoing_type() -> None:
@@ -285,7 +285,7 @@ def test_update_while_our_offer_is_pending_gets_491() -> None:
     w.bob.update(bob, w.net.now, direction="inactive")
     w.run(10)
     assert [e for e in w.net.trace if e.first_line.startswith("SIP/2.0 491")]
-    assert alice.retry_at is None and bob.retry_at is None
+    assert alice.offers.retry_at is None and bob.offers.retry_at is None
     assert alice.negotiator.state.name == "DONE"
     w.alice.hangup(alice, w.net.now)
     w.settle()
@@ -427,9 +427,11 @@ Content-Length: {content_length}
 {body}"""
 
 
-def _scripted_caller() -> tuple[SimNetwork, SessionLayer, ScriptedPeer, InviteSession]:
+def _scripted_caller(
+    allow: tuple[str, ...] = ("INVITE", "BYE"),
+) -> tuple[SimNetwork, SessionLayer, ScriptedPeer, InviteSession]:
     net = SimNetwork(9)
-    bob = layer_at(net, B, seed=9, user="bob", allow=("INVITE", "BYE"))
+    bob = layer_at(net, B, seed=9, user="bob", allow=allow)
     caller = ScriptedPeer(net, A, name="caller")
     caller.send(CALLER_INVITE, B)
     net.run_until(0.1)
@@ -438,11 +440,13 @@ def _scripted_caller() -> tuple[SimNetwork, SessionLayer, ScriptedPeer, InviteSe
 
 
 def _in_dialog(caller: ScriptedPeer, method: str, to: str, cseq: int, body: str = "") -> None:
+    # The body goes in as it is (fill() formats the head only: SDP may hold braces).
+    template = CALLER_IN_DIALOG.replace("{body}", body)
+    if not body:
+        template = template.replace("Content-Type: application/sdp\n", "")
     if method == "ACK":
-        caller.send(CALLER_IN_DIALOG.replace("{branch}", "z9hG4bKcaller1"), B, method=method, to=to, cseq=cseq,
-                    body=body)  # fmt: skip
-    else:
-        caller.send(CALLER_IN_DIALOG, B, method=method, to=to, cseq=cseq, body=body)
+        template = template.replace("{branch}", "z9hG4bKcaller1")
+    caller.send(template, B, method=method, to=to, cseq=cseq)
 
 
 def test_a_bye_in_an_early_dialog_ends_the_invite_with_487() -> None:
@@ -539,4 +543,70 @@ def test_a_callee_never_byes_an_early_dialog() -> None:
     _in_dialog(caller, "ACK", final.headers.get("To") or "", 1)
     net.run_until(net.now + 1)
     assert not any(e.first_line.startswith("BYE") for e in net.trace)
+    finish(net, bob)
+
+
+def test_a_reinvite_2xx_never_acked_ends_the_call_with_bye_408() -> None:
+    """RFC 3261 §13.3.1.4 holds for a re-INVITE too: our 2xx is retransmitted, and 64*T1 without
+    its ACK ends the session with BYE."""
+    net, bob, caller, session = _scripted_caller()
+    bob.answer(session, 200, net.now)
+    ok = caller.expect(status=200)
+    to = ok.headers.get("To") or ""
+    _in_dialog(caller, "ACK", to, 1, body=ALICE_SDP.serialize().decode())
+    net.run_until(net.now + 0.1)
+    _in_dialog(caller, "INVITE", to, 2, body=ALICE_SDP.serialize().decode())  # and never an ACK
+    caller.expect(status=200, where=lambda m: m.cseq is not None and m.cseq.number == 2)
+    bye = caller.expect(method="BYE", within=40)
+    assert "cause=408" in (bye.headers.get("Reason") or "")
+    caller.send(make_response(bye, 200), B)  # type: ignore[arg-type]
+    net.run_until(net.now + 0.1)
+    changes = [e for e in iter(bob.next_event, None) if isinstance(e, SessionStateChanged)]
+    assert (changes[-1].old, changes[-1].new, changes[-1].cause) == (
+        InviteState.CONFIRMED,
+        InviteState.DISCONNECTED,
+        408,
+    )
+    finish(net, bob)
+
+
+def test_an_update_before_the_ack_is_answered() -> None:
+    """The callee's dialog is confirmed by its 2xx: an UPDATE may overtake the ACK (RFC 3311)."""
+    net, bob, caller, session = _scripted_caller(allow=("INVITE", "BYE", "UPDATE"))
+    bob.answer(session, 200, net.now)
+    ok = caller.expect(status=200)
+    to = ok.headers.get("To") or ""
+    assert session.state is InviteState.CONNECTING
+    _in_dialog(caller, "UPDATE", to, 2)  # a refresh without SDP, before the ACK
+    caller.expect(status=200, where=lambda m: m.cseq is not None and m.cseq.method == "UPDATE")
+    _in_dialog(caller, "ACK", to, 1, body=ALICE_SDP.serialize().decode())
+    net.run_until(net.now + 0.1)
+    assert session.state.name == "CONFIRMED"  # (mypy narrowed the state above)
+    bob.hangup(session, net.now)
+    bye = caller.expect(method="BYE")
+    caller.send(make_response(bye, 200), B)
+    finish(net, bob)
+
+
+def test_a_session_timer_shorter_than_the_ack_wait_ends_a_call_never_acked() -> None:
+    """With a test bed's short session timer, the callee's timer can run out before the ACK wait
+    (64*T1): the session ends from CONNECTING, with BYE, like any expiry (RFC 4028 §10)."""
+    from invsess.inv import TimerSettings
+
+    net = SimNetwork(14)
+    bob = layer_at(net, B, seed=14, user="bob", allow=("INVITE", "BYE"),
+                   timer=TimerSettings(session_expires=4, min_se=4, floor=4))  # fmt: skip
+    caller = ScriptedPeer(net, A, name="caller")
+    caller.send(CALLER_INVITE.replace("Content-Length: 0", "Supported: timer\nSession-Expires: 4;refresher=uac\n"
+                                      "Min-SE: 4\nContent-Length: 0"), B)  # fmt: skip
+    net.run_until(0.1)
+    session = next(e for e in iter(bob.next_event, None) if isinstance(e, IncomingCall)).session
+    bob.answer(session, 200, net.now)
+    caller.expect(status=200)  # and no ACK, ever
+    bye = caller.expect(method="BYE", within=5)
+    assert 'text="Session timer expired"' in (bye.headers.get("Reason") or "")
+    caller.send(make_response(bye, 200), B)  # type: ignore[arg-type]
+    net.run_until(net.now + 0.1)
+    changes = [e for e in iter(bob.next_event, None) if isinstance(e, SessionStateChanged)]
+    assert (changes[-1].old, changes[-1].cause) == (InviteState.CONNECTING, 408)
     finish(net, bob)

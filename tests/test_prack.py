@@ -246,7 +246,7 @@ def test_forked_reliable_1xx_are_each_pracked_in_their_own_dialog_and_the_answer
     assert set(by_tag) == {"leg-one", "leg-two"}
     assert str(by_tag["leg-one"].rack) == "10 1 INVITE" and str(by_tag["leg-two"].rack) == "500 1 INVITE"
     assert str(by_tag["leg-two"].uri) == "sip:leg-two@127.0.0.9:5060"  # that fork's Contact
-    assert len(session.forks) == 1
+    assert session.uac is not None and len(session.uac.forks) == 1
     for prack in by_tag.values():
         forker.send(make_response(prack, 200), A)
     # a retransmission of leg one's 183 is not PRACKed again
@@ -257,7 +257,7 @@ def test_forked_reliable_1xx_are_each_pracked_in_their_own_dialog_and_the_answer
     assert isinstance(ack, Request) and ack.to is not None and ack.to.tag == "leg-two"
     net.run_until(net.now + 0.1)
     assert session.state is InviteState.CONFIRMED
-    assert session.dialog.remote_tag == "leg-two" and not session.forks
+    assert session.dialog.remote_tag == "leg-two" and session.uac is not None and not session.uac.forks
     alice.hangup(session, net.now)
     bye = forker.expect(method="BYE")
     assert isinstance(bye, Request) and bye.to is not None and bye.to.tag == "leg-two"

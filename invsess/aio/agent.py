@@ -117,8 +117,7 @@ class Call:
             # Done when no re-INVITE is pending or waiting to retry (after a 491), and the last
             # MediaUpdated seen is the agreement now active (not an earlier one still queued).
             while self.state is not InviteState.DISCONNECTED and (
-                session.pending_reinvite is not None
-                or session.retry_at is not None
+                session.offers.busy
                 or self.media is None
                 or self.media.local is not session.negotiator.active_local
             ):

@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 import structlog
 
+from invsess.address import Address, uri_host
 from invsess.endpoint.config import KNOWN_METHODS, EndpointConfig
 from invsess.endpoint.routing import response_destination, stamp_via
 from invsess.memory import LeakReport, Pool, PoolExhaustedError, PoolFactory
@@ -43,12 +44,12 @@ from invsess.sip import (
 from invsess.transaction import (
     MAGIC_COOKIE,
     AckReceived,
-    Address,
     ClientInviteTransaction,
     ClientNonInviteTransaction,
     Event,
     Outgoing,
     RequestReceived,
+    ServerInviteState,
     ServerInviteTransaction,
     ServerNonInviteTransaction,
     ServerTransaction,
@@ -94,10 +95,10 @@ class Endpoint:
         # makes a test's trace reproducible; with no seed, Random() seeds from os.urandom.
         self._random = random.Random(self.config.seed)  # noqa: S311
         self._listeners: dict[str, Address] = {}
-        self._server: dict[TransactionKey, ServerTransaction] = {}
+        self._server: dict[TransactionKey, ServerTransaction[Any]] = {}
         self._client: dict[TransactionKey, ClientTransaction] = {}
-        self._merge: dict[tuple[str | None, str | None, int, str], ServerTransaction] = {}
-        self._heap: list[tuple[float, int, Transaction]] = []
+        self._merge: dict[MergeKey, ServerTransaction[Any]] = {}
+        self._heap: list[tuple[float, int, Transaction[Any]]] = []
         self._heap_serial = 0
         self._out: list[Outgoing] = []
         self._events: deque[tuple[AnyEvent, Pool | None]] = deque()
@@ -129,7 +130,7 @@ class Endpoint:
     def via(self, transport: str = "udp") -> Via:
         """A Via for a new request over ``transport``: our address, a new branch, ``rport``."""
         host, port = self._local(transport)
-        return Via(transport.upper(), _host(host), port, (("branch", self.new_branch()), ("rport", None)))
+        return Via(transport.upper(), uri_host(host), port, (("branch", self.new_branch()), ("rport", None)))
 
     def _local(self, transport: str) -> Address:
         try:
@@ -220,7 +221,7 @@ class Endpoint:
             # §18.1.1: too big for a datagram without fragmentation: the same request over TCP.
             host, port = self._listeners["tcp"]
             request.headers.remove_first("Via")
-            request.headers.prepend("Via", attrs.evolve(top, transport="TCP", host=_host(host), port=port))
+            request.headers.prepend("Via", attrs.evolve(top, transport="TCP", host=uri_host(host), port=port))
             transport = "tcp"
             self.stats["requests moved to tcp"] += 1
         key = TransactionKey(top.branch or "", "", request.cseq.method)
@@ -242,6 +243,13 @@ class Endpoint:
         self._client[key] = tx
         tx.start(now)
         self._touch(tx)
+        if request.method == "CANCEL":
+            # RFC 3261 §9.1: the INVITE it cancels (same branch) is given up 64*T1 from now
+            # unless a final response comes.
+            invite = self._client.get(TransactionKey(key.branch, "", "INVITE"))
+            if isinstance(invite, ClientInviteTransaction):
+                invite.cancelled(now)
+                self._touch(invite)
         return tx
 
     def send_stateless(self, message: Request | Response, destination: Address, transport: str) -> None:
@@ -252,14 +260,14 @@ class Endpoint:
         """Send bytes serialised before (an ACK or 2xx retransmitted by a session)."""
         self._out.append(Outgoing(data, destination, transport.lower()))
 
-    def respond(self, transaction: ServerTransaction, response: Response, now: float) -> None:
+    def respond(self, transaction: ServerTransaction[Any], response: Response, now: float) -> None:
         """Send a response through a server transaction."""
         if transaction.terminated:
             raise LocalProtocolError(f"{transaction!r} is terminated")
         transaction.respond(response, now)
         self._touch(transaction)
 
-    def transactions(self) -> list[Transaction]:
+    def transactions(self) -> list[Transaction[Any]]:
         """Every live transaction."""
         return [*self._server.values(), *self._client.values()]
 
@@ -283,11 +291,10 @@ class Endpoint:
         """Pools still alive (transactions, undelivered events): empty once idle."""
         return self.factory.leak_report()
 
-    def terminate(self, transaction: Transaction, reason: str) -> None:
-        """Terminate one transaction now (its TransactionTerminated event is queued): e.g. an
-        INVITE still without a final response 64*T1 after its CANCEL (RFC 3261 §9.1)."""
+    def terminate(self, transaction: Transaction[Any], reason: str) -> None:
+        """Terminate one transaction now (its TransactionTerminated event is queued)."""
         if not transaction.terminated:
-            transaction._finish(reason)
+            transaction.terminate(reason)
             self._touch(transaction)
 
     def terminate_all(self) -> None:
@@ -295,8 +302,9 @@ class Endpoint:
         for tx in self.transactions():
             self.terminate(tx, "endpoint closed")
 
-    def close(self) -> LeakReport:
-        """Terminate every transaction, drop pending events, release everything; report leaks."""
+    def close(self, now: float = 0.0) -> LeakReport:
+        """Terminate every transaction, drop pending events, release everything; report leaks.
+        (``now`` is the node interface's; ending everything needs no clock.)"""
         self.terminate_all()
         while self.next_event() is not None:
             pass
@@ -304,7 +312,7 @@ class Endpoint:
 
     # -- inside ------------------------------------------------------------------------------
 
-    def _touch(self, tx: Transaction) -> None:
+    def _touch(self, tx: Transaction[Any]) -> None:
         """After any call into a transaction: re-arm its timer, or forget it if it ended."""
         if tx.terminated:
             self._forget(tx)
@@ -314,13 +322,14 @@ class Endpoint:
             self._heap_serial += 1
             heapq.heappush(self._heap, (deadline, self._heap_serial, tx))
 
-    def _forget(self, tx: Transaction) -> None:
+    def _forget(self, tx: Transaction[Any]) -> None:
         table: dict[TransactionKey, Any] = self._server if isinstance(tx, ServerTransaction) else self._client
         if table.get(tx.key) is tx:
             del table[tx.key]
-            for mkey, mtx in list(self._merge.items()):
-                if mtx is tx:
-                    del self._merge[mkey]
+            if isinstance(tx, ServerTransaction):
+                merge_key = _merge_key(tx.request)
+                if self._merge.get(merge_key) is tx:
+                    del self._merge[merge_key]
             tx.pool.release(f"transaction terminated ({tx.terminated_reason})")
 
     def _queue(self, item: Outgoing) -> None:
@@ -442,9 +451,7 @@ class Endpoint:
         method = request.method
         to_tag = request.to.tag if request.to else None
         from_tag = request.from_.tag if request.from_ else None
-        cseq = request.cseq.number if request.cseq else 0
-        merge_key = (from_tag, request.call_id, cseq, method)
-        if to_tag is None and merge_key in self._merge:
+        if to_tag is None and _merge_key(request) in self._merge:
             return 482, "Loop Detected", []  # §8.2.2.2 merged request
         if any(TransactionKey(v.branch or "", "", method) in self._client for v in request.via[1:]):
             return 482, "Loop Detected", []  # a request we sent came back to us (§16.3 item 4)
@@ -473,7 +480,7 @@ class Endpoint:
         source: Address,
         transport: str,
         now: float,
-    ) -> ServerTransaction:
+    ) -> ServerTransaction[Any]:
         cls = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
         tx = cls(
             key,
@@ -489,9 +496,7 @@ class Endpoint:
         )
         self._server[key] = tx
         self._handed_on = pool
-        from_tag = request.from_.tag if request.from_ else None
-        cseq = request.cseq.number if request.cseq else 0
-        self._merge[(from_tag, request.call_id, cseq, request.method)] = tx
+        self._merge[_merge_key(request)] = tx
         tx.start(now)
         self._touch(tx)
         return tx
@@ -524,7 +529,7 @@ class Endpoint:
             self._server_key(cancel, "CANCEL"), pool, cancel, source=source, transport=transport, now=now
         )
         self.respond(tx, make_response(cancel, 200, to_tag=self.new_tag()), now)
-        if invite.state.name == "PROCEEDING":
+        if invite.state is ServerInviteState.PROCEEDING:
             self._events.append((CancelReceived(invite, cancel), None))
         return
 
@@ -554,9 +559,14 @@ class Endpoint:
         )
 
 
-def _host(host: str) -> str:
-    """An address as a Via or URI host: IPv6 in brackets."""
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+MergeKey = tuple[str | None, str | None, int, str]
+
+
+def _merge_key(request: Request) -> MergeKey:
+    """§8.2.2.2: From tag, Call-ID and CSeq identify a request arriving by several paths."""
+    from_tag = request.from_.tag if request.from_ else None
+    cseq = request.cseq.number if request.cseq else 0
+    return from_tag, request.call_id, cseq, request.method
 
 
 def _accepts_any(request: Request, ours: tuple[str, ...]) -> bool:

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import ipaddress
-
+from invsess.address import Address
 from invsess.sip import Request, Via
-from invsess.transaction.base import RELIABLE, Address
-
-
-def is_ip(host: str) -> bool:
-    """True for an IPv4 address or a bracketed/bare IPv6 address."""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
+from invsess.transaction.base import RELIABLE
 
 
 def stamp_via(request: Request, source: Address) -> Via | None:

@@ -1,30 +1,47 @@
-"""INVITE sessions: the state machine (``session``), the flows over an endpoint (``layer``),
-session timers (``timer``, RFC 4028) and reliable provisional responses (``prack``, RFC 3262)."""
+"""INVITE sessions (PJSIP's ``sip_inv.c``) over the endpoint: a layer that routes, sessions that
+own their behaviour (a transition table with effects), and the parts sessions are made of.
 
-from invsess.inv.core import option_tags
-from invsess.inv.layer import (
-    ForkedCall,
-    IncomingCall,
-    MediaUpdated,
-    SessionEvent,
-    SessionLayer,
-    SessionStateChanged,
+* :mod:`~invsess.inv.layer` — :class:`SessionLayer`: the node the drivers run; routing only.
+* :mod:`~invsess.inv.states` — states, inputs, effects and the table.
+* :mod:`~invsess.inv.session` — :class:`InviteSession`: the table driven, the memory rules.
+* :mod:`~invsess.inv.uac`, :mod:`~invsess.inv.uas` — the INVITE sent, the INVITE answered.
+* :mod:`~invsess.inv.offer` — re-INVITE and UPDATE, both ways.
+* :mod:`~invsess.inv.timer` — session timers (RFC 4028); :mod:`~invsess.inv.prack` — 100rel.
+* :mod:`~invsess.inv.context`, :mod:`~invsess.inv.settings`, :mod:`~invsess.inv.events`.
+"""
+
+from invsess.inv.events import ForkedCall, IncomingCall, MediaUpdated, SessionEvent, SessionStateChanged
+from invsess.inv.layer import SessionLayer
+from invsess.inv.session import InviteSession
+from invsess.inv.settings import LayerSettings, Rel100, option_tags
+from invsess.inv.states import (
+    TRANSITIONS,
+    Effect,
+    InviteState,
+    Origin,
+    RequestRefused,
+    SessionInput,
+    SessionTableError,
 )
-from invsess.inv.prack import Rel100
-from invsess.inv.session import TRANSITIONS, InviteSession, InviteState
 from invsess.inv.timer import TimerSettings
 
 __all__ = [
     "TRANSITIONS",
+    "Effect",
     "ForkedCall",
     "IncomingCall",
     "InviteSession",
     "InviteState",
+    "LayerSettings",
     "MediaUpdated",
+    "Origin",
     "Rel100",
+    "RequestRefused",
     "SessionEvent",
+    "SessionInput",
     "SessionLayer",
     "SessionStateChanged",
+    "SessionTableError",
     "TimerSettings",
     "option_tags",
 ]

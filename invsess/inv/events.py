@@ -1,13 +1,21 @@
-"""What a :class:`~invsess.inv.layer.SessionLayer` tells the application (``next_event``)."""
+"""What a :class:`~invsess.inv.layer.SessionLayer` tells the application (``next_event``).
+
+Events are named in the past tense and frozen; a session in an event is the application's to
+read until it reads the next event (hold references to keep it longer)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
-from invsess.inv.session import InviteSession, InviteState
+from invsess.inv.states import InviteState
 from invsess.sdp import SessionDescription
 from invsess.sip import Request
 from invsess.transaction import RequestReceived
+
+if TYPE_CHECKING:
+    from invsess.inv.session import InviteSession
 
 
 @attrs.frozen

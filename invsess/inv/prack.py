@@ -1,33 +1,37 @@
-"""Reliable provisional responses (RFC 3262, PJSIP ``sip_100rel.c``). Sans-IO.
+"""Reliable provisional responses (RFC 3262, PJSIP ``sip_100rel.c``): the two parts of a session.
 
-:class:`ReliableSender` is the UAS half: RSeq numbering, one reliable 1xx outstanding at a
+:class:`ReliableSender` is the callee's part: RSeq numbering, one reliable 1xx outstanding at a
 time (the next ones, and a 2xx that must not overtake an unacknowledged offer or answer, wait
-in a queue), retransmission at T1, 2*T1, 4*T1 ... and the 64*T1 give-up. :class:`ReliableReceiver`
-is the UAC half: which reliable 1xx to PRACK, per early dialog (To tag), so that forked
-reliable 1xx are each acknowledged in their own dialog. :mod:`invsess.inv.layer` sends.
+in a queue), retransmission at T1, 2*T1, 4*T1 ... and the 64*T1 give-up (504); the PRACKs that
+acknowledge them, with the offer or answer they may carry. :class:`ReliableReceiver` is the
+caller's part: which reliable 1xx to PRACK, per early dialog (To tag), so that forked reliable
+1xx are each acknowledged in their own dialog, and the first one's SDP negotiated.
 """
 
 from __future__ import annotations
 
-import enum
 import random
 from collections import deque
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from invsess.sip import ParseError, RAck, Request, Response
+from invsess.inv.context import Purpose
+from invsess.inv.settings import Rel100
+from invsess.inv.states import InviteState, RequestRefused, SessionInput
+from invsess.sdp import NegotiatorState, SdpNegotiationError, parse_sdp
+from invsess.sip import ParseError, RAck, Request, Response, make_response
+from invsess.transaction import ServerInviteTransaction
+
+if TYPE_CHECKING:
+    from invsess.dialog import Dialog
+    from invsess.inv.session import InviteSession
+    from invsess.transaction import Transaction
+
+SDP = "application/sdp"
 
 #: RFC 3262 §3: the first RSeq is chosen at random between 1 and 2**31 - 1.
 MAX_INITIAL_RSEQ = 2**31 - 1
-
-
-class Rel100(enum.Enum):
-    """How a user agent treats 100rel: ``SUPPORTED`` uses it when the peer offers it too."""
-
-    OFF = "off"
-    SUPPORTED = "supported"
-    REQUIRED = "required"
 
 
 def peer_offers_100rel(message: Request | Response) -> bool:
@@ -144,6 +148,112 @@ class ReliableSender:
         self.outstanding = None
         self.queue.clear()
 
+    # -- flows -------------------------------------------------------------------------------
+
+    def send_1xx(
+        self, session: InviteSession, tx: ServerInviteTransaction, code: int, reason: str | None, now: float
+    ) -> None:
+        """A reliable 1xx; the first completes the INVITE's offer (or makes one) (RFC 3262 §5)."""
+        body = b""
+        offer = False
+        neg = session.negotiator
+        if not session.early_sdp:
+            try:
+                if neg.state is NegotiatorState.DONE and neg.active_local is not None:
+                    body = neg.active_local.serialize()
+                elif neg.state is NegotiatorState.NULL:
+                    body, offer = neg.create_offer().serialize(), True
+            except SdpNegotiationError as exc:
+                session.log.warning("no SDP for the reliable provisional", error=str(exc))
+            session.early_sdp = bool(body)
+        rseq = self.take_rseq()
+        headers: list[tuple[str, object]] = [("Require", "100rel"), ("RSeq", str(rseq))]
+        response = session.response(tx.request, code, reason, body=body, extra=headers)
+        session.ctx.endpoint.respond(tx, response, now)
+        self.sent(
+            rseq,
+            response.serialize(),
+            with_sdp=bool(body),
+            offer=offer,
+            now=now,
+            t1=tx.timers.t1,
+            retransmit=not tx.reliable,
+        )
+        session.process(SessionInput.SEND_1XX, now)
+        if body and neg.state is NegotiatorState.DONE:
+            session.media_updated()
+
+    def on_prack(self, session: InviteSession, tx: Any, request: Request, now: float) -> None:
+        """RFC 3262 §3: the PRACK of our outstanding reliable 1xx (else 481), with the answer to
+        an offer that 1xx carried, or a new offer of its own (§5); then what waited behind it."""
+        invite = session.invite_tx
+        cseq = invite.request.cseq if invite is not None else None
+        if cseq is None or not self.matches(request.rack, cseq.number):
+            raise RequestRefused("no reliable provisional response of ours matches", 481)
+        neg = session.negotiator
+        offered = self.outstanding is not None and self.outstanding.offer
+        if request.body and not offered and neg.state is not NegotiatorState.DONE:
+            # An offer in the PRACK while another exchange is in progress (our UPDATE, say).
+            raise RequestRefused("an offer/answer exchange is in progress", 491)
+        body = b""
+        endpoint = session.ctx.endpoint
+        try:
+            if offered and neg.state is NegotiatorState.LOCAL_OFFER:  # our 1xx offered
+                if request.body:
+                    neg.receive_answer(parse_sdp(request.body))
+                    neg.negotiate()
+                    session.media_updated()
+                else:  # no answer: the offer is void, the 2xx offers again
+                    neg.cancel_offer()
+                    session.early_sdp = False
+            elif request.body:
+                neg.receive_offer(parse_sdp(request.body))
+                body = neg.create_answer().serialize()
+                session.media_updated()
+        except (ParseError, SdpNegotiationError) as exc:
+            if offered and neg.state is NegotiatorState.LOCAL_OFFER:
+                neg.cancel_offer()
+                session.early_sdp = False
+            code = 488 if isinstance(exc, SdpNegotiationError) else 400
+            endpoint.respond(tx, make_response(request, code), now)
+        else:
+            response = make_response(request, 200, body=body, content_type=SDP if body else None)
+            endpoint.respond(tx, response, now)
+        self.acknowledged()
+        self.drain(session, now)
+
+    def drain(self, session: InviteSession, now: float) -> None:
+        """Send what waited behind a PRACKed 1xx, in order, until something must wait again."""
+        tx = session.invite_tx
+        while (
+            self.queue
+            and isinstance(tx, ServerInviteTransaction)
+            and session.uas is not None
+            and session.state in (InviteState.INCOMING, InviteState.EARLY)
+            and not self.must_wait(self.queue[0][0])
+        ):
+            code, reason = self.queue.popleft()
+            if code < 200:
+                self.send_1xx(session, tx, code, reason, now)
+            else:
+                session.uas.send_2xx(session, tx, code, reason, now)
+
+    def handle_timer(self, session: InviteSession, now: float) -> None:
+        """Retransmit the reliable 1xx awaiting its PRACK; after 64*T1, 504 (RFC 3262 §3)."""
+        due = self.due(now)
+        if due is None:
+            return
+        tx = session.invite_tx
+        if due is True:
+            self.clear()
+            ringing = session.state in (InviteState.INCOMING, InviteState.EARLY)
+            if isinstance(tx, ServerInviteTransaction) and ringing and session.uas is not None:
+                session.uas.reject(session, tx, 504, "No PRACK", now)
+            else:
+                session.end(SessionInput.REJECT, 504, now)
+        elif isinstance(tx, ServerInviteTransaction):  # nothing to send with once it is gone
+            session.ctx.endpoint.send_stateless_bytes(due, tx.response_destination, tx.transport)
+
 
 @attrs.define(slots=True)
 class ReliableReceiver:
@@ -162,6 +272,43 @@ class ReliableReceiver:
             return False
         self.last_rseq[to_tag] = rseq
         return True
+
+    def on_1xx(
+        self, session: InviteSession, leg: Dialog, tx: Transaction[Any], response: Response, now: float
+    ) -> None:
+        """RFC 3262 §4: PRACK the next reliable 1xx of each early dialog, once; the first one
+        of the session's own dialog completes (or starts) the INVITE's offer/answer."""
+        rseq = response.rseq
+        if rseq is None or not self.accept(leg.remote_tag, rseq):
+            return  # a retransmission (its PRACK is already on its way) or out of order
+        body = b""
+        neg = session.negotiator
+        if leg is session.dialog and response.body and not session.early_sdp:
+            try:
+                if neg.state is NegotiatorState.LOCAL_OFFER:
+                    neg.receive_answer(parse_sdp(response.body))
+                    neg.negotiate()
+                    session.media_updated()
+                elif neg.state is NegotiatorState.NULL:  # we sent no offer: the 1xx offers
+                    neg.receive_offer(parse_sdp(response.body))
+                    body = neg.create_answer().serialize()
+                    session.media_updated()
+                session.early_sdp = True
+            except (ParseError, SdpNegotiationError) as exc:
+                session.log.warning("unusable SDP in a reliable 1xx", error=str(exc))
+        cseq = tx.request.cseq.number if tx.request.cseq else 1
+        host, port, transport = session.next_hop(leg)
+        endpoint = session.ctx.endpoint
+        prack = leg.create_request(
+            "PRACK",
+            via=endpoint.via(transport),
+            headers=[("RAck", f"{rseq} {cseq} INVITE")],
+            body=body,
+            content_type=SDP if body else None,
+        )
+        session.ctx.track(
+            endpoint.send_request(prack, (host, port), transport, now), session, Purpose.PRACK, leg
+        )
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The INVITE session: PJSIP's states as a table, and the memory rules of ``sip_inv.c``.
+"""The INVITE session: its table, the parts it is made of, and the memory rules of ``sip_inv.c``.
 
 An :class:`InviteSession` is allocated *from its dialog's pool*. It holds one dialog session
 count and one internal reference; both are dropped once the application has seen the
@@ -7,177 +7,397 @@ keeps the session must hold its own references and drop them session first, dial
 the other order leaves it holding freed memory, which MALLOC_DEBUG turns into an immediate
 ``UseAfterFreeError`` naming the Call-ID, the tags and the state at the time of the free.
 
-This module owns the states and the transition table; :mod:`invsess.inv.layer` runs the flows.
+The session owns its behaviour: every change of state goes through :meth:`InviteSession.process`
+and the table of :mod:`invsess.inv.states`. Its sub-concerns are parts it owns, each with its
+own small state, ``next_deadline()`` and ``handle_timer(session, now)`` (aioquic's recovery
+objects are the model): the caller's INVITE (:mod:`~invsess.inv.uac`), the callee's INVITE and
+the wait for the ACK of a 2xx (:mod:`~invsess.inv.uas`), offers inside the dialog
+(:mod:`~invsess.inv.offer`), the session timer (:mod:`~invsess.inv.timer`) and reliable
+provisional responses (:mod:`~invsess.inv.prack`). Parts never keep a reference to the session:
+it is passed to them, so nothing outlives the dialog's pool by holding on to it.
+
+Never touches a session after its pool is released: nothing of it may fire after DISCONNECTED.
 """
 
 from __future__ import annotations
 
-import enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import structlog
-
+from invsess.address import Address, is_ip
+from invsess.dialog import Dialog, DialogRole, DialogState
+from invsess.inv.context import Purpose, SessionContext, SessionHandle
+from invsess.inv.events import MediaUpdated, SessionStateChanged
+from invsess.inv.offer import OfferExchange
+from invsess.inv.states import (
+    TRANSITIONS,
+    Effect,
+    InviteState,
+    Origin,
+    RequestRefused,
+    SessionInput,
+    SessionTableError,
+)
+from invsess.inv.uas import AckWait
+from invsess.logs import get_logger
 from invsess.memory import RefCounted
-from invsess.sip.errors import LocalProtocolError
+from invsess.sdp import NegotiatorState, SdpNegotiator
+from invsess.sip import LocalProtocolError, Request, Response, make_response
+from invsess.transaction import ClientInviteState, ClientInviteTransaction, ServerInviteTransaction, Timer
 
 if TYPE_CHECKING:
-    from invsess.dialog import Dialog
     from invsess.inv.prack import ReliableReceiver, ReliableSender
-    from invsess.inv.timer import SessionTimer, TimerDecision
-    from invsess.sdp import SdpNegotiator
-    from invsess.transaction import ClientInviteTransaction, ServerInviteTransaction
+    from invsess.inv.timer import SessionTimer
+    from invsess.inv.uac import UacInvite
+    from invsess.inv.uas import UasInvite
+    from invsess.transaction import Transaction
 
-
-class InviteState(enum.Enum):
-    """``pjsip_inv_state``."""
-
-    NULL = "NULL"
-    CALLING = "CALLING"
-    INCOMING = "INCOMING"
-    EARLY = "EARLY"
-    CONNECTING = "CONNECTING"
-    CONFIRMED = "CONFIRMED"
-    DISCONNECTED = "DISCONNECTED"
-
-
-_I = InviteState
-_BEFORE_ANSWER = (_I.CALLING, _I.INCOMING, _I.EARLY, _I.CONNECTING, _I.CONFIRMED)
-
-TRANSITIONS: dict[tuple[InviteState, str], InviteState] = {
-    # UAC
-    (_I.NULL, "send INVITE"): _I.CALLING,
-    (_I.CALLING, "receive 1xx"): _I.EARLY,
-    (_I.EARLY, "receive 1xx"): _I.EARLY,
-    (_I.CALLING, "receive 2xx"): _I.CONNECTING,
-    (_I.EARLY, "receive 2xx"): _I.CONNECTING,
-    (_I.CONNECTING, "send ACK"): _I.CONFIRMED,
-    # UAS
-    (_I.NULL, "receive INVITE"): _I.INCOMING,
-    (_I.INCOMING, "send 1xx"): _I.EARLY,
-    (_I.EARLY, "send 1xx"): _I.EARLY,
-    (_I.INCOMING, "send 2xx"): _I.CONNECTING,
-    (_I.EARLY, "send 2xx"): _I.CONNECTING,
-    (_I.CONNECTING, "receive ACK"): _I.CONFIRMED,
-    # Both: every way to the end.
-    **{(s, "failure"): _I.DISCONNECTED for s in _BEFORE_ANSWER},
-    **{(s, "BYE"): _I.DISCONNECTED for s in (_I.CONNECTING, _I.CONFIRMED, _I.EARLY)},
-    # 408s: the INVITE's Timer B (CALLING), no ACK for our 2xx (CONNECTING), an in-dialog
-    # request timing out or a session timer expiring (CONFIRMED). Once a provisional came, no
-    # timer of ours runs until the final response, and a UAS has none before it answers.
-    **{(s, "timeout"): _I.DISCONNECTED for s in (_I.CALLING, _I.CONNECTING, _I.CONFIRMED)},
-}
+SDP = "application/sdp"
+_LOG = get_logger("invsess.inv")
 
 
 class InviteSession(RefCounted):
     """One INVITE session; made by :class:`~invsess.inv.layer.SessionLayer`, never directly."""
 
     __slots__ = (
-        "ack_wire",
+        "ack_wait",
         "bye_pending",
         "bye_sent",
-        "cancel_pending",
-        "cancel_sent",
         "cause",
         "cause_text",
+        "ctx",
         "dialog",
         "early_sdp",
-        "fork_acks",
-        "forks",
+        "handle",
         "invite_tx",
-        "log",
         "negotiator",
+        "offers",
+        "peer",
         "peer_allow",
-        "pending_reinvite",
-        "pending_timer",
-        "provisional_seen",
         "rel_receiver",
         "rel_sender",
-        "retry_at",
-        "retry_method",
-        "role",
         "state",
         "timer",
-        "uas_2xx",
-        "uas_2xx_interval",
-        "uas_2xx_next",
-        "uas_ack_deadline",
+        "uac",
+        "uas",
     )
     ref_label: ClassVar[str] = "session reference count"
-    TRANSITIONS: ClassVar[dict[tuple[InviteState, str], InviteState]] = TRANSITIONS
+    TRANSITIONS: ClassVar[dict[tuple[InviteState, SessionInput], tuple[InviteState, Effect]]] = TRANSITIONS
 
-    def __init__(self, dialog: Dialog, negotiator: SdpNegotiator, role: str) -> None:
+    def __init__(self, ctx: SessionContext, dialog: Dialog, negotiator: SdpNegotiator) -> None:
         super().__init__()
+        self.ctx = ctx
         self.dialog = dialog
         self.negotiator = negotiator
-        self.role = role  # "UAC" or "UAS"
-        self.state = _I.NULL
+        self.handle = SessionHandle(self)
+        self.state = InviteState.NULL
+        #: The status code behind the end (200 for a BYE), once the session is ending.
         self.cause: int | None = None
         self.cause_text = "session ended"  # the text of the Reason header of our BYE
+        #: The INVITE transaction that set the session up (None once it has terminated).
         self.invite_tx: ClientInviteTransaction | ServerInviteTransaction | None = None
-        self.provisional_seen = False
-        self.cancel_pending = False
-        self.cancel_sent = False  # one CANCEL per INVITE: hanging up again changes nothing
-        self.bye_pending = False
-        self.bye_sent = False
-        self.pending_reinvite: Any = None  # the client transaction of our re-INVITE in progress
-        self.retry_at: float | None = None  # 491 back-off (RFC 3261 §14.1)
-        self.retry_method = "INVITE"  # what to send again when retry_at comes: INVITE or UPDATE
-        self.ack_wire: bytes | None = None  # our ACK for the 2xx, re-sent on 2xx retransmissions
-        self.uas_2xx: bytes | None = None  # our 2xx, retransmitted until the ACK (§13.3.1.4)
-        self.uas_2xx_next: float | None = None
-        self.uas_2xx_interval = 0.0
-        self.uas_ack_deadline: float | None = None
+        #: Where the INVITE went (or where its responses go): the next hop when the dialog's
+        #: is a host name (nothing here resolves names).
+        self.peer: Address | None = None
         self.peer_allow: tuple[str, ...] = ()  # the peer's Allow: may a refresh be an UPDATE?
-        self.timer: SessionTimer | None = None  # RFC 4028, when this layer does session timers
-        self.pending_timer: TimerDecision | None = None  # agreed for the 2xx we have yet to send
+        self.early_sdp = False  # the INVITE's offer/answer went in a reliable 1xx (or its PRACK)
+        self.bye_pending = False  # hung up before a BYE may go (a UAS waits for the ACK)
+        self.bye_sent = False
+        # The parts (None where the role or the layer's settings do not use them).
+        self.uac: UacInvite | None = None
+        self.uas: UasInvite | None = None
+        self.ack_wait = AckWait()
+        self.offers = OfferExchange()
+        self.timer: SessionTimer | None = None
         self.rel_sender: ReliableSender | None = None  # UAS: this INVITE's 1xx go reliably
         self.rel_receiver: ReliableReceiver | None = None  # UAC: we PRACK reliable 1xx
-        self.early_sdp = False  # the INVITE's offer/answer went in a reliable 1xx (or its PRACK)
-        self.forks: dict[str, Dialog] = {}  # UAC: early dialogs of other forks, by To tag
-        # UAC: the ACK sent for each other fork's 2xx (wire, destination, transport), by To tag
-        self.fork_acks: dict[str, tuple[bytes, tuple[str, int], str]] = {}
-        self.log = structlog.get_logger("invsess.inv").bind(
-            call_id=dialog.call_id, local_tag=dialog.local_tag, remote_tag=dialog.remote_tag, role=role
-        )
 
     def __repr__(self) -> str:
-        return f"<InviteSession {self.role} {self.dialog.call_id} {self.state.name}>"
+        return f"<InviteSession {self.role.name} {self.dialog.call_id} {self.state.name}>"
+
+    @property
+    def role(self) -> DialogRole:
+        """UAC (we placed the call) or UAS (we answered it)."""
+        return self.dialog.role
 
     @property
     def call_id(self) -> str:
         """The Call-ID of the dialog."""
         return self.dialog.call_id
 
-    def go(self, event: str) -> tuple[InviteState, InviteState]:
-        """Take a transition of the table; returns (old, new). Unknown ones are our bugs."""
-        nxt = self.TRANSITIONS.get((self.state, event))
-        if nxt is None:
-            raise LocalProtocolError(f"invite session: no transition for {event!r} in {self.state.name}")
+    @property
+    def log(self) -> Any:
+        """The session's logger, its context (Call-ID, tags, state) read when a line is written."""
+        return _LOG.bind_lazy(self._log_context)
+
+    def _log_context(self) -> dict[str, Any]:
+        dialog = self.dialog
+        return {
+            "call_id": dialog.call_id,
+            "local_tag": dialog.local_tag,
+            "remote_tag": dialog.remote_tag,
+            "role": dialog.role.name,
+            "state": self.state.name,
+        }
+
+    # -- the table ---------------------------------------------------------------------------
+
+    def process(self, event: SessionInput, now: float) -> None:
+        """Take ``event`` through the table: admit it, or move and run the transition's effect.
+
+        A key the table lacks raises by the input's origin (see :mod:`invsess.inv.states`).
+        """
+        entry = self.TRANSITIONS.get((self.state, event))
+        if entry is None:
+            raise self._refusal(event)
+        nxt, effect = entry
+        if effect is Effect.STAY:
+            return
+        if effect is Effect.CONFIRM_DIALOG:
+            self.dialog.confirm()
         old, self.state = self.state, nxt
-        self.log = self.log.bind(state=nxt.name, remote_tag=self.dialog.remote_tag)
         self.log.info("session state", old=old.name, new=nxt.name, cause=self.cause)
-        return old, nxt
+        if effect is Effect.END:
+            self._end(old, now)
+        else:
+            self.ctx.emit(SessionStateChanged(self, old, nxt, self.cause))
 
-    def can(self, event: str) -> bool:
-        """True if the table has ``event`` in the current state."""
-        return (self.state, event) in self.TRANSITIONS
+    def _refusal(self, event: SessionInput) -> Exception:
+        what = f"{event.label} is not possible in state {self.state.name}"
+        if event.origin is Origin.PEER:
+            headers: tuple[tuple[str, str], ...] = ()
+            if event.refusal == 500:  # RFC 3261 §14.2: an INVITE overlapping ours: try later
+                headers = (("Retry-After", str(self.ctx.random.randint(0, 10))),)
+            return RequestRefused(what, event.refusal, headers=headers)
+        if event.origin is Origin.APP:
+            return LocalProtocolError(what)
+        return SessionTableError(f"invite session {self.call_id}: {what}")
 
-    def next_deadline(self) -> float | None:
-        """The session's own timers: 2xx and reliable 1xx retransmission, ACK wait, 491 retry,
-        session refresh and expiry."""
-        due = [
-            t
-            for t in (
-                self.uas_2xx_next,
-                self.uas_ack_deadline,
-                self.retry_at,
-                self.timer.next_deadline() if self.timer is not None else None,
-                self.rel_sender.next_deadline() if self.rel_sender is not None else None,
-            )
-            if t is not None
-        ]
-        return min(due) if due else None
+    def require(self, event: SessionInput) -> None:
+        """Raise as :meth:`process` would if the table lacks ``event`` here, changing nothing:
+        for an input whose effects must wait until we have answered it."""
+        if (self.state, event) not in self.TRANSITIONS:
+            raise self._refusal(event)
+
+    def end(self, event: SessionInput, cause: int, now: float) -> None:
+        """End the session by ``event`` with ``cause`` (nothing if it has already ended)."""
+        if self.state is InviteState.DISCONNECTED:
+            return
+        self.cause = self.cause or cause
+        self.process(event, now)
+
+    def _end(self, old: InviteState, now: float) -> None:
+        """The END effect: nothing of the session may fire after this (PJSIP #2007 logged
+        through a freed session on expiry): timers, retransmissions and forks stop now."""
+        self.ack_wait.stop()
+        self.offers.retry_at = None
+        tx = self.invite_tx
+        if self.uac is not None and isinstance(tx, ClientInviteTransaction):
+            if tx.state is ClientInviteState.PROCEEDING:
+                # Ended before the INVITE had its final response (a BYE on the early dialog, a
+                # 408/481 to our early UPDATE): CANCEL it, so that it ends too (§9.1).
+                self.uac.send_cancel(self, now)
+        if self.uas is not None:
+            self.uas.end(self, now)
+        if self.timer is not None:
+            self.timer.stop()
+        if self.rel_sender is not None:
+            self.rel_sender.clear()
+        if self.uac is not None:
+            self.uac.release_forks()
+        self.dialog.terminate()
+        event = SessionStateChanged(self, old, InviteState.DISCONNECTED, self.cause)
+        self.ctx.emit(event, self._release)
+
+    def _release(self) -> None:
+        """After the DISCONNECTED event was read: the session's references, then the dialog's.
+        Transactions still running (a BYE, a CANCEL) keep the dialog, never the session:
+        their late responses find an empty handle, not freed memory (PJSIP #2007)."""
+        ctx, dialog = self.ctx, self.dialog
+        self.handle.session = None
+        del ctx.handles[self.handle]
+        ctx.unroute_dialog(self)
+        self.dec_ref("inv-session")  # session first ...
+        dialog.dec_ref("inv-session")  # ... dialog second: the order res_pjsip_session.c keeps
 
     def _on_last_ref(self, reason: str) -> None:
         # The session's own pools go now; its memory goes with the dialog's pool.
         self.negotiator.release()
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """The earliest timer of the session's parts (2xx retransmission and ACK wait, reliable
+        1xx, 491 back-off, session refresh or expiry)."""
+        due = None
+        for part in (self.ack_wait, self.rel_sender, self.offers, self.timer):
+            t = part.next_deadline() if part is not None else None
+            if t is not None and (due is None or t < due):
+                due = t
+        return due
+
+    def handle_timers(self, now: float) -> None:
+        """Fire what is due at ``now``, part by part."""
+        self.ack_wait.handle_timer(self, now)
+        if self.rel_sender is not None:
+            self.rel_sender.handle_timer(self, now)
+        self.offers.handle_timer(self, now)
+        if self.timer is not None and self.state is not InviteState.DISCONNECTED:
+            self.timer.handle_timer(self, now)
+
+    # -- what the layer routes here ----------------------------------------------------------
+
+    def on_request(self, tx: Any, request: Request, now: float) -> None:
+        """A request of the peer inside this session's dialog (the dialog has checked it)."""
+        method = request.method
+        if method == "BYE":
+            self.require(SessionInput.RECV_BYE)  # refused (481) where the table says so
+            self.ctx.endpoint.respond(tx, make_response(request, 200), now)
+            if self.uas is not None:
+                self.uas.bye_received(self, now)  # §15.1.2: an early BYE ends the INVITE too
+            self.end(SessionInput.RECV_BYE, 200, now)
+            return
+        if method == "INVITE" and isinstance(tx, ServerInviteTransaction):
+            self.offers.on_reinvite(self, tx, request, now)
+        elif method == "UPDATE":
+            self.offers.on_update(self, tx, request, now)
+        elif method == "PRACK":
+            self.process(SessionInput.RECV_PRACK, now)
+            if self.rel_sender is None:
+                raise RequestRefused("no reliable provisional response of ours is waiting", 481)
+            self.rel_sender.on_prack(self, tx, request, now)
+        else:
+            self.ctx.endpoint.respond(tx, make_response(request, 501), now)
+
+    def on_ack(self, ack: Request, now: float) -> None:
+        """The ACK of a 2xx of ours (to the INVITE, or to a re-INVITE)."""
+        if not self.ack_wait.acked():
+            return  # a retransmitted ACK, or one for a 2xx we are not waiting on
+        neg = self.negotiator
+        if ack.body and neg.state is NegotiatorState.LOCAL_OFFER:
+            if not self.offers.answer_in_ack(self, ack):
+                self.cause = 488  # RFC 3264: an unusable answer ends the session
+                self.send_bye(now)
+                return
+        initial = self.state is InviteState.CONNECTING
+        self.process(SessionInput.RECV_ACK, now)
+        if initial and not self.early_sdp:  # else agreed at the reliable 1xx already
+            self.media_updated()
+        if self.bye_pending:
+            self.send_bye(now)
+
+    def on_response(self, purpose: Purpose, tx: Transaction[Any], response: Response, now: float) -> None:
+        """A response to a request of ours, by what that request was for."""
+        code = response.status_code
+        if purpose is Purpose.INVITE and self.uac is not None:
+            self.uac.on_response(self, tx, response, now)
+        elif purpose in (Purpose.REINVITE, Purpose.UPDATE):
+            self.offers.on_response(self, tx, response, now)
+        elif purpose is Purpose.BYE and code >= 200:
+            self.end(SessionInput.BYE_DONE, self.cause or 200, now)
+        elif purpose in (Purpose.CANCEL, Purpose.PRACK) and code >= 300:
+            self.log.info(f"{purpose.value} refused", status=code)
+
+    def on_timeout(self, purpose: Purpose, timer: Timer, now: float) -> None:
+        """A request of ours got no final response in time (Timer B/F, or given up after CANCEL)."""
+        if purpose is Purpose.INVITE and self.uac is not None:
+            self.uac.on_timeout(self, timer, now)
+        elif purpose in (Purpose.REINVITE, Purpose.UPDATE):
+            self.offers.on_timeout(self, now)
+        elif purpose is Purpose.BYE:
+            self.end(SessionInput.BYE_DONE, self.cause or 408, now)
+
+    def on_terminated(self, purpose: Purpose, tx: Transaction[Any], now: float) -> None:
+        """A transaction of the session is gone; the INVITE's, if it ends a setup that never got
+        a usable final response, ends the session (it must not wait for ever)."""
+        if tx is not self.invite_tx:
+            return
+        self.invite_tx = None  # its request and pool are gone: keep only what we still need
+        if self.uac is not None:
+            self.uac.invite_terminated(self, now)
+
+    # -- the application's calls -------------------------------------------------------------
+
+    def hangup(self, now: float, code: int = 603) -> None:
+        """End the call the way its state calls for: CANCEL, reject, or BYE."""
+        state = self.state
+        if state is InviteState.DISCONNECTED:
+            return
+        if self.uac is not None and state in (InviteState.CALLING, InviteState.EARLY):
+            self.uac.hangup(self, now)
+        elif self.uas is not None and state in (InviteState.INCOMING, InviteState.EARLY):
+            self.uas.answer(self, code, None, now)
+        elif self.uas is not None and state is InviteState.CONNECTING:
+            self.bye_pending = True  # a UAS's BYE waits for the ACK
+        else:
+            self.send_bye(now)
+
+    # -- what the parts share ----------------------------------------------------------------
+
+    def send_bye(self, now: float) -> None:
+        """BYE (with a Reason header when the session ends for a cause), once; a callee never
+        sends one on an early dialog (RFC 3261 §15)."""
+        if (
+            (self.uas is not None and self.state in (InviteState.INCOMING, InviteState.EARLY))
+            or self.bye_sent
+            or self.state is InviteState.DISCONNECTED
+            or self.dialog.state is DialogState.TERMINATED
+        ):
+            return
+        endpoint = self.ctx.endpoint
+        host, port, transport = self.next_hop()
+        reason = f'SIP;cause={self.cause};text="{self.cause_text}"'
+        headers = [("Reason", reason)] if self.cause else []
+        bye = self.dialog.create_request("BYE", via=endpoint.via(transport), headers=headers)
+        tx = endpoint.send_request(bye, (host, port), transport, now)
+        self.ctx.track(tx, self, Purpose.BYE, self.dialog)
+        self.bye_pending = False
+        self.bye_sent = True
+
+    def fail(self, cause: int, now: float, *, text: str | None = None) -> None:
+        """A request of ours in the dialog failed for good (408/481, a refresh, an expiry, an
+        unusable answer): BYE, and the session ends now (RFC 3261 §12.2.1.2, RFC 4028 §10)."""
+        self.cause = cause
+        if text is not None:
+            self.cause_text = text
+        self.send_bye(now)
+        self.end(SessionInput.DIALOG_FAILED, cause, now)
+
+    def next_hop(self, dialog: Dialog | None = None) -> tuple[str, int, str]:
+        """Where an in-dialog request goes (the route set, else the remote target); a host name
+        there goes where the INVITE went, since nothing here resolves names."""
+        host, port, transport = (dialog or self.dialog).next_hop()
+        if not is_ip(host) and self.peer is not None:
+            host, port = self.peer
+        return host, port, transport
+
+    def response(
+        self,
+        request: Request,
+        code: int,
+        reason: str | None = None,
+        *,
+        body: bytes = b"",
+        extra: list[tuple[str, object]] | None = None,
+    ) -> Response:
+        """Our response to ``request`` in this dialog (with our To tag; a 101-299 also with
+        Contact, Allow, Supported and the Record-Route copied)."""
+        headers: list[tuple[str, object]] = []
+        if 100 < code < 300:
+            config = self.ctx.endpoint.config
+            headers += [("Contact", self.dialog.local_contact), ("Allow", config.allow_header)]
+            if self.ctx.settings.supported:
+                headers.append(("Supported", ", ".join(self.ctx.settings.supported)))
+        headers += extra or []
+        return make_response(
+            request, code, reason, to_tag=self.dialog.local_tag, headers=headers, body=body,
+            content_type=SDP if body else None, copy_record_route=100 < code < 300,
+        )  # fmt: skip
+
+    def media_updated(self) -> None:
+        """Tell the application what the last offer/answer agreed (MediaUpdated)."""
+        neg = self.negotiator
+        if neg.active_local is not None and neg.active_remote is not None:
+            self.ctx.emit(MediaUpdated(self, neg.active_local, neg.active_remote))
+
+
+__all__ = ["InviteSession"]

@@ -1,9 +1,10 @@
-"""Session timers (RFC 4028, PJSIP ``sip_timer.c``): negotiation rules and one session's clock.
+"""Session timers (RFC 4028, PJSIP ``sip_timer.c``): negotiation rules and one session's timer.
 
-Sans-IO and small on purpose: :func:`uas_decide` and :func:`uac_decide` turn a request or a
-2xx into a :class:`TimerDecision` (or a rejection), and :class:`SessionTimer` keeps the two
-deadlines of one session — when we refresh (we are the refresher) or when we give up on the
-peer (we are not). :mod:`invsess.inv.layer` sends the requests and the BYE.
+:func:`uas_decide` and :func:`uac_decide` turn a request or a 2xx into a :class:`TimerDecision`
+(or a rejection) and know nothing of sessions. :class:`SessionTimer` is the part of a session
+that keeps its two deadlines — when we refresh (we are the refresher) or when we give up on the
+peer (we are not) — and acts on them: a refresh by UPDATE or re-INVITE (through the session's
+offer exchange), or BYE when the session expired.
 
 The ``refresher`` parameter is relative to the *transaction* that carries it, not to the call:
 ``refresher=uac`` in a re-INVITE that the callee sent means the callee refreshes. Every
@@ -12,11 +13,16 @@ decision is therefore made in terms of "we" and "the peer" as soon as a message 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from invsess.sip import Request, Response
+from invsess.inv.states import InviteState, RequestRefused
+from invsess.sdp import NegotiatorState
+from invsess.sip import ParseError, Request, Response
+
+if TYPE_CHECKING:
+    from invsess.inv.session import InviteSession
 
 #: RFC 4028 §4: no Session-Expires or Min-SE may be below 90 seconds.
 RFC_MIN_SE = 90
@@ -139,7 +145,7 @@ def response_headers(decision: TimerDecision, request: Request) -> list[tuple[st
 
 @attrs.define(slots=True)
 class SessionTimer:
-    """One session's timer: the agreed interval and the next thing due."""
+    """One session's timer: the agreed interval, the next thing due, and what to do then."""
 
     settings: TimerSettings
     interval: int = 0
@@ -194,6 +200,63 @@ class SessionTimer:
         """The earlier of the refresh and the expiry."""
         due = [t for t in (self.refresh_at, self.expire_at) if t is not None]
         return min(due) if due else None
+
+    def restart(self, decision: TimerDecision | None, now: float) -> None:
+        """A refresh succeeded: run the clock again (or stop it when no timer was agreed)."""
+        if decision is not None:
+            self.start(decision, now)
+        else:
+            self.stop()
+
+    def decide(self, request: Request) -> TimerDecision:
+        """The timer a refresh from the peer (re-INVITE or UPDATE) agrees; :class:`RequestRefused`
+        (422 with our Min-SE) when its interval is too small."""
+        decision = uas_decide(request, self.settings, min_se=self.min_se, initial=False)
+        if isinstance(decision, TimerRejection):
+            raise RequestRefused("session interval too small", decision.status_code, headers=decision.headers)
+        return decision
+
+    def granted(self, response: Response) -> TimerDecision | None:
+        """The timer a 2xx to our INVITE, re-INVITE or UPDATE leaves running.
+
+        RFC 4028 §7.2: none when the 2xx has no Session-Expires, except that when we refresh
+        for a peer that never said it supports timers (§9), its 2xx cannot be expected to
+        carry one: our timer goes on as it was.
+        """
+        try:
+            decision = uac_decide(response, min_se=self.min_se)
+            peer_does_timers = supports_timer(response)
+        except ParseError:
+            decision, peer_does_timers = None, True  # unreadable: it grants nothing
+        if decision is None and self.active and self.we_refresh and not peer_does_timers:
+            return TimerDecision(self.interval, True, self.min_se)
+        return decision
+
+    def refresh(self, session: InviteSession, now: float) -> None:
+        """RFC 4028 §7.4/§9: refresh by UPDATE without SDP when the peer allows UPDATE, else by
+        re-INVITE with our current SDP; later if another exchange is under way (its success
+        refreshes the session anyway)."""
+        self.refresh_at = None
+        busy = (
+            session.offers.busy
+            or session.ack_wait.waiting
+            or session.negotiator.state is not NegotiatorState.DONE
+        )
+        if busy or session.state is not InviteState.CONFIRMED or session.bye_sent:
+            self.refresh_at = now + DEFER_INTERVAL
+            return
+        method = "UPDATE" if "UPDATE" in session.peer_allow else "INVITE"
+        session.offers.send(session, method, now, with_offer=method == "INVITE")
+        self.refresh_tx = session.offers.pending
+        session.log.info("session refresh", method=method)
+
+    def handle_timer(self, session: InviteSession, now: float) -> None:
+        """Refresh when it is time; BYE when the session expired (RFC 4028 §10)."""
+        if self.expire_at is not None and now >= self.expire_at:
+            self.stop()  # no refresh came (or ours never succeeded)
+            session.fail(408, now, text="Session timer expired")
+        elif self.refresh_at is not None and now >= self.refresh_at:
+            self.refresh(session, now)
 
     def raise_interval(self, response: Response) -> bool:
         """After a 422: take its Min-SE; False if that would not change anything (no endless loop)."""

@@ -10,7 +10,7 @@ from invsess.sdp.model import (
     SessionDescription,
     Timing,
 )
-from invsess.sdp.negotiator import NegotiatorState, SdpNegotiationError, SdpNegotiator
+from invsess.sdp.negotiator import NegotiatorInput, NegotiatorState, SdpNegotiationError, SdpNegotiator
 from invsess.sdp.parser import SdpParseError, parse_sdp
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Attribute",
     "Connection",
     "MediaDescription",
+    "NegotiatorInput",
     "NegotiatorState",
     "Origin",
     "RtpMap",

@@ -42,7 +42,20 @@ class NegotiatorState(enum.Enum):
     DONE = "DONE"
 
 
+class NegotiatorInput(enum.Enum):
+    """What moves the negotiator (pjmedia's ``pjmedia_sdp_neg_*`` calls)."""
+
+    CREATE_OFFER = "create offer"
+    RECEIVE_OFFER = "receive offer"
+    RECEIVE_ANSWER = "receive answer"
+    CREATE_ANSWER = "create answer"
+    CANCEL_OFFER = "cancel offer"
+    NEGOTIATE = "negotiate"
+    NEGOTIATION_FAILED = "negotiation failed"
+
+
 _S = NegotiatorState
+_N = NegotiatorInput
 #: (offered direction, our direction) -> the direction we answer (RFC 3264 §6.1).
 _ANSWER_DIRECTION = {
     ("sendrecv", "sendrecv"): "sendrecv",
@@ -91,17 +104,17 @@ def _is_static(fmt: str) -> bool:
 class SdpNegotiator:
     """One session's offer/answer machine; see the module docstring."""
 
-    TRANSITIONS: ClassVar[dict[tuple[NegotiatorState, str], NegotiatorState]] = {
-        (_S.NULL, "create offer"): _S.LOCAL_OFFER,
-        (_S.NULL, "receive offer"): _S.REMOTE_OFFER,
-        (_S.LOCAL_OFFER, "receive answer"): _S.WAIT_NEGO,
-        (_S.LOCAL_OFFER, "cancel offer"): _S.NULL,  # to DONE instead when a session was agreed
-        (_S.REMOTE_OFFER, "create answer"): _S.WAIT_NEGO,
-        (_S.REMOTE_OFFER, "cancel offer"): _S.NULL,  # likewise
-        (_S.WAIT_NEGO, "negotiate"): _S.DONE,
-        (_S.WAIT_NEGO, "negotiation failed"): _S.NULL,  # likewise
-        (_S.DONE, "create offer"): _S.LOCAL_OFFER,
-        (_S.DONE, "receive offer"): _S.REMOTE_OFFER,
+    TRANSITIONS: ClassVar[dict[tuple[NegotiatorState, NegotiatorInput], NegotiatorState]] = {
+        (_S.NULL, _N.CREATE_OFFER): _S.LOCAL_OFFER,
+        (_S.NULL, _N.RECEIVE_OFFER): _S.REMOTE_OFFER,
+        (_S.LOCAL_OFFER, _N.RECEIVE_ANSWER): _S.WAIT_NEGO,
+        (_S.LOCAL_OFFER, _N.CANCEL_OFFER): _S.NULL,  # to DONE instead when a session was agreed
+        (_S.REMOTE_OFFER, _N.CREATE_ANSWER): _S.WAIT_NEGO,
+        (_S.REMOTE_OFFER, _N.CANCEL_OFFER): _S.NULL,  # likewise
+        (_S.WAIT_NEGO, _N.NEGOTIATE): _S.DONE,
+        (_S.WAIT_NEGO, _N.NEGOTIATION_FAILED): _S.NULL,  # likewise
+        (_S.DONE, _N.CREATE_OFFER): _S.LOCAL_OFFER,
+        (_S.DONE, _N.RECEIVE_OFFER): _S.REMOTE_OFFER,
     }
 
     def __init__(self, local: SessionDescription, factory: PoolFactory, *, name: str = "sdp") -> None:
@@ -121,10 +134,10 @@ class SdpNegotiator:
 
     # -- the table -----------------------------------------------------------------------------
 
-    def _go(self, event: str) -> None:
+    def _go(self, event: NegotiatorInput) -> None:
         nxt = self.TRANSITIONS.get((self.state, event))
         if nxt is None:
-            raise LocalProtocolError(f"SDP negotiator: cannot {event} in state {self.state.name}")
+            raise LocalProtocolError(f"SDP negotiator: cannot {event.value} in state {self.state.name}")
         if nxt is _S.NULL and self.active_local is not None:
             nxt = _S.DONE  # back to the session already agreed
         self.state = nxt
@@ -151,7 +164,7 @@ class SdpNegotiator:
 
     def create_offer(self) -> SessionDescription:
         """Our offer (NULL/DONE -> LOCAL_OFFER). A re-offer keeps the agreed m-lines."""
-        self._go("create offer")
+        self._go(_N.CREATE_OFFER)
         self._we_offered = True
         offer = self._versioned(self._offer_body())
         self._pending_local = offer
@@ -175,13 +188,13 @@ class SdpNegotiator:
 
     def receive_answer(self, answer: SessionDescription) -> None:
         """The answer to our offer (LOCAL_OFFER -> WAIT_NEGO); call :meth:`negotiate` next."""
-        self._go("receive answer")
+        self._go(_N.RECEIVE_ANSWER)
         self._pending_remote = answer
         self._keep(answer)
 
     def cancel_offer(self) -> None:
         """Abandon the offer in progress (a 491, a failed re-INVITE): back to the agreed session."""
-        self._go("cancel offer")
+        self._go(_N.CANCEL_OFFER)
         self._drop_provisional()
 
     # -- the answerer's side -----------------------------------------------------------------
@@ -190,7 +203,7 @@ class SdpNegotiator:
         """An offer from the peer (NULL/DONE -> REMOTE_OFFER); answer with :meth:`create_answer`."""
         if self.active_remote is not None and len(offer.media) < len(self.active_remote.media):
             raise SdpNegotiationError("a re-offer may not remove m-lines (RFC 3264 §8)")
-        self._go("receive offer")
+        self._go(_N.RECEIVE_OFFER)
         self._we_offered = False
         self._pending_remote = offer
         self._keep(offer)
@@ -201,14 +214,14 @@ class SdpNegotiator:
         Raises :class:`SdpNegotiationError` (and returns to the agreed session) when nothing in
         the offer is acceptable.
         """
-        self._go("create answer")
+        self._go(_N.CREATE_ANSWER)
         offer = self._pending_remote
         if offer is None:  # pragma: no cover - the table guarantees it
             raise LocalProtocolError("no pending offer")
         try:
             answer = self._versioned(self._answer_body(offer))
         except SdpNegotiationError:
-            self._go("negotiation failed")
+            self._go(_N.NEGOTIATION_FAILED)
             self._drop_provisional()
             raise
         self._pending_local = answer
@@ -273,10 +286,10 @@ class SdpNegotiator:
         try:
             _check_answer(offer, answer)
         except SdpNegotiationError:
-            self._go("negotiation failed")
+            self._go(_N.NEGOTIATION_FAILED)
             self._drop_provisional()
             raise
-        self._go("negotiate")
+        self._go(_N.NEGOTIATE)
         self.active_local, self.active_remote = local, remote
         if self._pool_active is not None:
             self._pool_active.release("superseded by a new negotiation")

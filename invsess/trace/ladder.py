@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape
 
+from invsess.address import format_address
 from invsess.trace.record import MessageEvent, StateEvent, Trace
 
 _COLOURS = {
@@ -26,10 +27,6 @@ def _kind(event: MessageEvent) -> str:
     return "1xx" if code.startswith("1") else "2xx" if code.startswith("2") else "error"
 
 
-def _name(addr: tuple[str, int]) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
-
-
 def render_text(
     trace: Trace, *, colour: bool = False, column: int = 24, label: int = 48, relative: bool = False
 ) -> str:
@@ -40,7 +37,7 @@ def render_text(
     origin = trace.events[0].time if relative else 0.0
     index = {p: i for i, p in enumerate(people)}
     width = column * (len(people) - 1) + 1
-    header = "".join(_name(p).center(column)[:column] for p in people)
+    header = "".join(format_address(p).center(column)[:column] for p in people)
     rows = [" " * 11 + header.rstrip()]
     start = (column - 1) // 2
     for event in trace:
@@ -94,7 +91,9 @@ def render_svg(trace: Trace, *, column: int = 260, row: int = 26) -> str:
     ]
     xs = {p: margin + i * column for p, i in index.items()}
     for p, x in xs.items():
-        out.append(f'<text x="{x}" y="24" text-anchor="middle" font-weight="bold">{escape(_name(p))}</text>')
+        out.append(
+            f'<text x="{x}" y="24" text-anchor="middle" font-weight="bold">{escape(format_address(p))}</text>'
+        )
         out.append(
             f'<line x1="{x}" y1="32" x2="{x}" y2="{height - 10}" stroke="#999" stroke-dasharray="4 3"/>'
         )

@@ -15,19 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from invsess.address import Address, format_address, parse_address
+
 if TYPE_CHECKING:
     from invsess.testing.network import SimNetwork
-
-Address = tuple[str, int]
-
-
-def _addr(text: str) -> Address:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
-def _fmt(addr: Address) -> str:
-    return f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
 
 
 @attrs.frozen
@@ -51,8 +42,8 @@ class MessageEvent:
         return {
             "kind": "message",
             "time": self.time,
-            "source": _fmt(self.source),
-            "destination": _fmt(self.destination),
+            "source": format_address(self.source),
+            "destination": format_address(self.destination),
             "transport": self.transport,
             "fate": self.fate,
             "line": self.first_line,
@@ -75,7 +66,7 @@ class StateEvent:
         return {
             "kind": "state",
             "time": self.time,
-            "where": _fmt(self.where),
+            "where": format_address(self.where),
             "what": self.what,
             "old": self.old,
             "new": self.new,
@@ -88,12 +79,14 @@ TraceEvent = MessageEvent | StateEvent
 def _event(obj: dict[str, Any]) -> TraceEvent:
     if obj["kind"] == "message":
         data = base64.b64decode(obj["data"], validate=True)
-        source, destination = _addr(obj["source"]), _addr(obj["destination"])
+        source, destination = parse_address(obj["source"]), parse_address(obj["destination"])
         return MessageEvent(
             float(obj["time"]), source, destination, obj["transport"], data, obj.get("fate", "delivered")
         )
     if obj["kind"] == "state":
-        return StateEvent(float(obj["time"]), _addr(obj["where"]), obj["what"], obj["old"], obj["new"])
+        return StateEvent(
+            float(obj["time"]), parse_address(obj["where"]), obj["what"], obj["old"], obj["new"]
+        )
     raise ValueError(f"unknown kind {obj['kind']!r}")
 
 

@@ -1,13 +1,16 @@
 """Transactions (RFC 3261 §17, RFC 6026): the four machines, their timers and events. Sans-IO."""
 
+from invsess.address import Address
 from invsess.transaction.base import (
     MAGIC_COOKIE,
     RELIABLE,
-    Address,
     Outgoing,
     Role,
+    Timer,
     Transaction,
     TransactionKey,
+    TransactionTableError,
+    TxInput,
 )
 from invsess.transaction.client import (
     ClientInviteState,
@@ -51,9 +54,12 @@ __all__ = [
     "ServerNonInviteState",
     "ServerNonInviteTransaction",
     "ServerTransaction",
+    "Timer",
     "TimerConfig",
     "Transaction",
     "TransactionKey",
+    "TransactionTableError",
     "TransactionTerminated",
     "TransactionTimedOut",
+    "TxInput",
 ]

@@ -12,7 +12,15 @@ from typing import Any, ClassVar
 
 from invsess.sip import Request, Response, make_request
 from invsess.sip.headers import CSeq
-from invsess.transaction.base import Role, Transaction, response_kind
+from invsess.transaction.base import (
+    TIMER_INPUTS,
+    Role,
+    Timer,
+    Transaction,
+    TxInput,
+    response_kind,
+    terminating_table,
+)
 from invsess.transaction.events import ResponseReceived, TransactionTimedOut
 
 
@@ -39,36 +47,44 @@ _CI = ClientInviteState
 _CN = ClientNonInviteState
 
 
-class ClientInviteTransaction(Transaction):
+_1XX, _2XX, _FAIL, _TERR = TxInput.RECV_1XX, TxInput.RECV_2XX, TxInput.RECV_FAILURE, TxInput.TRANSPORT_ERROR
+
+
+class ClientInviteTransaction(Transaction[ClientInviteState]):
     """The INVITE client transaction."""
 
     role = Role.CLIENT
     State = ClientInviteState
-    TRANSITIONS: ClassVar[dict[tuple[Any, str], Any]] = {
-        (_CI.CALLING, "1xx"): _CI.PROCEEDING,
-        (_CI.CALLING, "2xx"): _CI.ACCEPTED,
-        (_CI.CALLING, "3xx-6xx"): _CI.COMPLETED,
-        (_CI.CALLING, "timer A"): _CI.CALLING,
-        (_CI.CALLING, "timer B"): _CI.TERMINATED,
-        (_CI.CALLING, "transport error"): _CI.TERMINATED,
-        (_CI.PROCEEDING, "1xx"): _CI.PROCEEDING,
-        (_CI.PROCEEDING, "2xx"): _CI.ACCEPTED,
-        (_CI.PROCEEDING, "3xx-6xx"): _CI.COMPLETED,
-        (_CI.PROCEEDING, "transport error"): _CI.TERMINATED,
-        (_CI.ACCEPTED, "1xx"): _CI.ACCEPTED,  # late provisional: absorbed
-        (_CI.ACCEPTED, "2xx"): _CI.ACCEPTED,
-        (_CI.ACCEPTED, "3xx-6xx"): _CI.ACCEPTED,  # absorbed
-        (_CI.ACCEPTED, "timer M"): _CI.TERMINATED,
-        (_CI.COMPLETED, "1xx"): _CI.COMPLETED,
-        (_CI.COMPLETED, "2xx"): _CI.COMPLETED,
-        (_CI.COMPLETED, "3xx-6xx"): _CI.COMPLETED,
-        (_CI.COMPLETED, "timer D"): _CI.TERMINATED,
-        (_CI.COMPLETED, "transport error"): _CI.TERMINATED,
-    }
+    END = _CI.TERMINATED
+    TRANSITIONS: ClassVar[dict[tuple[ClientInviteState, TxInput], ClientInviteState]] = terminating_table(
+        ClientInviteState,
+        {
+            (_CI.CALLING, _1XX): _CI.PROCEEDING,
+            (_CI.CALLING, _2XX): _CI.ACCEPTED,
+            (_CI.CALLING, _FAIL): _CI.COMPLETED,
+            (_CI.CALLING, TxInput.TIMER_A): _CI.CALLING,
+            (_CI.CALLING, TxInput.TIMER_B): _CI.TERMINATED,
+            (_CI.CALLING, _TERR): _CI.TERMINATED,
+            (_CI.PROCEEDING, _1XX): _CI.PROCEEDING,
+            (_CI.PROCEEDING, _2XX): _CI.ACCEPTED,
+            (_CI.PROCEEDING, _FAIL): _CI.COMPLETED,
+            (_CI.PROCEEDING, _TERR): _CI.TERMINATED,
+            # RFC 3261 §9.1: no final response 64*T1 after our CANCEL: the INVITE is given up.
+            (_CI.PROCEEDING, TxInput.TIMER_GIVE_UP): _CI.TERMINATED,
+            (_CI.ACCEPTED, _1XX): _CI.ACCEPTED,  # late provisional: absorbed
+            (_CI.ACCEPTED, _2XX): _CI.ACCEPTED,
+            (_CI.ACCEPTED, _FAIL): _CI.ACCEPTED,  # absorbed
+            (_CI.ACCEPTED, TxInput.TIMER_M): _CI.TERMINATED,
+            (_CI.COMPLETED, _1XX): _CI.COMPLETED,
+            (_CI.COMPLETED, _2XX): _CI.COMPLETED,
+            (_CI.COMPLETED, _FAIL): _CI.COMPLETED,
+            (_CI.COMPLETED, TxInput.TIMER_D): _CI.TERMINATED,
+            (_CI.COMPLETED, _TERR): _CI.TERMINATED,
+        },
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.state = _CI.CALLING
+        super().__init__(*args, state=_CI.CALLING, **kwargs)
         self._wire = self._keep(self.request.serialize())
         self._ack: bytes | None = None
 
@@ -76,8 +92,8 @@ class ClientInviteTransaction(Transaction):
         """Send the request and arm Timers A (UDP) and B."""
         self._send(self._wire)
         if not self.reliable:
-            self._start("A", now, self.timers.t1)
-        self._start("B", now, self.timers.b)
+            self._start(Timer.A, now, self.timers.t1)
+        self._start(Timer.B, now, self.timers.b)
 
     def receive(self, response: Response, now: float) -> bool:
         """Feed a matched response; True if it went to the transaction user."""
@@ -85,19 +101,21 @@ class ClientInviteTransaction(Transaction):
         before = self.state
         self._transition(kind)
         if before in (_CI.CALLING, _CI.PROCEEDING):
-            self._stop("A", "B")
-            if kind == "2xx":
-                self._start("M", now, self.timers.m)
-            elif kind == "3xx-6xx":
+            self._stop(Timer.A, Timer.B)
+            if kind is _2XX:
+                self._stop(Timer.GIVE_UP)
+                self._start(Timer.M, now, self.timers.m)
+            elif kind is _FAIL:
+                self._stop(Timer.GIVE_UP)
                 self._ack = self._build_ack(response).serialize()
                 self._send(self._ack)
-                self._start("D", now, self.timers.d(self.reliable))
+                self._start(Timer.D, now, self.timers.d(self.reliable))
             self._on_event(ResponseReceived(self, response))
             return True
-        if before is _CI.ACCEPTED and kind == "2xx":
+        if before is _CI.ACCEPTED and kind is _2XX:
             self._on_event(ResponseReceived(self, response))  # 2xx retransmission: the TU ACKs it
             return True
-        if before is _CI.COMPLETED and kind == "3xx-6xx" and self._ack is not None:
+        if before is _CI.COMPLETED and kind is _FAIL and self._ack is not None:
             self._send(self._ack)  # the final response was retransmitted: our ACK was lost
         return False
 
@@ -119,55 +137,65 @@ class ClientInviteTransaction(Transaction):
             headers=[("Route", r) for r in req.route],
         )
 
-    def _on_timer(self, name: str, now: float) -> None:
-        if name == "A":
-            self._transition("timer A")
+    def cancelled(self, now: float) -> None:
+        """Our CANCEL for this INVITE went out: if no final response comes within 64*T1, the
+        INVITE is given up (RFC 3261 §9.1) — a ``TransactionTimedOut`` with ``Timer.GIVE_UP``."""
+        if self.state is _CI.PROCEEDING and Timer.GIVE_UP not in self._deadlines:
+            self._start(Timer.GIVE_UP, now, 64 * self.timers.t1)
+
+    def _on_timer(self, timer: Timer, now: float) -> None:
+        if timer is Timer.A:
+            self._transition(TxInput.TIMER_A)
             self._send(self._wire)
-            self._start("A", now, self._intervals.get("A", self.timers.t1) * 2)
-        elif name == "B":
-            self._transition("timer B")
-            self._on_event(TransactionTimedOut(self, "B"))
-            self._finish("timer B")
-        elif name in ("D", "M"):
-            self._transition(f"timer {name}")
-            self._finish(f"timer {name}")
+            self._start(Timer.A, now, self._intervals.get(Timer.A, self.timers.t1) * 2)
+        elif timer in (Timer.B, Timer.GIVE_UP):
+            self._on_event(TransactionTimedOut(self, timer))
+            reason = "timer B" if timer is Timer.B else "cancelled: no final response within 64*T1"
+            self._finish(TIMER_INPUTS[timer], reason)
+        else:  # D, M
+            self._finish(TIMER_INPUTS[timer], f"timer {timer}")
 
 
-class ClientNonInviteTransaction(Transaction):
+class ClientNonInviteTransaction(Transaction[ClientNonInviteState]):
     """A non-INVITE client transaction."""
 
     role = Role.CLIENT
     State = ClientNonInviteState
-    TRANSITIONS: ClassVar[dict[tuple[Any, str], Any]] = {
-        (_CN.TRYING, "1xx"): _CN.PROCEEDING,
-        (_CN.TRYING, "2xx"): _CN.COMPLETED,
-        (_CN.TRYING, "3xx-6xx"): _CN.COMPLETED,
-        (_CN.TRYING, "timer E"): _CN.TRYING,
-        (_CN.TRYING, "timer F"): _CN.TERMINATED,
-        (_CN.TRYING, "transport error"): _CN.TERMINATED,
-        (_CN.PROCEEDING, "1xx"): _CN.PROCEEDING,
-        (_CN.PROCEEDING, "2xx"): _CN.COMPLETED,
-        (_CN.PROCEEDING, "3xx-6xx"): _CN.COMPLETED,
-        (_CN.PROCEEDING, "timer E"): _CN.PROCEEDING,
-        (_CN.PROCEEDING, "timer F"): _CN.TERMINATED,
-        (_CN.PROCEEDING, "transport error"): _CN.TERMINATED,
-        (_CN.COMPLETED, "1xx"): _CN.COMPLETED,
-        (_CN.COMPLETED, "2xx"): _CN.COMPLETED,
-        (_CN.COMPLETED, "3xx-6xx"): _CN.COMPLETED,
-        (_CN.COMPLETED, "timer K"): _CN.TERMINATED,
-    }
+    END = _CN.TERMINATED
+    TRANSITIONS: ClassVar[dict[tuple[ClientNonInviteState, TxInput], ClientNonInviteState]] = (
+        terminating_table(
+            ClientNonInviteState,
+            {
+                (_CN.TRYING, _1XX): _CN.PROCEEDING,
+                (_CN.TRYING, _2XX): _CN.COMPLETED,
+                (_CN.TRYING, _FAIL): _CN.COMPLETED,
+                (_CN.TRYING, TxInput.TIMER_E): _CN.TRYING,
+                (_CN.TRYING, TxInput.TIMER_F): _CN.TERMINATED,
+                (_CN.TRYING, _TERR): _CN.TERMINATED,
+                (_CN.PROCEEDING, _1XX): _CN.PROCEEDING,
+                (_CN.PROCEEDING, _2XX): _CN.COMPLETED,
+                (_CN.PROCEEDING, _FAIL): _CN.COMPLETED,
+                (_CN.PROCEEDING, TxInput.TIMER_E): _CN.PROCEEDING,
+                (_CN.PROCEEDING, TxInput.TIMER_F): _CN.TERMINATED,
+                (_CN.PROCEEDING, _TERR): _CN.TERMINATED,
+                (_CN.COMPLETED, _1XX): _CN.COMPLETED,
+                (_CN.COMPLETED, _2XX): _CN.COMPLETED,
+                (_CN.COMPLETED, _FAIL): _CN.COMPLETED,
+                (_CN.COMPLETED, TxInput.TIMER_K): _CN.TERMINATED,
+            },
+        )
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.state = _CN.TRYING
+        super().__init__(*args, state=_CN.TRYING, **kwargs)
         self._wire = self._keep(self.request.serialize())
 
     def start(self, now: float) -> None:
         """Send the request and arm Timers E (UDP) and F."""
         self._send(self._wire)
         if not self.reliable:
-            self._start("E", now, self.timers.t1)
-        self._start("F", now, self.timers.f)
+            self._start(Timer.E, now, self.timers.t1)
+        self._start(Timer.F, now, self.timers.f)
 
     def receive(self, response: Response, now: float) -> bool:
         """Feed a matched response; True if it went to the transaction user."""
@@ -176,25 +204,22 @@ class ClientNonInviteTransaction(Transaction):
         self._transition(kind)
         if before is _CN.COMPLETED:
             return False  # retransmission of the final response: absorbed
-        if kind != "1xx":
-            self._stop("E", "F")
-            self._start("K", now, self.timers.k(self.reliable))
+        if kind is not _1XX:
+            self._stop(Timer.E, Timer.F)
+            self._start(Timer.K, now, self.timers.k(self.reliable))
         self._on_event(ResponseReceived(self, response))
         return True
 
-    def _on_timer(self, name: str, now: float) -> None:
-        if name == "E":
-            self._transition("timer E")
+    def _on_timer(self, timer: Timer, now: float) -> None:
+        if timer is Timer.E:
+            self._transition(TxInput.TIMER_E)
             self._send(self._wire)
             if self.state is _CN.PROCEEDING:
                 interval = self.timers.t2
             else:
-                interval = min(self._intervals.get("E", self.timers.t1) * 2, self.timers.t2)
-            self._start("E", now, interval)
-        elif name == "F":
-            self._transition("timer F")
-            self._on_event(TransactionTimedOut(self, "F"))
-            self._finish("timer F")
-        elif name == "K":
-            self._transition("timer K")
-            self._finish("timer K")
+                interval = min(self._intervals.get(Timer.E, self.timers.t1) * 2, self.timers.t2)
+            self._start(Timer.E, now, interval)
+        else:  # F, K
+            if timer is Timer.F:
+                self._on_event(TransactionTimedOut(self, timer))
+            self._finish(TIMER_INPUTS[timer], f"timer {timer}")

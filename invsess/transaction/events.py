@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from invsess.sip import Request, Response
 
 if TYPE_CHECKING:
-    from invsess.transaction.base import Address, Transaction
+    from invsess.address import Address
+    from invsess.transaction.base import Timer, Transaction
     from invsess.transaction.server import ServerInviteTransaction, ServerTransaction
 
 
@@ -20,7 +21,7 @@ class RequestReceived:
     The request lives in the transaction's pool: valid until the transaction terminates.
     """
 
-    transaction: ServerTransaction
+    transaction: ServerTransaction[Any]
     request: Request
     source: Address
 
@@ -32,7 +33,7 @@ class ResponseReceived:
     The response is valid until the next ``Endpoint.next_event()`` call.
     """
 
-    transaction: Transaction
+    transaction: Transaction[Any]
     response: Response
 
 
@@ -47,17 +48,18 @@ class AckReceived:
 
 @attrs.frozen
 class TransactionTimedOut:
-    """Timer B, F or H fired: the peer never answered (or never acknowledged)."""
+    """Timer B, F or H fired: the peer never answered (or never acknowledged); or, for an INVITE
+    we CANCELled, no final response came within 64*T1 (``Timer.GIVE_UP``, RFC 3261 §9.1)."""
 
-    transaction: Transaction
-    timer: str
+    transaction: Transaction[Any]
+    timer: Timer
 
 
 @attrs.frozen
 class TransactionTerminated:
     """The transaction is gone and its pool released."""
 
-    transaction: Transaction
+    transaction: Transaction[Any]
     reason: str
 
 

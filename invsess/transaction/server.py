@@ -11,10 +11,20 @@ from __future__ import annotations
 import enum
 from typing import Any, ClassVar
 
+from invsess.address import Address
 from invsess.memory import Buffer
 from invsess.sip import Request, Response, make_response
 from invsess.sip.errors import LocalProtocolError
-from invsess.transaction.base import Address, Role, Transaction, response_kind
+from invsess.transaction.base import (
+    TIMER_INPUTS,
+    Role,
+    StateT,
+    Timer,
+    Transaction,
+    TxInput,
+    response_kind,
+    terminating_table,
+)
 from invsess.transaction.events import AckReceived, TransactionTimedOut
 
 
@@ -41,7 +51,11 @@ _SI = ServerInviteState
 _SN = ServerNonInviteState
 
 
-class ServerTransaction(Transaction):
+_S1, _S2, _SF = TxInput.SEND_1XX, TxInput.SEND_2XX, TxInput.SEND_FAILURE
+_REQ, _ACK, _TERR = TxInput.REQUEST, TxInput.ACK, TxInput.TRANSPORT_ERROR
+
+
+class ServerTransaction(Transaction[StateT]):
     """What both server machines share: the response destination and the last response."""
 
     role = Role.SERVER
@@ -69,54 +83,57 @@ class ServerTransaction(Transaction):
         if self._last is not None:
             self._send(self._last, self.response_destination)
 
-    def _accept_response(self, response: Response) -> str:
+    def _accept_response(self, response: Response) -> TxInput:
         """Check a response from the transaction user and take its transition; returns its kind."""
         mine = self.request.cseq
         if response.cseq is None or mine is None or response.cseq.number != mine.number:
             raise LocalProtocolError("the response's CSeq does not match the request")
-        kind = response_kind(response)
-        if (self.state, f"send {kind}") not in self.TRANSITIONS:
+        kind = response_kind(response, sent=True)
+        if not self.can(kind):  # the application's misuse, not our bug: it chose the response
             raise LocalProtocolError(f"cannot send a {response.status_code} in state {self.state.name}")
-        self._transition(f"send {kind}")
+        self._transition(kind)
         return kind
 
 
-class ServerInviteTransaction(ServerTransaction):
+class ServerInviteTransaction(ServerTransaction[ServerInviteState]):
     """The INVITE server transaction."""
 
     State = ServerInviteState
-    TRANSITIONS: ClassVar[dict[tuple[Any, str], Any]] = {
-        (_SI.PROCEEDING, "request"): _SI.PROCEEDING,
-        (_SI.PROCEEDING, "send 1xx"): _SI.PROCEEDING,
-        (_SI.PROCEEDING, "send 2xx"): _SI.ACCEPTED,
-        (_SI.PROCEEDING, "send 3xx-6xx"): _SI.COMPLETED,
-        (_SI.PROCEEDING, "timer 100"): _SI.PROCEEDING,
-        (_SI.PROCEEDING, "transport error"): _SI.TERMINATED,
-        (_SI.ACCEPTED, "request"): _SI.ACCEPTED,
-        (_SI.ACCEPTED, "send 2xx"): _SI.ACCEPTED,  # the TU retransmits its 2xx through us
-        (_SI.ACCEPTED, "ACK"): _SI.ACCEPTED,
-        (_SI.ACCEPTED, "timer L"): _SI.TERMINATED,
-        (_SI.ACCEPTED, "transport error"): _SI.ACCEPTED,  # the TU owns 2xx delivery
-        (_SI.COMPLETED, "request"): _SI.COMPLETED,
-        (_SI.COMPLETED, "ACK"): _SI.CONFIRMED,
-        (_SI.COMPLETED, "timer G"): _SI.COMPLETED,
-        (_SI.COMPLETED, "timer H"): _SI.TERMINATED,
-        (_SI.COMPLETED, "transport error"): _SI.TERMINATED,
-        (_SI.CONFIRMED, "request"): _SI.CONFIRMED,
-        (_SI.CONFIRMED, "ACK"): _SI.CONFIRMED,
-        (_SI.CONFIRMED, "timer I"): _SI.TERMINATED,
-    }
+    END = _SI.TERMINATED
+    TRANSITIONS: ClassVar[dict[tuple[ServerInviteState, TxInput], ServerInviteState]] = terminating_table(
+        ServerInviteState,
+        {
+            (_SI.PROCEEDING, _REQ): _SI.PROCEEDING,
+            (_SI.PROCEEDING, _S1): _SI.PROCEEDING,
+            (_SI.PROCEEDING, _S2): _SI.ACCEPTED,
+            (_SI.PROCEEDING, _SF): _SI.COMPLETED,
+            (_SI.PROCEEDING, TxInput.TIMER_TRYING): _SI.PROCEEDING,
+            (_SI.PROCEEDING, _TERR): _SI.TERMINATED,
+            (_SI.ACCEPTED, _REQ): _SI.ACCEPTED,
+            (_SI.ACCEPTED, _S2): _SI.ACCEPTED,  # the TU retransmits its 2xx through us
+            (_SI.ACCEPTED, _ACK): _SI.ACCEPTED,
+            (_SI.ACCEPTED, TxInput.TIMER_L): _SI.TERMINATED,
+            (_SI.ACCEPTED, _TERR): _SI.ACCEPTED,  # the TU owns 2xx delivery
+            (_SI.COMPLETED, _REQ): _SI.COMPLETED,
+            (_SI.COMPLETED, _ACK): _SI.CONFIRMED,
+            (_SI.COMPLETED, TxInput.TIMER_G): _SI.COMPLETED,
+            (_SI.COMPLETED, TxInput.TIMER_H): _SI.TERMINATED,
+            (_SI.COMPLETED, _TERR): _SI.TERMINATED,
+            (_SI.CONFIRMED, _REQ): _SI.CONFIRMED,
+            (_SI.CONFIRMED, _ACK): _SI.CONFIRMED,
+            (_SI.CONFIRMED, TxInput.TIMER_I): _SI.TERMINATED,
+        },
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.state = _SI.PROCEEDING
+        super().__init__(*args, state=_SI.PROCEEDING, **kwargs)
 
     def start(self, now: float) -> None:
         """Arm the 100 Trying timer (the TU may answer before it fires)."""
         if self.timers.trying_delay == 0:
             self._send_trying()
         else:
-            self._start("100", now, self.timers.trying_delay)
+            self._start(Timer.TRYING, now, self.timers.trying_delay)
 
     def _send_trying(self) -> None:
         self._send_response(make_response(self.request, 100))
@@ -124,74 +141,76 @@ class ServerInviteTransaction(ServerTransaction):
     def respond(self, response: Response, now: float) -> None:
         """Send a response from the transaction user."""
         kind = self._accept_response(response)
-        self._stop("100")
+        self._stop(Timer.TRYING)
         self._send_response(response)
-        if kind == "2xx":
-            if "L" not in self._deadlines:
-                self._start("L", now, self.timers.l)
-        elif kind == "3xx-6xx":
+        if kind is _S2:
+            if Timer.L not in self._deadlines:
+                self._start(Timer.L, now, self.timers.l)
+        elif kind is _SF:
             if not self.reliable:
-                self._start("G", now, self.timers.t1)
-            self._start("H", now, self.timers.h)
+                self._start(Timer.G, now, self.timers.t1)
+            self._start(Timer.H, now, self.timers.h)
 
     def receive_request(self, request: Request, source: Address, now: float) -> None:
         """A retransmission of the INVITE, or the ACK for our final response."""
         if request.method == "ACK":
-            if (self.state, "ACK") not in self.TRANSITIONS:
+            if not self.can(_ACK):
                 return  # an ACK before any final response: nothing to acknowledge, dropped
             before = self.state
-            self._transition("ACK")
+            self._transition(_ACK)
             if before is _SI.COMPLETED:
-                self._stop("G", "H")
-                self._start("I", now, self.timers.i(self.reliable))
+                self._stop(Timer.G, Timer.H)
+                self._start(Timer.I, now, self.timers.i(self.reliable))
             elif self.state is _SI.ACCEPTED:
                 self._on_event(AckReceived(request, source, self))
             return
-        self._transition("request")
+        self._transition(_REQ)
         if self.state in (_SI.PROCEEDING, _SI.COMPLETED):
             self._resend_last()
 
-    def _on_timer(self, name: str, now: float) -> None:
-        if name == "100":
-            self._transition("timer 100")
+    def _on_timer(self, timer: Timer, now: float) -> None:
+        if timer is Timer.TRYING:
+            self._transition(TxInput.TIMER_TRYING)
             if self._last is None:
                 self._send_trying()
-        elif name == "G":
-            self._transition("timer G")
+        elif timer is Timer.G:
+            self._transition(TxInput.TIMER_G)
             self._resend_last()
-            self._start("G", now, min(self._intervals.get("G", self.timers.t1) * 2, self.timers.t2))
-        elif name == "H":
-            self._transition("timer H")
-            self._on_event(TransactionTimedOut(self, "H"))
-            self._finish("timer H")
-        elif name in ("I", "L"):
-            self._transition(f"timer {name}")
-            self._finish(f"timer {name}")
+            self._start(Timer.G, now, min(self._intervals.get(Timer.G, self.timers.t1) * 2, self.timers.t2))
+        else:  # H, I, L
+            if timer is Timer.H:
+                self._on_event(TransactionTimedOut(self, timer))
+            self._finish(TIMER_INPUTS[timer], f"timer {timer}")
 
 
-class ServerNonInviteTransaction(ServerTransaction):
+class ServerNonInviteTransaction(ServerTransaction[ServerNonInviteState]):
     """A non-INVITE server transaction."""
 
     State = ServerNonInviteState
-    TRANSITIONS: ClassVar[dict[tuple[Any, str], Any]] = {
-        (_SN.TRYING, "request"): _SN.TRYING,
-        (_SN.TRYING, "send 1xx"): _SN.PROCEEDING,
-        (_SN.TRYING, "send 2xx"): _SN.COMPLETED,
-        (_SN.TRYING, "send 3xx-6xx"): _SN.COMPLETED,
-        (_SN.TRYING, "transport error"): _SN.TERMINATED,
-        (_SN.PROCEEDING, "request"): _SN.PROCEEDING,
-        (_SN.PROCEEDING, "send 1xx"): _SN.PROCEEDING,
-        (_SN.PROCEEDING, "send 2xx"): _SN.COMPLETED,
-        (_SN.PROCEEDING, "send 3xx-6xx"): _SN.COMPLETED,
-        (_SN.PROCEEDING, "transport error"): _SN.TERMINATED,
-        (_SN.COMPLETED, "request"): _SN.COMPLETED,
-        (_SN.COMPLETED, "timer J"): _SN.TERMINATED,
-        (_SN.COMPLETED, "transport error"): _SN.TERMINATED,
-    }
+    END = _SN.TERMINATED
+    TRANSITIONS: ClassVar[dict[tuple[ServerNonInviteState, TxInput], ServerNonInviteState]] = (
+        terminating_table(
+            ServerNonInviteState,
+            {
+                (_SN.TRYING, _REQ): _SN.TRYING,
+                (_SN.TRYING, _S1): _SN.PROCEEDING,
+                (_SN.TRYING, _S2): _SN.COMPLETED,
+                (_SN.TRYING, _SF): _SN.COMPLETED,
+                (_SN.TRYING, _TERR): _SN.TERMINATED,
+                (_SN.PROCEEDING, _REQ): _SN.PROCEEDING,
+                (_SN.PROCEEDING, _S1): _SN.PROCEEDING,
+                (_SN.PROCEEDING, _S2): _SN.COMPLETED,
+                (_SN.PROCEEDING, _SF): _SN.COMPLETED,
+                (_SN.PROCEEDING, _TERR): _SN.TERMINATED,
+                (_SN.COMPLETED, _REQ): _SN.COMPLETED,
+                (_SN.COMPLETED, TxInput.TIMER_J): _SN.TERMINATED,
+                (_SN.COMPLETED, _TERR): _SN.TERMINATED,
+            },
+        )
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.state = _SN.TRYING
+        super().__init__(*args, state=_SN.TRYING, **kwargs)
 
     def start(self, now: float) -> None:
         """Nothing to arm until the transaction user answers."""
@@ -200,15 +219,13 @@ class ServerNonInviteTransaction(ServerTransaction):
         """Send a response from the transaction user."""
         kind = self._accept_response(response)
         self._send_response(response)
-        if kind != "1xx":
-            self._start("J", now, self.timers.j if not self.reliable else 0.0)
+        if kind is not _S1:
+            self._start(Timer.J, now, self.timers.j if not self.reliable else 0.0)
 
     def receive_request(self, request: Request, source: Address, now: float) -> None:
         """A retransmission: answer with the last response, if any."""
-        self._transition("request")
+        self._transition(_REQ)
         self._resend_last()
 
-    def _on_timer(self, name: str, now: float) -> None:
-        if name == "J":
-            self._transition("timer J")
-            self._finish("timer J")
+    def _on_timer(self, timer: Timer, now: float) -> None:
+        self._finish(TIMER_INPUTS[timer], f"timer {timer}")  # J, the only one

@@ -1,0 +1,185 @@
+"""What a session may use of the layer it lives in: settings, the endpoint, routes and events.
+
+The :class:`SessionContext` is the one object every :class:`~invsess.inv.session.InviteSession`
+of a layer points to. It holds the routing tables the layer dispatches with — dialog id ->
+session, transaction -> (session, :class:`Purpose`) — and the deadline heap of the sessions'
+timers, so that a packet or a timer touches only the session it concerns (never every one).
+
+Routes and heap entries refer to a session through its :class:`SessionHandle`, never directly:
+a session's memory goes with its dialog's pool, while a transaction or a heap entry may outlive
+it. Releasing a session empties its handle (O(1)); whatever finds an empty handle later knows
+the session is gone without touching freed memory.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from invsess.address import uri_host
+from invsess.dialog import Dialog, DialogId, DialogRole
+from invsess.endpoint import Endpoint
+from invsess.inv.events import SessionEvent
+from invsess.inv.settings import LayerSettings
+from invsess.sdp import SdpNegotiator, SessionDescription
+from invsess.sip import NameAddress, parse_uri
+
+if TYPE_CHECKING:
+    from invsess.inv.session import InviteSession
+    from invsess.transaction import Transaction
+
+
+class Purpose(enum.Enum):
+    """What a transaction tracked by the layer does for its session."""
+
+    INVITE = "INVITE"  # the initial INVITE, either way
+    REINVITE = "re-INVITE"  # ours
+    UPDATE = "UPDATE"  # ours
+    BYE = "BYE"  # ours
+    CANCEL = "CANCEL"  # ours
+    PRACK = "PRACK"  # ours
+    FORK_BYE = "BYE of a fork"  # the BYE ending a second fork's 2xx (no session of its own)
+    RECEIVED = "received"  # a request of the peer inside the dialog (it keeps the dialog alive)
+
+
+class SessionHandle:
+    """The layer's reference to one session; emptied (``session = None``) when it is released.
+
+    ``deadline`` is the session's timer as last pushed on the heap: a heap entry whose deadline
+    differs is stale and skipped (lazy invalidation).
+    """
+
+    __slots__ = ("deadline", "session")
+
+    def __init__(self, session: InviteSession) -> None:
+        self.session: InviteSession | None = session
+        self.deadline: float | None = None
+
+
+@attrs.define(slots=True)
+class Route:
+    """A transaction the layer tracks: for which session (if still there), why, and which
+    dialog it keeps alive while it runs (the dialog's transaction count)."""
+
+    handle: SessionHandle | None
+    purpose: Purpose
+    dialog: Dialog
+
+
+class SessionContext:
+    """The layer's state that sessions use; see the module docstring."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        local_sdp: SessionDescription,
+        settings: LayerSettings,
+        session_class: type[InviteSession],
+    ) -> None:
+        self.endpoint = endpoint
+        self.session_class = session_class
+        self.local_sdp = local_sdp
+        self.settings = settings
+        self.random = random.Random(endpoint.config.seed)  # noqa: S311 - back-off jitter, seeded for replay
+        self.routes: dict[Transaction[Any], Route] = {}
+        self.dialogs: dict[DialogId, SessionHandle] = {}
+        self.handles: dict[SessionHandle, None] = {}  # live sessions, in creation order
+        self.events: deque[tuple[SessionEvent, Callable[[], None] | None]] = deque()
+        self._heap: list[tuple[float, int, SessionHandle]] = []
+        self._serial = 0
+        self._contacts: dict[tuple[str, tuple[str, int]], NameAddress] = {}
+
+    def new_session(self, dialog: Dialog) -> InviteSession:
+        """A session allocated from ``dialog``'s pool, holding a dialog session count and its
+        own internal reference; reachable by dialog id once the dialog has its remote tag."""
+        negotiator = SdpNegotiator(self.local_sdp, self.endpoint.factory, name=f"sdp-{dialog.call_id}")
+        session = dialog.pool.alloc(self.session_class, self, dialog, negotiator)
+        dialog.add_ref("inv-session")
+        session.add_ref("inv-session")
+        self.handles[session.handle] = None
+        if dialog.remote_tag or dialog.role is DialogRole.UAS:
+            self.route_dialog(session)
+        return session
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def track(
+        self, tx: Transaction[Any], session: InviteSession | None, purpose: Purpose, dialog: Dialog
+    ) -> None:
+        """Route ``tx``'s events to ``session`` for ``purpose``; it keeps ``dialog`` alive."""
+        self.routes[tx] = Route(session.handle if session is not None else None, purpose, dialog)
+        dialog.inc_tsx()
+
+    def route_dialog(self, session: InviteSession) -> None:
+        """In-dialog requests for the session's dialog id reach it from now on."""
+        self.dialogs[session.dialog.id] = session.handle
+        self.endpoint.register_dialog(session.dialog.id)
+
+    def unroute_dialog(self, session: InviteSession) -> None:
+        """In-dialog requests for the session's dialog id get 481 again."""
+        dialog_id = session.dialog.id
+        if self.dialogs.get(dialog_id) is session.handle:
+            del self.dialogs[dialog_id]
+        self.endpoint.unregister_dialog(dialog_id)
+
+    def emit(self, event: SessionEvent, after: Callable[[], None] | None = None) -> None:
+        """Queue ``event`` for the application; ``after`` runs once it has been read."""
+        self.events.append((event, after))
+
+    # -- timers ------------------------------------------------------------------------------
+
+    def arm(self, session: InviteSession) -> None:
+        """Push the session's next deadline on the heap, if it changed (after any call into it)."""
+        handle = session.handle
+        deadline = session.next_deadline()
+        if deadline != handle.deadline:
+            handle.deadline = deadline
+            if deadline is not None:
+                self._serial += 1
+                heapq.heappush(self._heap, (deadline, self._serial, handle))
+
+    def next_deadline(self) -> float | None:
+        """The earliest live session deadline (stale heap entries are dropped on the way)."""
+        heap = self._heap
+        while heap:
+            deadline, _, handle = heap[0]
+            if handle.session is None or handle.deadline != deadline:
+                heapq.heappop(heap)
+                continue
+            return deadline
+        return None
+
+    def due(self, now: float) -> list[InviteSession]:
+        """Pop the sessions whose deadline is ``now`` or earlier (each once)."""
+        heap = self._heap
+        out: list[InviteSession] = []
+        while heap and heap[0][0] <= now:
+            deadline, _, handle = heapq.heappop(heap)
+            if handle.session is not None and handle.deadline == deadline:
+                handle.deadline = None  # re-armed after it has run
+                out.append(handle.session)
+        return out
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def contact(self, transport: str) -> NameAddress:
+        """Our Contact for ``transport``: one (immutable) object per listener, which every
+        dialog shares rather than each keeping a copy."""
+        transport = transport.lower()
+        listener = self.endpoint.listeners.get(transport, ("127.0.0.1", 5060))
+        contact = self._contacts.get((transport, listener))
+        if contact is None:
+            host, port = listener
+            param = "" if transport == "udp" else f";transport={transport}"
+            contact = NameAddress(parse_uri(f"sip:{self.settings.user}@{uri_host(host)}:{port}{param}"))
+            self._contacts[(transport, listener)] = contact
+        return contact
+
+
+__all__ = ["Purpose", "Route", "SessionContext", "SessionHandle"]

@@ -1,0 +1,54 @@
+"""How a session layer behaves: who it is, and the SIP extensions it uses.
+
+Settings are values (frozen attrs) shared by every session of a layer; the option tags they
+imply (:func:`option_tags`) are what the layer's endpoint must support and what Supported says.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from invsess.inv.timer import TimerSettings
+
+
+class Rel100(enum.Enum):
+    """How a user agent treats 100rel: ``SUPPORTED`` uses it when the peer offers it too."""
+
+    OFF = "off"
+    SUPPORTED = "supported"
+    REQUIRED = "required"
+
+
+def option_tags(timer: TimerSettings | None, rel100: Rel100 | str) -> tuple[str, ...]:
+    """The option tags a session layer with these settings implements: what its endpoint's
+    ``supported`` must list (and "100rel" among them means PRACK must be allowed too)."""
+    return (
+        *(("100rel",) if Rel100(rel100) is not Rel100.OFF else ()),
+        *(("timer",) if timer is not None else ()),
+    )
+
+
+@attrs.frozen
+class LayerSettings:
+    """How a layer's sessions behave.
+
+    ``user`` is the user part of our Contact and From. ``timer`` turns on session timers
+    (RFC 4028) with those settings; ``rel100`` is "off", "supported" (reliable 1xx when the peer
+    supports them too) or "required"; ``keep_forks`` keeps the 2xx of a second fork as a call of
+    its own instead of ending it with BYE.
+    """
+
+    user: str = "invsess"
+    timer: TimerSettings | None = None
+    rel100: Rel100 = attrs.field(default=Rel100.OFF, converter=Rel100)
+    keep_forks: bool = False
+
+    @property
+    def supported(self) -> tuple[str, ...]:
+        """The option tags these settings implement (what Supported lists)."""
+        return option_tags(self.timer, self.rel100)
+
+
+__all__ = ["LayerSettings", "Rel100", "option_tags"]

@@ -1,0 +1,448 @@
+"""The caller's side of a session: the INVITE we send, its responses, ACK, CANCEL and forks.
+
+:func:`place_call` builds and sends the INVITE. :class:`UacInvite` follows its responses: the
+early dialogs (ours, and those of other forks, RFC 3261 §13.2.2.4, each PRACKed in its own
+dialog when it sends reliable provisionals), the 2xx and its ACK (sent again for each
+retransmitted 2xx), the answer or late offer in it, a 422 asking for a longer session timer
+(the INVITE is sent again, RFC 4028 §7.3), and the end of the setup. A CANCEL waits for a
+provisional response (§9.1); the INVITE client transaction gives up 64*T1 after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from invsess.address import Address, is_ip, uri_host
+from invsess.dialog import Dialog, DialogState
+from invsess.inv.context import Purpose
+from invsess.inv.events import ForkedCall
+from invsess.inv.prack import ReliableReceiver, is_reliable
+from invsess.inv.settings import Rel100
+from invsess.inv.states import InviteState, SessionInput
+from invsess.inv.timer import SessionTimer
+from invsess.sdp import NegotiatorState, SdpNegotiationError, parse_sdp
+from invsess.sip import (
+    CSeq,
+    LocalProtocolError,
+    NameAddress,
+    ParseError,
+    RemoteProtocolError,
+    Request,
+    Response,
+    make_request,
+    parse_uri,
+)
+from invsess.transaction import ClientInviteTransaction, Timer
+
+if TYPE_CHECKING:
+    from invsess.inv.context import SessionContext
+    from invsess.inv.session import InviteSession
+    from invsess.transaction import Transaction
+
+SDP = "application/sdp"
+#: An ACK ready to be sent again: (bytes, destination, transport).
+SentAck = tuple[bytes, Address, str]
+
+
+def place_call(
+    ctx: SessionContext,
+    target: str,
+    *,
+    destination: Address,
+    now: float,
+    transport: str = "udp",
+    from_uri: str | None = None,
+    with_offer: bool = True,
+) -> InviteSession:
+    """A new session and its INVITE, with our offer (or none, for a late offer), sent."""
+    endpoint, settings = ctx.endpoint, ctx.settings
+    host, port = endpoint.listeners.get(transport.lower(), ("127.0.0.1", 5060))
+    local = from_uri or f"sip:{settings.user}@{uri_host(host)}:{port}"
+    request = make_request(
+        "INVITE",
+        target,
+        via=endpoint.via(transport),
+        from_=NameAddress(parse_uri(local), None, (("tag", endpoint.new_tag()),)),
+        to=NameAddress(parse_uri(target)),
+        call_id=f"{endpoint.new_tag()}{endpoint.new_tag()}@{host}",
+        cseq=1,
+        contact=ctx.contact(transport),
+    )
+    dialog = Dialog.create_uac_initial(endpoint.factory, request, transport=transport)
+    session = ctx.new_session(dialog)
+    session.uac = uac = UacInvite()
+    if settings.rel100 is not Rel100.OFF:
+        session.rel_receiver = ReliableReceiver()
+    if settings.timer is not None:
+        session.timer = SessionTimer(settings.timer)
+    for name, value in invite_headers(session):
+        request.headers.add(name, value)
+    if with_offer:
+        request.body = session.negotiator.create_offer().serialize()
+        request.headers.set("Content-Type", SDP)
+    uac.send_invite(session, request, destination, transport, now)
+    session.process(SessionInput.SEND_INVITE, now)
+    return session
+
+
+def invite_headers(session: InviteSession) -> list[tuple[str, object]]:
+    """Allow, Supported, Require and the session timer of an initial INVITE."""
+    settings = session.ctx.settings
+    timer = settings.timer
+    required = [
+        *(["100rel"] if settings.rel100 is Rel100.REQUIRED else []),
+        *(["timer"] if timer is not None and timer.required else []),
+    ]
+    headers: list[tuple[str, object]] = [("Allow", session.ctx.endpoint.config.allow_header)]
+    if settings.supported:
+        headers.append(("Supported", ", ".join(settings.supported)))
+    if required:
+        headers.append(("Require", ", ".join(required)))
+    if session.timer is not None:
+        headers += session.timer.request_headers()
+    return headers
+
+
+@attrs.define(slots=True)
+class UacInvite:
+    """The INVITE we sent; see the module docstring."""
+
+    provisional_seen: bool = False
+    cancel_pending: bool = False  # hung up before any provisional: CANCEL when one comes
+    cancel_sent: bool = False  # one CANCEL per INVITE: hanging up again changes nothing
+    #: Our ACK for the 2xx, sent again for each retransmission of it (while the INVITE lasts).
+    ack: bytes | None = None
+    #: Early dialogs of other forks, by To tag.
+    forks: dict[str, Dialog] = attrs.field(factory=dict)
+    #: The ACK sent for each other fork's 2xx, by To tag.
+    fork_acks: dict[str, SentAck] = attrs.field(factory=dict)
+
+    def send_invite(
+        self, session: InviteSession, request: Request, destination: Address, transport: str, now: float
+    ) -> None:
+        """Send ``request`` (the INVITE, or the same INVITE again after a 422)."""
+        ctx = session.ctx
+        tx = ctx.endpoint.send_request(request, destination, transport, now)
+        if not isinstance(tx, ClientInviteTransaction):  # pragma: no cover - an INVITE makes one
+            raise TypeError("send_request of an INVITE must give an INVITE client transaction")
+        session.invite_tx = tx
+        session.peer = destination
+        ctx.track(tx, session, Purpose.INVITE, session.dialog)
+
+    # -- responses ---------------------------------------------------------------------------
+
+    def on_response(
+        self, session: InviteSession, tx: Transaction[Any], response: Response, now: float
+    ) -> None:
+        """A response to our INVITE."""
+        if tx is not session.invite_tx:
+            return  # the INVITE a 422 made us send again has taken over
+        code = response.status_code
+        with contextlib.suppress(ParseError):  # an unreadable Allow tells us nothing
+            session.peer_allow = tuple(m.upper() for m in response.allow) or session.peer_allow
+        if 200 <= code < 300:
+            self._on_2xx(session, tx, response, now)
+        elif session.state is InviteState.DISCONNECTED:
+            return  # ended already (a provisional after our CANCEL, say): nothing to do
+        elif code < 200:
+            self._on_1xx(session, tx, response, now)
+        elif not (code == 422 and self._retry_422(session, tx, response, now)):
+            session.end(SessionInput.INVITE_FAILED, code, now)
+
+    def _on_1xx(self, session: InviteSession, tx: Transaction[Any], response: Response, now: float) -> None:
+        self.provisional_seen = True
+        to_tag = response.to.tag if response.to else None
+        code = response.status_code
+        leg = self._early_leg(session, tx, response) if to_tag and code > 100 else None
+        if leg is not None and session.rel_receiver is not None and is_reliable(response):
+            session.rel_receiver.on_1xx(session, leg, tx, response, now)
+        if code > 100 and to_tag:
+            session.process(SessionInput.RECV_1XX, now)
+        if self.cancel_pending:
+            self.cancel_pending = False
+            self.send_cancel(session, now)
+
+    def _on_2xx(self, session: InviteSession, tx: Transaction[Any], response: Response, now: float) -> None:
+        dialog = session.dialog
+        to_tag = response.to.tag if response.to else None
+        if dialog.state is not DialogState.NULL and to_tag and to_tag != dialog.remote_tag:
+            if dialog.state is not DialogState.EARLY or session.state not in (
+                InviteState.CALLING,
+                InviteState.EARLY,
+            ):
+                self._fork_2xx(session, tx, response, now)
+                return
+            # Rung at one fork, answered at another: the session goes on with the one that answered.
+            session.ctx.unroute_dialog(session)
+            dialog.adopt(response)
+            session.ctx.route_dialog(session)
+        elif session.state in (InviteState.CONFIRMED, InviteState.DISCONNECTED):
+            if self.ack is not None:  # a retransmitted 2xx: our ACK was lost
+                host, port, transport = session.next_hop()
+                session.ctx.endpoint.send_stateless_bytes(self.ack, (host, port), transport)
+            return
+        elif dialog.state is DialogState.NULL:
+            dialog.establish(response)
+            session.ctx.route_dialog(session)
+        else:
+            dialog.confirm(response)
+        self.release_forks()  # RFC 3261 §13.2.2.4: the other early dialogs are over
+        answer = self._negotiate(session, response)
+        session.process(SessionInput.RECV_2XX, now)
+        self.send_ack(session, tx, answer)
+        session.process(SessionInput.SEND_ACK, now)
+        if not session.early_sdp:  # else agreed at the reliable 1xx already
+            session.media_updated()
+        if session.timer is not None:
+            session.timer.restart(session.timer.granted(response), now)
+        if session.cause == 488:
+            session.send_bye(now)
+        elif self.cancel_pending or session.bye_pending:
+            self.cancel_pending = session.bye_pending = False
+            session.send_bye(now)
+
+    @staticmethod
+    def _negotiate(session: InviteSession, response: Response) -> bytes | None:
+        """Negotiate with a 2xx; returns our answer when the 2xx carried the (late) offer."""
+        neg = session.negotiator
+        if session.early_sdp:
+            return None  # done in a reliable 1xx and its PRACK: an SDP in the 2xx repeats it
+        if not response.body:
+            if neg.state is NegotiatorState.LOCAL_OFFER:
+                neg.cancel_offer()
+                session.cause = 488  # an offer went unanswered: nothing to talk over
+            return None
+        try:
+            sdp = parse_sdp(response.body)
+            if neg.state is NegotiatorState.LOCAL_OFFER:
+                neg.receive_answer(sdp)
+                neg.negotiate()
+                return None
+            neg.receive_offer(sdp)
+            return neg.create_answer().serialize()
+        except (ParseError, SdpNegotiationError):
+            session.cause = 488
+            return None
+
+    def send_ack(self, session: InviteSession, tx: Transaction[Any], body: bytes | None) -> None:
+        """The ACK of a 2xx to the INVITE (carrying our answer to a late offer), kept for resending."""
+        endpoint = session.ctx.endpoint
+        host, port, transport = session.next_hop()
+        cseq = tx.request.cseq.number if tx.request.cseq else 1
+        ack = session.dialog.create_request(
+            "ACK",
+            via=endpoint.via(transport),
+            cseq=cseq,
+            body=body or b"",
+            content_type=SDP if body else None,
+        )
+        self.ack = ack.serialize()
+        endpoint.send_stateless_bytes(self.ack, (host, port), transport)
+
+    def on_timeout(self, session: InviteSession, timer: Timer, now: float) -> None:
+        """No final response: Timer B (408), or none 64*T1 after our CANCEL (487, §9.1)."""
+        session.end(SessionInput.INVITE_FAILED, 487 if timer is Timer.GIVE_UP else 408, now)
+
+    def invite_terminated(self, session: InviteSession, now: float) -> None:
+        """The INVITE transaction is gone: no 2xx can come any more, so the ACKs kept for its
+        retransmissions go; a setup still without a usable final response ends now."""
+        self.ack = None
+        self.fork_acks.clear()
+        if session.state in (InviteState.CALLING, InviteState.EARLY):
+            session.log.warning("INVITE transaction ended without a usable final response")
+            session.end(SessionInput.INVITE_FAILED, 408, now)
+
+    # -- hanging up --------------------------------------------------------------------------
+
+    def hangup(self, session: InviteSession, now: float) -> None:
+        """CANCEL the INVITE — once a provisional response came (RFC 3261 §9.1)."""
+        if self.provisional_seen:
+            self.send_cancel(session, now)
+        else:
+            self.cancel_pending = True
+
+    def send_cancel(self, session: InviteSession, now: float) -> None:
+        """CANCEL the INVITE (once); the transaction gives it up 64*T1 later without an answer."""
+        tx = session.invite_tx
+        if self.cancel_sent or not isinstance(tx, ClientInviteTransaction) or tx.terminated:
+            return
+        self.cancel_sent = True
+        invite = tx.request
+        if (
+            invite.from_ is None
+            or invite.to is None
+            or invite.call_id is None
+            or invite.cseq is None
+            or invite.top_via is None
+        ):
+            return
+        cancel = make_request(
+            "CANCEL",
+            invite.uri,
+            via=invite.top_via,
+            from_=invite.from_,
+            to=invite.to,
+            call_id=invite.call_id,
+            cseq=CSeq(invite.cseq.number, "CANCEL"),
+            headers=[("Route", r) for r in invite.route],
+        )
+        ctx = session.ctx
+        cancel_tx = ctx.endpoint.send_request(cancel, tx.peer, tx.transport, now)
+        ctx.track(cancel_tx, session, Purpose.CANCEL, session.dialog)
+
+    # -- session timers: 422 -----------------------------------------------------------------
+
+    def _retry_422(
+        self, session: InviteSession, tx: Transaction[Any], response: Response, now: float
+    ) -> bool:
+        """RFC 4028 §7.3: send the INVITE again with the interval the 422 asks for; False when
+        there is nothing to retry with (no timer, a dialog already early, no higher Min-SE)."""
+        timer, dialog, old = session.timer, session.dialog, tx.request
+        if (
+            timer is None
+            or dialog.state is not DialogState.NULL
+            or self.cancel_pending
+            or self.cancel_sent
+            or not timer.raise_interval(response)
+            or old.from_ is None
+            or old.to is None
+            or old.call_id is None
+        ):
+            return False
+        dialog.local_cseq += 1
+        endpoint = session.ctx.endpoint
+        request = make_request(
+            "INVITE",
+            old.uri,
+            via=endpoint.via(tx.transport),
+            from_=old.from_,
+            to=old.to,
+            call_id=old.call_id,
+            cseq=dialog.local_cseq,
+            contact=dialog.local_contact,
+            headers=[*(("Route", str(r)) for r in old.route), *invite_headers(session)],
+            body=old.body,
+            content_type=SDP if old.body else None,
+        )
+        session.log.info("422: INVITE again", session_expires=timer.interval)
+        self.send_invite(session, request, tx.peer, tx.transport, now)
+        return True
+
+    # -- forks (RFC 3261 §13.2.2.4) ----------------------------------------------------------
+
+    def _early_leg(self, session: InviteSession, tx: Transaction[Any], response: Response) -> Dialog | None:
+        """The early dialog a 1xx with a To tag belongs to: the session's own (established by
+        the first such 1xx), or, for another fork, a dialog of its own."""
+        dialog = session.dialog
+        tag = response.to.tag if response.to else None
+        if not tag or not response.contact:
+            return None
+        if dialog.state is DialogState.NULL:
+            dialog.establish(response)
+            session.ctx.route_dialog(session)
+            return dialog
+        if tag == dialog.remote_tag:
+            return dialog
+        if dialog.state is not DialogState.EARLY:
+            return None
+        fork = self.forks.get(tag)
+        if fork is None:
+            try:
+                fork = Dialog.create_uac(
+                    session.ctx.endpoint.factory, tx.request, response, transport=tx.transport
+                )
+            except (RemoteProtocolError, LocalProtocolError) as exc:
+                session.log.info("forked 1xx ignored", error=str(exc))
+                return None
+            fork.add_ref("early fork")
+            self.forks[tag] = fork
+            session.log.info("early dialog of another fork", remote_tag=tag)
+        return fork
+
+    def release_forks(self) -> None:
+        """The other early dialogs end; their PRACKs in flight keep them until done."""
+        forks = list(self.forks.values())
+        self.forks.clear()
+        for fork in forks:
+            fork.terminate()
+            fork.dec_ref("early fork")
+
+    def _fork_2xx(self, session: InviteSession, tx: Transaction[Any], response: Response, now: float) -> None:
+        """A 2xx from another fork: ACK it, in a dialog of its own; then keep it as a session of
+        its own (``keep_forks``: a :class:`ForkedCall` event) or end it with BYE. Retransmissions
+        of that 2xx get the same ACK again, nothing more."""
+        tag = response.to.tag if response.to else None
+        if not tag:
+            return
+        ctx = session.ctx
+        endpoint = ctx.endpoint
+        done = self.fork_acks.get(tag)
+        if done is not None:  # a retransmitted 2xx: our ACK was lost
+            endpoint.send_stateless_bytes(*done)
+            return
+        fork = Dialog.create_uac(endpoint.factory, tx.request, response, transport=tx.transport)
+        (host, port), transport = _fork_hop(fork, tx)
+        if ctx.settings.keep_forks:
+            forked = _forked_session(session, fork, tx, response, now)
+            if forked.uac is not None and forked.uac.ack is not None:
+                # Its 2xx retransmissions come through our INVITE: the ACK is ours to resend.
+                self.fork_acks[tag] = (forked.uac.ack, (host, port), transport)
+                forked.uac.ack = None
+            return
+        fork.add_ref("fork")
+        cseq = tx.request.cseq.number if tx.request.cseq else 1
+        ack = fork.create_request("ACK", via=endpoint.via(transport), cseq=cseq).serialize()
+        endpoint.send_stateless_bytes(ack, (host, port), transport)
+        self.fork_acks[tag] = (ack, (host, port), transport)
+        bye = fork.create_request("BYE", via=endpoint.via(transport))
+        ctx.track(endpoint.send_request(bye, (host, port), transport, now), None, Purpose.FORK_BYE, fork)
+        fork.dec_ref("fork")  # the BYE transaction keeps the fork's dialog until it ends
+
+
+def _fork_hop(fork: Dialog, tx: Transaction[Any]) -> tuple[Address, str]:
+    host, port, transport = fork.next_hop()
+    return ((host, port) if is_ip(host) else tx.peer), transport
+
+
+def _forked_session(
+    original: InviteSession, fork: Dialog, tx: Transaction[Any], response: Response, now: float
+) -> InviteSession:
+    """A session of its own for an answering fork: our offer (or its) negotiated afresh."""
+    ctx = original.ctx
+    forked = ctx.new_session(fork)
+    forked.uac = uac = UacInvite(provisional_seen=True)
+    forked.peer = tx.peer
+    ctx.emit(ForkedCall(forked, original))
+    forked.process(SessionInput.SEND_INVITE, now)
+    neg, answer = forked.negotiator, None
+    try:
+        if tx.request.body and response.body:
+            neg.create_offer()  # the offer the INVITE carried (the same local SDP)
+            neg.receive_answer(parse_sdp(response.body))
+            neg.negotiate()
+        elif response.body:
+            neg.receive_offer(parse_sdp(response.body))
+            answer = neg.create_answer().serialize()
+        elif tx.request.body:
+            forked.cause = 488  # a 2xx without the answer to our offer
+    except (ParseError, SdpNegotiationError):
+        if neg.state is NegotiatorState.LOCAL_OFFER:
+            neg.cancel_offer()
+        forked.cause = 488
+    forked.process(SessionInput.RECV_2XX, now)
+    uac.send_ack(forked, tx, answer)
+    forked.process(SessionInput.SEND_ACK, now)
+    forked.media_updated()
+    if ctx.settings.timer is not None:
+        forked.timer = SessionTimer(ctx.settings.timer)
+        forked.timer.restart(forked.timer.granted(response), now)
+    if forked.cause == 488:
+        forked.send_bye(now)
+    ctx.arm(forked)  # the layer arms the session it routed to: this one is new
+    return forked
+
+
+__all__ = ["SentAck", "UacInvite", "invite_headers", "place_call"]

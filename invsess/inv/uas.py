@@ -1,0 +1,268 @@
+"""The callee's side of a session: the INVITE we answer, and our 2xx until its ACK.
+
+:func:`accept_invite` turns a new INVITE into a session, after everything that can refuse it
+without one (an extension we lack, 100rel or a session timer we require, a too-short
+Session-Expires) has been checked, so a refused INVITE costs no dialog and no pool.
+:class:`UasInvite` answers it (provisional, reliable provisional, 2xx, failure; CANCEL, an
+early BYE), and :class:`AckWait` retransmits any 2xx of ours — to the INVITE or to a
+re-INVITE — until its ACK comes, ending the session when it never does (RFC 3261 §13.3.1.4).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+
+from invsess.address import Address
+from invsess.dialog import Dialog
+from invsess.inv.context import Purpose
+from invsess.inv.events import IncomingCall
+from invsess.inv.prack import ReliableSender, peer_offers_100rel
+from invsess.inv.settings import Rel100
+from invsess.inv.states import InviteState, RequestRefused, SessionInput
+from invsess.inv.timer import SessionTimer, TimerDecision, TimerRejection, response_headers, uas_decide
+from invsess.memory import PoolExhaustedError
+from invsess.sdp import NegotiatorState, SdpNegotiationError, parse_sdp
+from invsess.sip import LocalProtocolError, ParseError, Request, Response
+from invsess.transaction import ServerInviteState, ServerInviteTransaction
+
+if TYPE_CHECKING:
+    from invsess.inv.context import SessionContext
+    from invsess.inv.session import InviteSession
+
+
+@attrs.define(slots=True)
+class AckWait:
+    """Our 2xx to an INVITE (the first or a re-INVITE), retransmitted at T1, 2*T1 ... T2 over
+    UDP until the ACK comes; after 64*T1 without one, BYE and the session ends."""
+
+    wire: bytes | None = None
+    destination: Address | None = None
+    transport: str = "udp"
+    next_at: float | None = None
+    interval: float = 0.0
+    deadline: float | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """True while a 2xx of ours waits for its ACK."""
+        return self.wire is not None
+
+    def start(self, tx: ServerInviteTransaction, wire: bytes, now: float) -> None:
+        """Our 2xx went out through ``tx``: retransmit it (over UDP) and wait for the ACK."""
+        timers = tx.timers
+        self.wire, self.destination, self.transport = wire, tx.response_destination, tx.transport
+        self.interval = timers.t1
+        self.next_at = None if tx.reliable else now + timers.t1
+        self.deadline = now + 64 * timers.t1
+
+    def acked(self) -> bool:
+        """The ACK came: True if a 2xx was waiting for it (then nothing is retransmitted)."""
+        waiting = self.wire is not None
+        self.stop()
+        return waiting
+
+    def stop(self) -> None:
+        """Nothing to wait for any more."""
+        self.wire = self.destination = self.next_at = self.deadline = None
+
+    def next_deadline(self) -> float | None:
+        """The next retransmission or the end of the wait."""
+        if self.next_at is None:
+            return self.deadline
+        return self.next_at if self.deadline is None else min(self.next_at, self.deadline)
+
+    def handle_timer(self, session: InviteSession, now: float) -> None:
+        """Retransmit the 2xx, or, with no ACK after 64*T1, BYE and end the session."""
+        if self.deadline is not None and now >= self.deadline:
+            self.stop()
+            session.cause = 408
+            session.send_bye(now)
+            session.end(SessionInput.ACK_TIMEOUT, 408, now)
+        elif self.next_at is not None and now >= self.next_at:
+            if self.wire is not None and self.destination is not None:
+                session.ctx.endpoint.send_stateless_bytes(self.wire, self.destination, self.transport)
+            self.interval = min(self.interval * 2, session.ctx.endpoint.config.timers.t2)
+            self.next_at = now + self.interval
+
+
+def check_invite(ctx: SessionContext, request: Request) -> tuple[ReliableSender | None, TimerDecision | None]:
+    """What a new INVITE gets of 100rel and session timers, or :class:`RequestRefused` with the
+    420, 421 or 422 that turns it away (RFC 3261 §8.2.2.3, RFC 3262, RFC 4028)."""
+    settings = ctx.settings
+    unsupported = [tag for tag in request.require if tag not in settings.supported]
+    if unsupported:  # the endpoint lists it, this layer does not do it
+        raise RequestRefused(
+            "a required extension we do not do", 420, headers=(("Unsupported", ", ".join(unsupported)),)
+        )
+    sender = None
+    if settings.rel100 is not Rel100.OFF:
+        if peer_offers_100rel(request):
+            sender = ReliableSender.create(ctx.random)
+        elif settings.rel100 is Rel100.REQUIRED:
+            raise RequestRefused("100rel is required", 421, headers=(("Require", "100rel"),))
+    decision = None
+    if settings.timer is not None:
+        verdict = uas_decide(request, settings.timer, min_se=settings.timer.min_se, initial=True)
+        if isinstance(verdict, TimerRejection):
+            raise RequestRefused("session timer refused", verdict.status_code, headers=verdict.headers)
+        decision = verdict
+    return sender, decision
+
+
+def accept_invite(
+    ctx: SessionContext, tx: ServerInviteTransaction, request: Request, now: float
+) -> InviteSession:
+    """A new INVITE: a dialog and a session of their own, the offer answered at once (as PJSIP's
+    ``verify_request`` does: an unacceptable one gets 488 before the application is bothered),
+    then :class:`~invsess.inv.events.IncomingCall`."""
+    endpoint = ctx.endpoint
+    # Everything that reads the request (and may find a header unreadable) comes first:
+    # refusals go out before anything is allocated.
+    sender, decision = check_invite(ctx, request)
+    peer_allow = tuple(m.upper() for m in request.allow)
+    try:
+        dialog = Dialog.create_uas(
+            endpoint.factory,
+            request,
+            local_tag=endpoint.new_tag(),
+            local_contact=ctx.contact(tx.transport),
+            transport=tx.transport,
+        )
+    except PoolExhaustedError:
+        raise RequestRefused("out of memory", 503, headers=(("Retry-After", "5"),)) from None
+    session = ctx.new_session(dialog)
+    session.uas = UasInvite(pending_timer=decision)
+    session.rel_sender = sender
+    if ctx.settings.timer is not None:
+        session.timer = SessionTimer(ctx.settings.timer)
+    session.invite_tx = tx
+    session.peer = tx.response_destination
+    ctx.track(tx, session, Purpose.INVITE, dialog)
+    session.peer_allow = peer_allow
+    session.process(SessionInput.RECV_INVITE, now)
+    if request.body:
+        try:
+            session.negotiator.receive_offer(parse_sdp(request.body))
+            session.negotiator.create_answer()  # the answer waits for the 183/2xx
+        except (ParseError, SdpNegotiationError) as exc:
+            code = 488 if isinstance(exc, SdpNegotiationError) else 400
+            endpoint.respond(tx, session.response(request, code), now)
+            session.end(SessionInput.REJECT, 488, now)
+            return session
+    ctx.emit(IncomingCall(session, request))
+    return session
+
+
+@attrs.define(slots=True)
+class UasInvite:
+    """The INVITE we answer: what its 2xx will carry, and how each answer goes out."""
+
+    #: The session timer agreed for the 2xx we have yet to send.
+    pending_timer: TimerDecision | None = None
+
+    def _tx(self, session: InviteSession) -> ServerInviteTransaction:
+        tx = session.invite_tx
+        if not isinstance(tx, ServerInviteTransaction) or tx.terminated:
+            raise LocalProtocolError("answer() is for a ringing incoming call")
+        return tx
+
+    def answer(self, session: InviteSession, code: int, reason: str | None, now: float) -> None:
+        """1xx (ringing), 2xx (with our SDP), or a failure.
+
+        With 100rel in use, a 1xx goes reliably (RSeq, retransmitted until its PRACK); the
+        first one carries our answer (or, for an INVITE without an offer, our offer). A 1xx or
+        a 2xx answered while an earlier reliable 1xx awaits its PRACK goes out after it
+        (RFC 3262 §3): the state changes when it does.
+        """
+        tx = self._tx(session)
+        session.process(SessionInput.ANSWER, now)
+        if not 100 <= code < 700:
+            raise LocalProtocolError(f"{code} is not a status code")
+        sender = session.rel_sender
+        endpoint = session.ctx.endpoint
+        if code < 200 and (sender is None or code == 100):
+            endpoint.respond(tx, session.response(tx.request, code, reason), now)
+            if code > 100:
+                session.process(SessionInput.SEND_1XX, now)
+        elif code < 300 and sender is not None and (sender.must_wait(code) or sender.queue):
+            sender.queue.append((code, reason))  # goes out when the outstanding 1xx is PRACKed
+        elif code < 200 and sender is not None:
+            sender.send_1xx(session, tx, code, reason, now)
+        elif code < 300:
+            self.send_2xx(session, tx, code, reason, now)
+        else:
+            self.reject(session, tx, code, reason, now)
+
+    def reject(
+        self, session: InviteSession, tx: ServerInviteTransaction, code: int, reason: str | None, now: float
+    ) -> None:
+        """A final failure: the session ends with it."""
+        session.ctx.endpoint.respond(tx, session.response(tx.request, code, reason), now)
+        session.end(SessionInput.REJECT, code, now)
+
+    def send_2xx(
+        self, session: InviteSession, tx: ServerInviteTransaction, code: int, reason: str | None, now: float
+    ) -> None:
+        """Our 2xx: our answer (or, for an INVITE without SDP, our offer), the agreed timer."""
+        # The answer already went in a reliable 1xx: the 2xx carries no SDP (RFC 3261 §13.2.1).
+        body = b"" if session.early_sdp else self._sdp(session, tx, now)
+        if body is None:
+            return  # the offer could not be answered: 488 went out, the session is over
+        decision = self.pending_timer
+        headers = response_headers(decision, tx.request) if decision is not None else []
+        response = session.response(tx.request, code, reason, body=body, extra=headers)
+        send_2xx(session, tx, response, now)
+        if session.rel_sender is not None:
+            session.rel_sender.clear()
+        if decision is not None and session.timer is not None:
+            session.timer.start(decision, now)
+            self.pending_timer = None
+        session.process(SessionInput.SEND_2XX, now)
+
+    @staticmethod
+    def _sdp(session: InviteSession, tx: ServerInviteTransaction, now: float) -> bytes | None:
+        neg = session.negotiator
+        try:
+            if neg.state is NegotiatorState.DONE and neg.active_local is not None:
+                return neg.active_local.serialize()  # the answer made when the INVITE arrived
+            return neg.create_offer().serialize()  # late offer: the answer comes in the ACK
+        except SdpNegotiationError:
+            session.ctx.endpoint.respond(tx, session.response(tx.request, 488), now)
+            session.end(SessionInput.REJECT, 488, now)
+            return None
+
+    def on_cancel(self, session: InviteSession, now: float) -> None:
+        """The INVITE was CANCELled (the endpoint said 200 to the CANCEL): 487 ends it."""
+        tx = session.invite_tx
+        if isinstance(tx, ServerInviteTransaction) and session.state in (
+            InviteState.INCOMING,
+            InviteState.EARLY,
+        ):
+            self.reject(session, tx, 487, None, now)
+
+    def bye_received(self, session: InviteSession, now: float) -> None:
+        """A BYE in the early dialog ends the INVITE too, with 487 (RFC 3261 §15.1.2)."""
+        tx = session.invite_tx
+        if isinstance(tx, ServerInviteTransaction) and session.state in (
+            InviteState.INCOMING,
+            InviteState.EARLY,
+        ):
+            session.ctx.endpoint.respond(tx, session.response(tx.request, 487), now)
+
+    def end(self, session: InviteSession, now: float) -> None:
+        """The session ended before any final response: the INVITE still gets one (500) — a
+        callee may not BYE an early dialog (RFC 3261 §15)."""
+        tx = session.invite_tx
+        if isinstance(tx, ServerInviteTransaction) and tx.state is ServerInviteState.PROCEEDING:
+            session.ctx.endpoint.respond(tx, session.response(tx.request, 500, "Session Ended"), now)
+
+
+def send_2xx(session: InviteSession, tx: ServerInviteTransaction, response: Response, now: float) -> None:
+    """Send a 2xx to an INVITE and wait for its ACK, retransmitting it meanwhile."""
+    session.ctx.endpoint.respond(tx, response, now)
+    session.ack_wait.start(tx, response.serialize(), now)
+
+
+__all__ = ["AckWait", "UasInvite", "accept_invite", "check_invite", "send_2xx"]
