@@ -584,7 +584,7 @@ def test_an_update_before_the_ack_is_answered() -> None:
     assert session.state.name == "CONFIRMED"  # (mypy narrowed the state above)
     bob.hangup(session, net.now)
     bye = caller.expect(method="BYE")
-    caller.send(make_response(bye, 200), B)
+    caller.send(make_response(bye, 200), B)  # type: ignore[arg-type]
     finish(net, bob)
 
 

@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import ssl
 
 import attrs
-import structlog
 
+from invsess.address import Address, format_address
 from invsess.aio.guard import SendGuard, SendRefusedError
 from invsess.aio.transport import StreamTransport, UdpTransport
 from invsess.endpoint import AnyEvent, Endpoint
-from invsess.inv import SessionEvent, SessionLayer
+from invsess.inv import SessionEvent
+from invsess.logs import get_logger
 from invsess.memory import LeakReport
+from invsess.node import Node
 from invsess.sip.errors import LocalProtocolError
 from invsess.trace import Trace
 from invsess.transaction import Outgoing
 
-Address = tuple[str, int]
-log = structlog.get_logger("invsess.aio")
+log = get_logger("invsess.aio")
 
 TRANSPORTS = ("udp", "tcp", "tls")
 
@@ -61,7 +63,7 @@ class AsyncEndpoint:
         self,
         endpoint: Endpoint,
         *,
-        core: SessionLayer | None = None,
+        core: Node[SessionEvent] | None = None,
         guard: SendGuard | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
@@ -69,10 +71,11 @@ class AsyncEndpoint:
         trace: Trace | None = None,
     ) -> None:
         self.endpoint = endpoint
-        #: What bytes, timers and event reads go to: the endpoint itself, or a SessionLayer over it.
-        self.core: Endpoint | SessionLayer = core if core is not None else endpoint
-        if core is not None and core.endpoint is not endpoint:
-            raise LocalProtocolError("the session layer must wrap this endpoint")
+        #: The node that bytes, timers and event reads go to: the endpoint itself, or a node
+        #: over it (a SessionLayer) — which must wrap this endpoint.
+        self.core: Node[AnyEvent] | Node[SessionEvent] = core if core is not None else endpoint
+        if core is not None and getattr(core, "endpoint", None) is not endpoint:
+            raise LocalProtocolError("the core node must wrap this endpoint")
         #: When given, every message received and sent is recorded (``invsess ladder`` draws it).
         self.trace = trace
         self.guard = guard or SendGuard()
@@ -134,7 +137,8 @@ class AsyncEndpoint:
         return self._loop.time()
 
     def _feed(self, data: bytes, source: Address, transport: str) -> None:
-        log.debug("rx", transport=transport, source=f"{source[0]}:{source[1]}", line=_first_line(data))
+        if log.is_enabled_for(logging.DEBUG):  # nothing of the line is built unless it is written
+            log.debug("rx", transport=transport, source=format_address(source), line=_first_line(data))
         if self.trace is not None:
             local = self.endpoint.listeners.get(transport, ("0.0.0.0", 0))  # noqa: S104 - a label only
             self.trace.message(self.now(), source, local, transport, data)
@@ -149,8 +153,9 @@ class AsyncEndpoint:
         self._wakeup.set()
 
     def _send(self, item: Outgoing) -> None:
-        log.debug("tx", transport=item.transport, destination=f"{item.destination[0]}:{item.destination[1]}",
-                  line=_first_line(item.data))  # fmt: skip
+        if log.is_enabled_for(logging.DEBUG):
+            destination = format_address(item.destination)
+            log.debug("tx", transport=item.transport, destination=destination, line=_first_line(item.data))
         try:
             if item.transport == "udp":
                 udp = self._udp.get("udp")
@@ -181,8 +186,9 @@ class AsyncEndpoint:
         self.flush()
 
     def _arm(self) -> None:
+        """One ``call_at`` at the core's next deadline; left alone when that did not change."""
         deadline = self.core.next_deadline()
-        if deadline == self._timer_at:
+        if deadline == self._timer_at and self._timer is not None:
             return
         if self._timer is not None:
             self._timer.cancel()
@@ -192,9 +198,11 @@ class AsyncEndpoint:
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        self.core.handle_timers(self.now())
+        deadline, self._timer, self._timer_at = self._timer_at, None, None
+        # asyncio may run a handle up to its clock resolution early: it is due all the same,
+        # so the core is told the deadline's time, not re-armed at the same deadline again.
+        now = self.now() if deadline is None else max(deadline, self.now())
+        self.core.handle_timers(now)
         self.flush()
 
     async def _close_idle(self) -> None:
@@ -224,7 +232,7 @@ class AsyncEndpoint:
             self._timer.cancel()
         if self._idle_task is not None:
             self._idle_task.cancel()
-        report = self.core.close(self.now()) if isinstance(self.core, SessionLayer) else self.endpoint.close()
+        report = self.core.close(self.now())
         for transport in self._udp_transports:
             transport.close()
         for stream in self._streams.values():

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import logging
 import random
 from collections import Counter, deque
 from typing import Any
 
 import attrs
-import structlog
 
 from invsess.address import Address, uri_host
 from invsess.endpoint.config import KNOWN_METHODS, EndpointConfig
 from invsess.endpoint.routing import response_destination, stamp_via
+from invsess.logs import get_logger
 from invsess.memory import LeakReport, Pool, PoolExhaustedError, PoolFactory
 from invsess.sip import (
     LocalProtocolError,
@@ -90,7 +91,8 @@ class Endpoint:
         self.factory = factory or PoolFactory(
             total_size=self.config.total_memory, malloc_debug=self.config.malloc_debug
         )
-        self.log = logger if logger is not None else structlog.get_logger("invsess.endpoint")
+        #: A logger that does no I/O of its own (h2's rule); silent until structlog is configured.
+        self.log = logger if logger is not None else get_logger("invsess.endpoint")
         # Not for secrets: tags and branches need uniqueness (RFC 3261 §19.3), and a fixed seed
         # makes a test's trace reproducible; with no seed, Random() seeds from os.urandom.
         self._random = random.Random(self.config.seed)  # noqa: S311
@@ -543,13 +545,14 @@ class Endpoint:
 
     def _stateless(self, request: Request, response: Response, source: Address, transport: str) -> None:
         self.stats[f"stateless {response.status_code}"] += 1
-        self.log.debug(
-            "stateless answer",
-            method=request.method,
-            call_id=request.headers.get("Call-ID"),
-            status=response.status_code,
-            reason=response.reason,
-        )
+        if self.log.is_enabled_for(logging.DEBUG):
+            self.log.debug(
+                "stateless answer",
+                method=request.method,
+                call_id=request.headers.get("Call-ID"),
+                status=response.status_code,
+                reason=response.reason,
+            )
         try:
             via = request.headers.first("Via") if "Via" in request.headers else None
         except ParseError:

@@ -19,7 +19,7 @@ from invsess.inv.states import (
     Effect,
     InviteState,
     Origin,
-    RequestRefused,
+    RequestRefusedError,
     SessionInput,
     SessionTableError,
 )
@@ -36,7 +36,7 @@ __all__ = [
     "MediaUpdated",
     "Origin",
     "Rel100",
-    "RequestRefused",
+    "RequestRefusedError",
     "SessionEvent",
     "SessionInput",
     "SessionLayer",

@@ -34,7 +34,7 @@ from invsess.inv.context import Purpose, SessionContext
 from invsess.inv.events import ForkedCall, IncomingCall, MediaUpdated, SessionEvent, SessionStateChanged
 from invsess.inv.session import InviteSession
 from invsess.inv.settings import LayerSettings, Rel100
-from invsess.inv.states import InviteState, RequestRefused
+from invsess.inv.states import InviteState, RequestRefusedError
 from invsess.inv.timer import TimerSettings
 from invsess.inv.uac import place_call
 from invsess.inv.uas import accept_invite
@@ -273,7 +273,7 @@ class SessionLayer:
                 if request.method == "INVITE" and isinstance(tx, ServerInviteTransaction):
                     session = accept_invite(ctx, tx, request, now)
                 elif request.method in _IN_DIALOG_ONLY:
-                    raise RequestRefused(f"{request.method} outside a dialog", 481)
+                    raise RequestRefusedError(f"{request.method} outside a dialog", 481)
                 else:  # MESSAGE, OPTIONS when not auto-answered, ...: the application answers
                     ctx.emit(RequestReceived(tx, request, tx.peer))
                 return
@@ -303,7 +303,7 @@ class SessionLayer:
         we could not read (unless a final response went out already)."""
         if request.method == "ACK" or tx.terminated:
             return
-        if isinstance(exc, RequestRefused):
+        if isinstance(exc, RequestRefusedError):
             to_tag = None if request.to is not None and request.to.tag else self.endpoint.new_tag()
             response = make_response(
                 request, exc.status_code, exc.reason or None, to_tag=to_tag, headers=list(exc.headers)

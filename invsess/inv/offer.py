@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from invsess.inv.context import Purpose
-from invsess.inv.states import InviteState, RequestRefused, SessionInput
+from invsess.inv.states import InviteState, RequestRefusedError, SessionInput
 from invsess.inv.timer import TimerDecision, response_headers
 from invsess.inv.uas import send_2xx
 from invsess.sdp import NegotiatorState, SdpNegotiationError, parse_sdp
@@ -202,7 +202,7 @@ class OfferExchange:
             or session.ack_wait.waiting
             or neg.state not in (NegotiatorState.NULL, NegotiatorState.DONE)
         ):
-            raise RequestRefused("an offer/answer exchange is in progress", 491)
+            raise RequestRefusedError("an offer/answer exchange is in progress", 491)
         decision = session.timer.decide(request) if session.timer is not None else None
         if request.allow:
             session.peer_allow = tuple(m.upper() for m in request.allow)
@@ -213,7 +213,7 @@ class OfferExchange:
             else:
                 body = neg.create_offer().serialize()  # a late offer: the answer comes in the ACK
         except (ParseError, SdpNegotiationError) as exc:
-            raise RequestRefused(str(exc), 488 if isinstance(exc, SdpNegotiationError) else 400) from None
+            raise _unusable_offer(exc) from None
         timer_headers = response_headers(decision, request) if decision is not None else []
         send_2xx(session, tx, session.response(request, 200, body=body, extra=timer_headers), now)
         if session.timer is not None:
@@ -230,7 +230,7 @@ class OfferExchange:
             or neg.state
             in (NegotiatorState.LOCAL_OFFER, NegotiatorState.REMOTE_OFFER, NegotiatorState.WAIT_NEGO)
         ):
-            raise RequestRefused("an offer is pending", 491)  # §5.2
+            raise RequestRefusedError("an offer is pending", 491)  # §5.2
         decision = session.timer.decide(request) if session.timer is not None else None
         answer = b""
         if request.body:
@@ -238,7 +238,7 @@ class OfferExchange:
                 neg.receive_offer(parse_sdp(request.body))
                 answer = neg.create_answer().serialize()
             except (ParseError, SdpNegotiationError) as exc:
-                raise RequestRefused(str(exc), 488 if isinstance(exc, SdpNegotiationError) else 400) from None
+                raise _unusable_offer(exc) from None
         headers: list[tuple[str, object]] = [("Contact", session.dialog.local_contact)]
         if isinstance(decision, TimerDecision):
             headers += response_headers(decision, request)
@@ -262,6 +262,11 @@ class OfferExchange:
             return False
         session.media_updated()
         return True
+
+
+def _unusable_offer(exc: ParseError | SdpNegotiationError) -> RequestRefusedError:
+    """488 for an offer we cannot accept, 400 for one we cannot read."""
+    return RequestRefusedError(str(exc), 488 if isinstance(exc, SdpNegotiationError) else 400)
 
 
 __all__ = ["OfferExchange", "Retry"]

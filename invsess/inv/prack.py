@@ -18,7 +18,7 @@ import attrs
 
 from invsess.inv.context import Purpose
 from invsess.inv.settings import Rel100
-from invsess.inv.states import InviteState, RequestRefused, SessionInput
+from invsess.inv.states import InviteState, RequestRefusedError, SessionInput
 from invsess.sdp import NegotiatorState, SdpNegotiationError, parse_sdp
 from invsess.sip import ParseError, RAck, Request, Response, make_response
 from invsess.transaction import ServerInviteTransaction
@@ -189,12 +189,12 @@ class ReliableSender:
         invite = session.invite_tx
         cseq = invite.request.cseq if invite is not None else None
         if cseq is None or not self.matches(request.rack, cseq.number):
-            raise RequestRefused("no reliable provisional response of ours matches", 481)
+            raise RequestRefusedError("no reliable provisional response of ours matches", 481)
         neg = session.negotiator
         offered = self.outstanding is not None and self.outstanding.offer
         if request.body and not offered and neg.state is not NegotiatorState.DONE:
             # An offer in the PRACK while another exchange is in progress (our UPDATE, say).
-            raise RequestRefused("an offer/answer exchange is in progress", 491)
+            raise RequestRefusedError("an offer/answer exchange is in progress", 491)
         body = b""
         endpoint = session.ctx.endpoint
         try:

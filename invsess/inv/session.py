@@ -33,7 +33,7 @@ from invsess.inv.states import (
     Effect,
     InviteState,
     Origin,
-    RequestRefused,
+    RequestRefusedError,
     SessionInput,
     SessionTableError,
 )
@@ -167,7 +167,7 @@ class InviteSession(RefCounted):
             headers: tuple[tuple[str, str], ...] = ()
             if event.refusal == 500:  # RFC 3261 §14.2: an INVITE overlapping ours: try later
                 headers = (("Retry-After", str(self.ctx.random.randint(0, 10))),)
-            return RequestRefused(what, event.refusal, headers=headers)
+            return RequestRefusedError(what, event.refusal, headers=headers)
         if event.origin is Origin.APP:
             return LocalProtocolError(what)
         return SessionTableError(f"invite session {self.call_id}: {what}")
@@ -191,11 +191,11 @@ class InviteSession(RefCounted):
         self.ack_wait.stop()
         self.offers.retry_at = None
         tx = self.invite_tx
-        if self.uac is not None and isinstance(tx, ClientInviteTransaction):
-            if tx.state is ClientInviteState.PROCEEDING:
-                # Ended before the INVITE had its final response (a BYE on the early dialog, a
-                # 408/481 to our early UPDATE): CANCEL it, so that it ends too (§9.1).
-                self.uac.send_cancel(self, now)
+        ringing = isinstance(tx, ClientInviteTransaction) and tx.state is ClientInviteState.PROCEEDING
+        if self.uac is not None and ringing:
+            # Ended before the INVITE had its final response (a BYE on the early dialog, a
+            # 408/481 to our early UPDATE): CANCEL it, so that it ends too (§9.1).
+            self.uac.send_cancel(self, now)
         if self.uas is not None:
             self.uas.end(self, now)
         if self.timer is not None:
@@ -263,7 +263,7 @@ class InviteSession(RefCounted):
         elif method == "PRACK":
             self.process(SessionInput.RECV_PRACK, now)
             if self.rel_sender is None:
-                raise RequestRefused("no reliable provisional response of ours is waiting", 481)
+                raise RequestRefusedError("no reliable provisional response of ours is waiting", 481)
             self.rel_sender.on_prack(self, tx, request, now)
         else:
             self.ctx.endpoint.respond(tx, make_response(request, 501), now)
@@ -272,12 +272,11 @@ class InviteSession(RefCounted):
         """The ACK of a 2xx of ours (to the INVITE, or to a re-INVITE)."""
         if not self.ack_wait.acked():
             return  # a retransmitted ACK, or one for a 2xx we are not waiting on
-        neg = self.negotiator
-        if ack.body and neg.state is NegotiatorState.LOCAL_OFFER:
-            if not self.offers.answer_in_ack(self, ack):
-                self.cause = 488  # RFC 3264: an unusable answer ends the session
-                self.send_bye(now)
-                return
+        offered = self.negotiator.state is NegotiatorState.LOCAL_OFFER  # our 2xx carried an offer
+        if ack.body and offered and not self.offers.answer_in_ack(self, ack):
+            self.cause = 488  # RFC 3264: an unusable answer ends the session
+            self.send_bye(now)
+            return
         initial = self.state is InviteState.CONNECTING
         self.process(SessionInput.RECV_ACK, now)
         if initial and not self.early_sdp:  # else agreed at the reliable 1xx already

@@ -6,7 +6,7 @@ machine. A key the table lacks is somebody's fault, and the input says whose:
 
 * a request of the **peer** (a BYE, a re-INVITE, an UPDATE, a PRACK) that the current state
   does not admit is refused with the status code the input carries (481, or 500 for a
-  re-INVITE, RFC 3261 §14.2) — :class:`RequestRefused`;
+  re-INVITE, RFC 3261 §14.2) — :class:`RequestRefusedError`;
 * a call of the **application** (answer, re-INVITE, UPDATE) the state does not admit is its
   misuse — :class:`~invsess.sip.LocalProtocolError`;
 * an input of the **layer**'s own flows that the table lacks is a bug in invsess —
@@ -154,7 +154,7 @@ class SessionTableError(InternalError):
     """The layer fed its own session an input the table lacks: a bug in invsess."""
 
 
-class RequestRefused(RemoteProtocolError):
+class RequestRefusedError(RemoteProtocolError):
     """A request of the peer that the session cannot take now; answered with ``status_code``
     (and ``headers``: Retry-After, Min-SE, Unsupported ...) instead of being processed."""
 
@@ -170,7 +170,7 @@ __all__ = [
     "Effect",
     "InviteState",
     "Origin",
-    "RequestRefused",
+    "RequestRefusedError",
     "SessionInput",
     "SessionTableError",
 ]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from invsess.inv.states import InviteState, RequestRefused
+from invsess.inv.states import InviteState, RequestRefusedError
 from invsess.sdp import NegotiatorState
 from invsess.sip import ParseError, Request, Response
 
@@ -209,11 +209,12 @@ class SessionTimer:
             self.stop()
 
     def decide(self, request: Request) -> TimerDecision:
-        """The timer a refresh from the peer (re-INVITE or UPDATE) agrees; :class:`RequestRefused`
+        """The timer a refresh from the peer (re-INVITE or UPDATE) agrees; :class:`RequestRefusedError`
         (422 with our Min-SE) when its interval is too small."""
         decision = uas_decide(request, self.settings, min_se=self.min_se, initial=False)
         if isinstance(decision, TimerRejection):
-            raise RequestRefused("session interval too small", decision.status_code, headers=decision.headers)
+            code, headers = decision.status_code, decision.headers
+            raise RequestRefusedError("session interval too small", code, headers=headers)
         return decision
 
     def granted(self, response: Response) -> TimerDecision | None:

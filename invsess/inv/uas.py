@@ -20,7 +20,7 @@ from invsess.inv.context import Purpose
 from invsess.inv.events import IncomingCall
 from invsess.inv.prack import ReliableSender, peer_offers_100rel
 from invsess.inv.settings import Rel100
-from invsess.inv.states import InviteState, RequestRefused, SessionInput
+from invsess.inv.states import InviteState, RequestRefusedError, SessionInput
 from invsess.inv.timer import SessionTimer, TimerDecision, TimerRejection, response_headers, uas_decide
 from invsess.memory import PoolExhaustedError
 from invsess.sdp import NegotiatorState, SdpNegotiationError, parse_sdp
@@ -88,12 +88,12 @@ class AckWait:
 
 
 def check_invite(ctx: SessionContext, request: Request) -> tuple[ReliableSender | None, TimerDecision | None]:
-    """What a new INVITE gets of 100rel and session timers, or :class:`RequestRefused` with the
+    """What a new INVITE gets of 100rel and session timers, or :class:`RequestRefusedError` with the
     420, 421 or 422 that turns it away (RFC 3261 §8.2.2.3, RFC 3262, RFC 4028)."""
     settings = ctx.settings
     unsupported = [tag for tag in request.require if tag not in settings.supported]
     if unsupported:  # the endpoint lists it, this layer does not do it
-        raise RequestRefused(
+        raise RequestRefusedError(
             "a required extension we do not do", 420, headers=(("Unsupported", ", ".join(unsupported)),)
         )
     sender = None
@@ -101,12 +101,12 @@ def check_invite(ctx: SessionContext, request: Request) -> tuple[ReliableSender 
         if peer_offers_100rel(request):
             sender = ReliableSender.create(ctx.random)
         elif settings.rel100 is Rel100.REQUIRED:
-            raise RequestRefused("100rel is required", 421, headers=(("Require", "100rel"),))
+            raise RequestRefusedError("100rel is required", 421, headers=(("Require", "100rel"),))
     decision = None
     if settings.timer is not None:
         verdict = uas_decide(request, settings.timer, min_se=settings.timer.min_se, initial=True)
         if isinstance(verdict, TimerRejection):
-            raise RequestRefused("session timer refused", verdict.status_code, headers=verdict.headers)
+            raise RequestRefusedError("session timer refused", verdict.status_code, headers=verdict.headers)
         decision = verdict
     return sender, decision
 
@@ -131,7 +131,7 @@ def accept_invite(
             transport=tx.transport,
         )
     except PoolExhaustedError:
-        raise RequestRefused("out of memory", 503, headers=(("Retry-After", "5"),)) from None
+        raise RequestRefusedError("out of memory", 503, headers=(("Retry-After", "5"),)) from None
     session = ctx.new_session(dialog)
     session.uas = UasInvite(pending_timer=decision)
     session.rel_sender = sender
