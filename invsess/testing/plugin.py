@@ -4,7 +4,8 @@
 * Fixtures: ``virtual_clock`` (timers of sans-IO pieces without a network), ``sip_network``
   (seedable, virtual time; or real loopback UDP sockets and the real
   clock with ``--sip-network=loopback``, the one switch), ``endpoint_factory`` (endpoints on it)
-  and ``ua_factory`` (user agents: session layers with their endpoints, on it).
+  and ``ua_factory`` (user agents: session layers with their endpoints, on it); and
+  ``kamailio_factory`` (real Kamailio instances on loopback, see :mod:`invsess.testing.kamailio`).
 * The leak gate: at teardown every endpoint made by ``endpoint_factory`` is closed; a live block
   or reference fails the test with the grouped leak report and the ladder of what happened.
   ``@pytest.mark.allow_leaks`` opts a test out (for tests that leak on purpose).
@@ -22,6 +23,7 @@ from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import SessionLayer, option_tags
 from invsess.sdp import SessionDescription, parse_sdp
 from invsess.testing.clock import VirtualClock
+from invsess.testing.kamailio import Kamailio, KamailioModuleMissingError, find_kamailio
 from invsess.testing.loopback import LoopbackNetwork
 from invsess.testing.network import LinkProfile, SimNetwork
 
@@ -67,6 +69,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     network = getattr(item, "funcargs", {}).get("sip_network")
     if report.failed and isinstance(network, SimNetwork) and network.trace:
         report.sections.append(("invsess ladder", network.ladder()))
+    kamailios = getattr(item, "funcargs", {}).get("kamailio_factory")
+    if report.failed and isinstance(kamailios, KamailioFactory):
+        for n, instance in enumerate(kamailios.instances):
+            report.sections.append((f"Kamailio #{n} log (last lines)", instance.log_tail(40)))
     return report
 
 
@@ -188,3 +194,56 @@ def ua_factory(request: pytest.FixtureRequest, sip_network: SimNetwork) -> Itera
         sip_network,
         [(f"user agent {a[0]}:{a[1]}", layer.close(sip_network.now)) for layer, a in factory.agents],
     )
+
+
+#: Why the Kamailio tests skip when the binary is missing.
+KAMAILIO_MISSING = (
+    "kamailio is not installed (.ci/run installs the Debian packages kamailio, "
+    "kamailio-extra-modules and kamailio-utils-modules; or set INVSESS_KAMAILIO to the binary)"
+)
+
+
+class KamailioFactory:
+    """Starts :class:`~invsess.testing.kamailio.Kamailio` instances; stops them all at teardown."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.instances: list[Kamailio] = []
+
+    def __call__(self, config: str | os.PathLike[str], **options: Any) -> Kamailio:
+        """A started instance of ``config`` (options: :class:`Kamailio`'s). A module the config
+        loads that is not installed skips the test, naming the module."""
+        instance = Kamailio(config, binary=self.binary, **options)
+        self.instances.append(instance)
+        try:
+            return instance.start()
+        except KamailioModuleMissingError as error:
+            pytest.skip(f"Kamailio module {error.module!r} is not installed (kamailio-extra-modules?)")
+
+    def stop_all(self) -> list[Kamailio]:
+        """Stop every instance; return those that had died on their own during the test."""
+        died = [k for k in self.instances if k.process is not None and not k.stopped and not k.running]
+        for instance in self.instances:
+            instance.stop()
+        return died
+
+
+@pytest.fixture
+def kamailio_factory() -> Iterator[KamailioFactory]:
+    """``kamailio_factory(config, defines=..., substs=..., ...)`` starts a real Kamailio on free
+    loopback ports and waits until it serves; every instance is stopped at teardown, and one
+    that died during the test fails it with its log. Skips when Kamailio is not installed."""
+    binary = find_kamailio()
+    if binary is None:
+        pytest.skip(KAMAILIO_MISSING)
+    factory = KamailioFactory(binary)
+    yield factory
+    died = factory.stop_all()
+    if died:
+        pytest.fail(
+            "Kamailio died during the test:\n"
+            + "\n\n".join(
+                f"status {k.process.returncode if k.process else None}:\n{k.log_tail(40)}" for k in died
+            ),
+            pytrace=False,
+        )
