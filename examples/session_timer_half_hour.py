@@ -31,7 +31,7 @@ def agent(net: SimNetwork, address: tuple[str, int], user: str, seed: int) -> Se
     layer = SessionLayer(
         Endpoint(config), sdp, user=user, timer=TimerSettings(session_expires=340), rel100="supported"
     )
-    net.attach(layer, address)  # type: ignore[arg-type]  # a layer is driven like an endpoint
+    net.attach(layer, address)
     return layer
 
 
@@ -63,7 +63,7 @@ def main() -> None:
     net.run_until_idle()
     events()
     events()  # the releases run after the DISCONNECTED events were read
-    lines = render_text(Trace.from_entries(net.trace)).splitlines()
+    lines = render_text(Trace([*net.trace])).splitlines()
     cut = next(i for i, line in enumerate(lines) if "[partitioned]" in line)
     print("\n".join([*lines[:9], "       ...", *lines[cut - 2 : cut + 8], "       ..."]))
     for name, layer in (("alice", alice), ("bob", bob)):

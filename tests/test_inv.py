@@ -330,7 +330,7 @@ def test_a_second_forked_2xx_gets_ack_and_bye() -> None:
     alice = SessionLayer(
         Endpoint(EndpointConfig(seed=1, malloc_debug=True, allow=("INVITE", "BYE"))), ALICE_SDP, user="alice"
     )
-    net.attach(alice, A)  # type: ignore[arg-type]
+    net.attach(alice, A)
     forker = ScriptedPeer(net, ("127.0.0.9", 5060), name="forker")
     session = alice.invite("sip:bob@127.0.0.9:5060", destination=("127.0.0.9", 5060), now=0.0)
     session.add_ref("test")
@@ -374,7 +374,7 @@ def test_an_application_may_keep_the_call_a_second_fork_answered() -> None:
         user="alice",
         keep_forks=True,
     )
-    net.attach(alice, A)  # type: ignore[arg-type]
+    net.attach(alice, A)
     forker = ScriptedPeer(net, ("127.0.0.9", 5060), name="forker")
     session = alice.invite("sip:bob@127.0.0.9:5060", destination=("127.0.0.9", 5060), now=0.0)
     invite = forker.expect(method="INVITE")

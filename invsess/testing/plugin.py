@@ -178,7 +178,7 @@ class UserAgentFactory:
         options.setdefault("malloc_debug", True)
         local = sdp or parse_sdp(DEFAULT_SDP.format(host=address[0], port=40000 + 2 * n))
         layer = SessionLayer(Endpoint(EndpointConfig(**options)), local, user=user, **layer_options)
-        self.network.attach(layer, address)  # type: ignore[arg-type]  # a layer is driven like an endpoint
+        self.network.attach(layer, address)
         self.agents.append((layer, layer.endpoint.listeners["udp"]))
         return layer
 
