@@ -225,7 +225,7 @@ def test_glare_between_two_refreshes_is_resolved_by_491_and_retry() -> None:
     w.drain()
     w.bob.reinvite(bob, w.net.now, direction="sendonly")  # crosses Alice's refresh
     alice.timer.refresh_at = w.net.now  # Alice refreshes with a re-INVITE now, too
-    alice.peer_allow = ("INVITE",)
+    alice.peer_allow = frozenset({"INVITE"})
     w.run(10.0)
     assert sum(1 for e in w.net.trace if e.first_line.startswith("SIP/2.0 491")) >= 1
     assert alice.state is InviteState.CONFIRMED and bob.state is InviteState.CONFIRMED

@@ -33,8 +33,8 @@ _MAX_DATAGRAM = 65_535
 class LoopbackNetwork(SimNetwork):
     """Endpoints on real loopback UDP sockets; see the module docstring."""
 
-    def __init__(self, seed: int = 0, *, default: LinkProfile | None = None) -> None:
-        super().__init__(seed, default=default)
+    def __init__(self, seed: int = 0, *, default: LinkProfile | None = None, record: bool = True) -> None:
+        super().__init__(seed, default=default, record=record)
         self._start = time.monotonic()
         self._sockets: dict[Address, socket.socket] = {}
         self._selector = selectors.DefaultSelector()

@@ -47,8 +47,11 @@ class SimNetwork:
     partitioned or unroutable), which :meth:`ladder` draws.
     """
 
-    def __init__(self, seed: int = 0, *, default: LinkProfile | None = None) -> None:
+    def __init__(self, seed: int = 0, *, default: LinkProfile | None = None, record: bool = True) -> None:
+        """``record=False`` keeps no trace: for soaks and benchmarks, whose wire would grow
+        without bound (the ladder then shows nothing)."""
         self.seed = seed
+        self.record = record
         self._random = random.Random(seed)  # noqa: S311 - simulated loss, not secrets: seeded on purpose
         self.now = 0.0
         self.default = default or LinkProfile()
@@ -100,7 +103,8 @@ class SimNetwork:
         rng = self._random
 
         def record(*fields: Any) -> None:
-            self.trace.append(MessageEvent(*fields))
+            if self.record:
+                self.trace.append(MessageEvent(*fields))
 
         if dest not in self._nodes:
             record(self.now, source, dest, out.transport, out.data, "unroutable")
