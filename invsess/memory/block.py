@@ -28,6 +28,7 @@ from invsess.memory.report import (
     FreeRecord,
     MemoryErrorReport,
     RawFrame,
+    ReferenceHolder,
     ReferenceOwnerError,
     UseAfterFreeError,
     capture_raw_stack,
@@ -139,10 +140,12 @@ class RefCounted(Block):
     does not free memory: that happens when the pool the object lives in is released.
     """
 
-    __slots__ = ("_ref_count", "_ref_destroyed", "_ref_owners")
+    __slots__ = ("_ref_count", "_ref_destroyed", "_ref_owners", "_ref_taken")
     _ref_count: int
     _ref_owners: dict[str, int]
     _ref_destroyed: tuple[str, tuple[RawFrame, ...]] | None
+    #: MALLOC_DEBUG only: where each owner took its latest reference (for dangling-reference reports).
+    _ref_taken: dict[str, tuple[RawFrame, ...]] | None
     #: How reports name this count, e.g. "dialog session count".
     ref_label: ClassVar[str] = "reference count"
 
@@ -154,6 +157,7 @@ class RefCounted(Block):
         self._ref_count = 0
         self._ref_owners = {}
         self._ref_destroyed = None
+        self._ref_taken = None
 
     @property
     def ref_count(self) -> int:
@@ -165,6 +169,13 @@ class RefCounted(Block):
         """A copy of who holds references, and how many each."""
         return dict(self._ref_owners)
 
+    def reference_holders(self) -> tuple[ReferenceHolder, ...]:
+        """Who holds references now, and (under MALLOC_DEBUG) where each took its latest one."""
+        taken = self._ref_taken or {}
+        return tuple(
+            ReferenceHolder(owner, n, resolve(taken.get(owner, ()))) for owner, n in self._ref_owners.items()
+        )
+
     def add_ref(self, owner: str) -> int:
         """Take a reference on behalf of ``owner``; returns the new count."""
         if self._ref_destroyed is not None:
@@ -174,6 +185,11 @@ class RefCounted(Block):
             )
         self._ref_owners[owner] = self._ref_owners.get(owner, 0) + 1
         self._ref_count += 1
+        if type(self)._invsess_debug_:
+            taken = self._ref_taken
+            if taken is None:
+                taken = self._ref_taken = {}
+            taken[owner] = capture_raw_stack(_TAKEN_STACK_DEPTH, depth=1)
         return self._ref_count
 
     def dec_ref(self, owner: str) -> int:
@@ -191,6 +207,8 @@ class RefCounted(Block):
             )
         if held == 1:
             del self._ref_owners[owner]
+            if self._ref_taken is not None:
+                self._ref_taken.pop(owner, None)
         else:
             self._ref_owners[owner] = held - 1
         old = self._ref_count
@@ -207,6 +225,8 @@ class RefCounted(Block):
 
 #: Frames kept for "first freed at" of a reference count: the pool release keeps the full stack.
 _DESTROY_STACK_DEPTH = 2
+#: Frames kept for where a reference was taken: the caller of add_ref and its caller.
+_TAKEN_STACK_DEPTH = 2
 
 
 def _destroy_record(obj: RefCounted, reason: str) -> tuple[str, tuple[RawFrame, ...]]:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from invsess.memory.block import (
     Block,
     RawHeader,
+    RefCounted,
     _fixed_sizes,  # the hot path reads the size cache directly
     align,
     block_size_of,
@@ -31,6 +32,8 @@ from invsess.memory.block import (
     raw_header,
 )
 from invsess.memory.report import (
+    DanglingReference,
+    DanglingReferenceError,
     DoubleFreeError,
     Frame,
     FreeRecord,
@@ -217,8 +220,14 @@ class Pool:
         if self._released is not None:
             raise DoubleFreeError(self._report("double-free", f"release ({reason})"))
         context = dict(self._context()) if self._context is not None else {}
-        stack = capture_stack(factory.stack_depth if factory.malloc_debug else 1)
+        # A block still referenced is memory someone will touch after this free: the wrong
+        # order of release. Found here, it is reported at the release rather than at a touch
+        # that may never come (a test would pass silently).
+        referenced = [b for b in self._blocks if isinstance(b, RefCounted) and b._ref_count]
+        depth = factory.stack_depth if factory.malloc_debug or referenced else 1
+        stack = capture_stack(depth)
         record = FreeRecord(f"release of pool {self.name!r}", reason, stack, context)
+        dangling = tuple(self._dangling(b, record) for b in referenced)
         self._released = record
         blocks, self._blocks = self._blocks, []
         factory._pool_released(self, record)
@@ -229,6 +238,21 @@ class Pool:
         self._reserved = 0
         self._chunks = 0
         self._tail_free = 0
+        if dangling:
+            if factory.malloc_debug:
+                raise DanglingReferenceError(dangling)
+            factory._dangling.extend(dangling)
+
+    def _dangling(self, block: RefCounted, record: FreeRecord) -> DanglingReference:
+        header = block.block_header
+        return DanglingReference(
+            header.type_name,
+            header.block_id,
+            self.name,
+            block.reference_holders(),
+            header.alloc_stack or (header.site,),
+            record,
+        )
 
     def _report(self, kind: str, access: str) -> MemoryErrorReport:
         where = capture_stack(self.factory.stack_depth, depth=3)
@@ -287,6 +311,9 @@ class PoolFactory:
         self._reserved = 0
         self._max_reserved = 0
         self._fragments = 0
+        #: Without MALLOC_DEBUG: pools released while blocks in them were still referenced
+        #: (the newest ``quarantine_size``); the leak report shows them as warnings.
+        self._dangling: deque[DanglingReference] = deque(maxlen=quarantine_size)
 
     def __repr__(self) -> str:
         mode = "MALLOC_DEBUG" if self.malloc_debug else "normal"
@@ -389,4 +416,9 @@ class PoolFactory:
             for (site, type_name), (cs, names, owners) in grouped.items()
         ]
         entries.sort(key=lambda e: (-e.size, str(e.site), e.type_name))
-        return LeakReport(tuple(entries), tuple(p.name for p in pools))
+        return LeakReport(tuple(entries), tuple(p.name for p in pools), tuple(self._dangling))
+
+    @property
+    def dangling(self) -> list[DanglingReference]:
+        """Releases that left blocks referenced (recorded without MALLOC_DEBUG, which raises)."""
+        return list(self._dangling)
