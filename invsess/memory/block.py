@@ -213,11 +213,19 @@ class RefCounted(Block):
             self._ref_owners[owner] = held - 1
         old = self._ref_count
         self._ref_count = old - 1
-        if old == 1:
+        if old == 1 and self._ref_destroyed is None:  # (set already: destroyed with its pool)
             reason = f"{self.ref_label} 1 -> 0 (dec_ref by {owner!r})"
             self._ref_destroyed = _destroy_record(self, reason)
             self._on_last_ref(reason)
         return old - 1
+
+    def _destroy_with_pool(self, reason: str) -> None:
+        """The pool this object lives in is being released while it is still referenced: it is
+        destroyed with it (``_on_last_ref`` runs now, so what it owns goes too, instead of
+        leaking behind the freed object), and never again by a stale ``dec_ref``."""
+        if self._ref_destroyed is None:
+            self._ref_destroyed = _destroy_record(self, reason)
+            self._on_last_ref(reason)
 
     def _on_last_ref(self, reason: str) -> None:
         """Called once, when the count reaches zero; subclasses release what they hold."""

@@ -81,6 +81,7 @@ class Pool:
         "_context",
         "_created",
         "_released",
+        "_releasing",
         "_reserved",
         "_serial",
         "_tail_free",
@@ -113,6 +114,7 @@ class Pool:
         self._used = 0
         self._tail_free = capacity
         self._released: FreeRecord | None = None
+        self._releasing = False
         self._context: Callable[[], Mapping[str, Any]] | None = None
         self._serial = serial
         self._created = capture_stack(factory.stack_depth if factory.malloc_debug else 1)
@@ -218,6 +220,8 @@ class Pool:
         """
         factory = self.factory
         if self._released is not None:
+            if self._releasing:  # a destructor run by this very release asks for it again
+                return
             raise DoubleFreeError(self._report("double-free", f"release ({reason})"))
         context = dict(self._context()) if self._context is not None else {}
         # A block still referenced is memory someone will touch after this free: the wrong
@@ -231,9 +235,15 @@ class Pool:
         self._released = record
         blocks, self._blocks = self._blocks, []
         factory._pool_released(self, record)
-        if factory.malloc_debug:
-            for block in blocks:
-                poison(block)
+        try:
+            self._releasing = True
+            for held in referenced:
+                held._destroy_with_pool(f"pool {self.name!r} released under it ({reason})")
+        finally:
+            self._releasing = False
+            if factory.malloc_debug:
+                for block in blocks:
+                    poison(block)
         self._used = 0
         self._reserved = 0
         self._chunks = 0
