@@ -151,3 +151,20 @@ def test_the_guides_tests_pass_as_shown() -> None:
     )
     assert gate.returncode == 0, gate.stdout + gate.stderr  # the gate failed the ringing test
     assert "(UAS) still INCOMING (never answered)" in gate.stdout
+
+
+def test_every_snippet_include_names_a_file_and_section_that_exist() -> None:
+    pattern = re.compile(r'^--8<-- "([^":]+)(?::([\w-]+))?"$')
+    seen = 0
+    for page in sorted(DOCS.rglob("*.md")):
+        for line in page.read_text().splitlines():
+            if "8<" not in line or line.startswith("<!--"):
+                continue
+            match = pattern.match(line)
+            assert match, f"{page.name}: malformed snippet line {line!r} (a formatter may have touched it)"
+            path, section = match.groups()
+            text = (ROOT / path).read_text()
+            if section:
+                assert f"--8<-- [start:{section}]" in text and f"--8<-- [end:{section}]" in text, line
+            seen += 1
+    assert seen >= 12

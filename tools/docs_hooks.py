@@ -113,6 +113,7 @@ def find_tables() -> Iterator[tuple[str, Mapping[Any, Any]]]:
     own ``TRANSITIONS``, each once (a class that reuses its module's table is named for it)."""
     seen: dict[int, str] = {}
     found: dict[int, Mapping[Any, Any]] = {}
+    where: dict[int, int] = {}  # the package's rank in DRAW_ORDER: sessions before transactions
     for name in _core_modules():
         module = importlib.import_module(name)
         for attr, value in vars(module).items():
@@ -121,11 +122,21 @@ def find_tables() -> Iterator[tuple[str, Mapping[Any, Any]]]:
                 if isinstance(table, Mapping):
                     seen[id(table)] = value.__qualname__
                     found[id(table)] = table
+                    where[id(table)] = _rank(name)
             elif attr == "TRANSITIONS" and isinstance(value, Mapping) and id(value) not in seen:
                 seen[id(value)] = f"{name}.TRANSITIONS"
                 found[id(value)] = value
-    for ident, title in sorted(seen.items(), key=lambda item: item[1]):
+                where[id(value)] = _rank(name)
+    for ident, title in sorted(seen.items(), key=lambda item: (where[item[0]], item[1])):
         yield title, found[ident]
+
+
+#: The order the machines are drawn in: the INVITE session first, transactions last.
+DRAW_ORDER = ("invsess.inv", "invsess.dialog", "invsess.sdp", "invsess.endpoint", "invsess.transaction")
+
+
+def _rank(module: str) -> int:
+    return next((i for i, p in enumerate(DRAW_ORDER) if module.startswith(p)), len(DRAW_ORDER))
 
 
 def _core_modules() -> list[str]:

@@ -3,6 +3,7 @@
 Run: ``pytest examples/guide/test_calls.py`` — the invsess plugin provides every fixture.
 """
 
+# --8<-- [start:first]
 from __future__ import annotations
 
 import pytest
@@ -15,7 +16,6 @@ from invsess.testing import LinkProfile
 BOB = ("127.0.0.2", 5060)
 
 
-# --8<-- [start:first]
 def test_bob_answers(ua_factory, call_driver):
     alice, bob = ua_factory(user="alice"), ua_factory(user="bob")  # 127.0.0.1, 127.0.0.2
     call_driver.answer(bob, 180, 200)  # Bob rings, then answers, every call
