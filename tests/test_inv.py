@@ -16,7 +16,7 @@ from invsess.inv import (
     SessionStateChanged,
 )
 from invsess.inv.states import TRANSITIONS, Effect
-from invsess.memory import UseAfterFreeError
+from invsess.memory import DanglingReferenceError, UseAfterFreeError
 from invsess.sdp import parse_sdp
 from invsess.sip import LocalProtocolError, Request, Response, make_response
 from invsess.testing import LinkProfile, ScriptedPeer, SimNetwork
@@ -189,7 +189,8 @@ def test_the_asterisk_crash_with_real_sessions() -> None:
     w.drain()
     w.drain()
     dialog = bob.dialog
-    dialog.dec_ref("app")  # wrong order: the pool holding the session goes now
+    with pytest.raises(DanglingReferenceError):  # caught at the release: the session is still held
+        dialog.dec_ref("app")  # wrong order: the pool holding the session goes now
     with pytest.raises(UseAfterFreeError) as info:
         bob.dec_ref("app")
     report = info.value.report

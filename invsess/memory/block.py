@@ -28,6 +28,7 @@ from invsess.memory.report import (
     FreeRecord,
     MemoryErrorReport,
     RawFrame,
+    ReferenceHolder,
     ReferenceOwnerError,
     UseAfterFreeError,
     capture_raw_stack,
@@ -162,12 +163,14 @@ class RefCounted(Block):
     does not free memory: that happens when the pool the object lives in is released.
     """
 
-    __slots__ = ("_ref_count", "_ref_destroyed", "_ref_owners")
+    __slots__ = ("_ref_count", "_ref_destroyed", "_ref_owners", "_ref_taken")
     _ref_count: int
     #: One entry per reference held, naming its owner: a tuple of a few names is a fraction of
     #: the size of a dict, and every session and dialog has one.
     _ref_owners: tuple[str, ...]
     _ref_destroyed: tuple[str, tuple[RawFrame, ...]] | None
+    #: MALLOC_DEBUG only: where each owner took its latest reference (for dangling-reference reports).
+    _ref_taken: dict[str, tuple[RawFrame, ...]] | None
     #: How reports name this count, e.g. "dialog session count".
     ref_label: ClassVar[str] = "reference count"
 
@@ -179,6 +182,7 @@ class RefCounted(Block):
         self._ref_count = 0
         self._ref_owners = ()
         self._ref_destroyed = None
+        self._ref_taken = None
 
     @property
     def ref_count(self) -> int:
@@ -193,6 +197,13 @@ class RefCounted(Block):
             owners[owner] = owners.get(owner, 0) + 1
         return owners
 
+    def reference_holders(self) -> tuple[ReferenceHolder, ...]:
+        """Who holds references now, and (under MALLOC_DEBUG) where each took its latest one."""
+        taken = self._ref_taken or {}
+        return tuple(
+            ReferenceHolder(owner, n, resolve(taken.get(owner, ()))) for owner, n in self.ref_owners.items()
+        )
+
     def add_ref(self, owner: str) -> int:
         """Take a reference on behalf of ``owner``; returns the new count."""
         if self._ref_destroyed is not None:
@@ -202,6 +213,11 @@ class RefCounted(Block):
             )
         self._ref_owners = (*self._ref_owners, owner)
         self._ref_count += 1
+        if type(self)._invsess_debug_:
+            taken = self._ref_taken
+            if taken is None:
+                taken = self._ref_taken = {}
+            taken[owner] = capture_raw_stack(_TAKEN_STACK_DEPTH, depth=1)
         return self._ref_count
 
     def dec_ref(self, owner: str) -> int:
@@ -218,14 +234,24 @@ class RefCounted(Block):
             )
         owners = self._ref_owners
         i = owners.index(owner)
-        self._ref_owners = owners[:i] + owners[i + 1 :]
+        self._ref_owners = owners = owners[:i] + owners[i + 1 :]
+        if self._ref_taken is not None and owner not in owners:
+            self._ref_taken.pop(owner, None)
         old = self._ref_count
         self._ref_count = old - 1
-        if old == 1:
+        if old == 1 and self._ref_destroyed is None:  # (set already: destroyed with its pool)
             reason = f"{self.ref_label} 1 -> 0 (dec_ref by {owner!r})"
             self._ref_destroyed = _destroy_record(self, reason)
             self._on_last_ref(reason)
         return old - 1
+
+    def _destroy_with_pool(self, reason: str) -> None:
+        """The pool this object lives in is being released while it is still referenced: it is
+        destroyed with it (``_on_last_ref`` runs now, so what it owns goes too, instead of
+        leaking behind the freed object), and never again by a stale ``dec_ref``."""
+        if self._ref_destroyed is None:
+            self._ref_destroyed = _destroy_record(self, reason)
+            self._on_last_ref(reason)
 
     def _on_last_ref(self, reason: str) -> None:
         """Called once, when the count reaches zero; subclasses release what they hold."""
@@ -233,6 +259,8 @@ class RefCounted(Block):
 
 #: Frames kept for "first freed at" of a reference count: the pool release keeps the full stack.
 _DESTROY_STACK_DEPTH = 2
+#: Frames kept for where a reference was taken: the caller of add_ref and its caller.
+_TAKEN_STACK_DEPTH = 2
 
 
 def _destroy_record(obj: RefCounted, reason: str) -> tuple[str, tuple[RawFrame, ...]]:

@@ -33,6 +33,8 @@ from invsess.memory.block import (
     shared_site,
 )
 from invsess.memory.report import (
+    DanglingReference,
+    DanglingReferenceError,
     DoubleFreeError,
     Frame,
     FreeRecord,
@@ -82,6 +84,7 @@ class Pool:
         "_context",
         "_created",
         "_released",
+        "_releasing",
         "_reserved",
         "_serial",
         "_tail_free",
@@ -114,6 +117,7 @@ class Pool:
         self._used = 0
         self._tail_free = capacity
         self._released: FreeRecord | None = None
+        self._releasing = False
         self._context: Callable[[], Mapping[str, Any]] | None = None
         self._serial = serial
         # Kept raw (code objects and lines), resolved into frames only if a report needs them,
@@ -225,21 +229,50 @@ class Pool:
         """
         factory = self.factory
         if self._released is not None:
+            if self._releasing:  # a destructor run by this very release asks for it again
+                return
             raise DoubleFreeError(self._report("double-free", f"release ({reason})"))
         context = dict(self._context()) if self._context is not None else {}
-        stack = capture_stack(factory.stack_depth if factory.malloc_debug else 1)
+        # A block still referenced is memory someone will touch after this free: the wrong
+        # order of release. Found here, it is reported at the release rather than at a touch
+        # that may never come (a test would pass silently).
+        referenced = [b for b in self._blocks if isinstance(b, RefCounted) and b._ref_count]
+        depth = factory.stack_depth if factory.malloc_debug or referenced else 1
+        stack = capture_stack(depth)
         record = FreeRecord(f"release of pool {self.name!r}", reason, stack, context)
+        dangling = tuple(self._dangling(b, record) for b in referenced)
         self._released = record
         self._context = None  # it refers to the pool's owner: no cycle may outlive the release
         blocks, self._blocks = self._blocks, []
         factory._pool_released(self, record)
-        if factory.malloc_debug:
-            for block in blocks:
-                poison(block)
+        try:
+            self._releasing = True
+            for held in referenced:
+                held._destroy_with_pool(f"pool {self.name!r} released under it ({reason})")
+        finally:
+            self._releasing = False
+            if factory.malloc_debug:
+                for block in blocks:
+                    poison(block)
         self._used = 0
         self._reserved = 0
         self._chunks = 0
         self._tail_free = 0
+        if dangling:
+            if factory.malloc_debug:
+                raise DanglingReferenceError(dangling)
+            factory._dangling.extend(dangling)
+
+    def _dangling(self, block: RefCounted, record: FreeRecord) -> DanglingReference:
+        header = block.block_header
+        return DanglingReference(
+            header.type_name,
+            header.block_id,
+            self.name,
+            block.reference_holders(),
+            header.alloc_stack or (header.site,),
+            record,
+        )
 
     def _report(self, kind: str, access: str) -> MemoryErrorReport:
         where = capture_stack(self.factory.stack_depth, depth=3)
@@ -313,6 +346,9 @@ class PoolFactory:
         self._reserved = 0
         self._max_reserved = 0
         self._fragments = 0
+        #: Without MALLOC_DEBUG: pools released while blocks in them were still referenced
+        #: (the newest ``quarantine_size``); the leak report shows them as warnings.
+        self._dangling: deque[DanglingReference] = deque(maxlen=quarantine_size)
 
     def __repr__(self) -> str:
         mode = "MALLOC_DEBUG" if self.malloc_debug else "normal"
@@ -414,4 +450,9 @@ class PoolFactory:
             for (site, type_name), (cs, names, owners) in grouped.items()
         ]
         entries.sort(key=lambda e: (-e.size, str(e.site), e.type_name))
-        return LeakReport(tuple(entries), tuple(p.name for p in pools))
+        return LeakReport(tuple(entries), tuple(p.name for p in pools), tuple(self._dangling))
+
+    @property
+    def dangling(self) -> list[DanglingReference]:
+        """Releases that left blocks referenced (recorded without MALLOC_DEBUG, which raises)."""
+        return list(self._dangling)
