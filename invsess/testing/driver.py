@@ -34,6 +34,7 @@ from invsess.inv import (
     InviteSession,
     InviteState,
     MediaUpdated,
+    SessionEvent,
     SessionLayer,
     SessionStateChanged,
 )
@@ -44,6 +45,8 @@ from invsess.transaction import RequestReceived
 
 #: What to do with an incoming call: called with the layer, the new session and the time.
 IncomingPolicy = Callable[[SessionLayer, InviteSession, float], None]
+#: Something that sees every event as it is read: the layer, the event and the time.
+Watcher = Callable[[SessionLayer, SessionEvent, float], None]
 
 #: On real sockets, how often (seconds) events are read while the network runs.
 _LOOPBACK_SLICE = 0.01
@@ -71,6 +74,7 @@ class CallDriver:
         self.network = network
         self._layers = layers
         self._policies: dict[int, IncomingPolicy] = {}
+        self._watchers: list[Watcher] = []
         #: Every session seen, by Call-ID and role ("UAC" or "UAS"), oldest first.
         self.calls: list[CallRecord] = []
         #: Out-of-dialog requests the layers passed up (OPTIONS, ...), answered 200 by the driver.
@@ -104,6 +108,11 @@ class CallDriver:
                 layer.answer(session, code, now)
 
         self.on_incoming(layer, policy)
+
+    def watch(self, watcher: Watcher) -> None:
+        """Call ``watcher(layer, event, now)`` for every event read, before the driver acts on it
+        (the event's messages and session are valid during the call, not after)."""
+        self._watchers.append(watcher)
 
     def on_incoming(self, layer: SessionLayer, policy: IncomingPolicy) -> None:
         """Call ``policy(layer, session, now)`` for each call ``layer`` receives."""
@@ -178,8 +187,10 @@ class CallDriver:
 
     # -- inside ----------------------------------------------------------------------------
 
-    def _on_event(self, layer: SessionLayer, event: object) -> None:
+    def _on_event(self, layer: SessionLayer, event: SessionEvent) -> None:
         now = self.network.now
+        for watcher in self._watchers:
+            watcher(layer, event, now)
         if isinstance(event, IncomingCall):
             self._record_of(event.session)
             policy = self._policies.get(id(layer))
@@ -230,4 +241,4 @@ def states_named(states: Sequence[InviteState]) -> list[str]:
     return [s.name for s in states]
 
 
-__all__ = ["CallDriver", "CallRecord", "IncomingPolicy", "states_named"]
+__all__ = ["CallDriver", "CallRecord", "IncomingPolicy", "Watcher", "states_named"]

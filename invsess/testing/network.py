@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -44,7 +45,7 @@ class SimNetwork:
     Any :class:`~invsess.node.Node` can be attached: an endpoint, a session layer, a scripted
     peer. Every datagram and what became of it is recorded in :attr:`trace` (a
     :class:`~invsess.trace.MessageEvent` each; ``fate`` is delivered, duplicated, lost,
-    partitioned or unroutable), which :meth:`ladder` draws.
+    dropped (:meth:`drop_if`), partitioned or unroutable), which :meth:`ladder` draws.
     """
 
     def __init__(self, seed: int = 0, *, default: LinkProfile | None = None, record: bool = True) -> None:
@@ -56,6 +57,7 @@ class SimNetwork:
         self.now = 0.0
         self.default = default or LinkProfile()
         self._links: dict[tuple[Address, Address], LinkProfile] = {}
+        self._drop: Callable[[MessageEvent], bool] | None = None
         self._cut: set[frozenset[Address]] = set()
         self._nodes: dict[Address, Node[Any]] = {}
         self._in_flight: list[tuple[float, int, Address, Address, str, bytes]] = []
@@ -82,6 +84,12 @@ class SimNetwork:
     def partition(self, a: Address, b: Address) -> None:
         """Cut every datagram between a and b, both ways, until :meth:`heal`."""
         self._cut.add(frozenset((a, b)))
+
+    def drop_if(self, predicate: Callable[[MessageEvent], bool] | None) -> None:
+        """Lose exactly the datagrams ``predicate`` picks (it sees each as the
+        :class:`~invsess.trace.MessageEvent` about to be sent; their fate becomes "dropped"):
+        "the first 2xx", "every ACK", ... None removes the filter."""
+        self._drop = predicate
 
     def heal(self, a: Address | None = None, b: Address | None = None) -> None:
         """Restore one cut link, or all of them."""
@@ -111,6 +119,11 @@ class SimNetwork:
             return
         if frozenset((source, dest)) in self._cut:
             record(self.now, source, dest, out.transport, out.data, "partitioned")
+            return
+        if self._drop is not None and self._drop(
+            MessageEvent(self.now, source, dest, out.transport, out.data)
+        ):
+            record(self.now, source, dest, out.transport, out.data, "dropped")
             return
         profile = self._links.get((source, dest), self.default)
         if rng.random() < profile.loss:

@@ -195,13 +195,26 @@ class EndpointFactory:
         self.network = network
         self.endpoints: list[tuple[Endpoint, tuple[str, int]]] = []
 
-    def __call__(self, address: tuple[str, int] | None = None, **config: Any) -> Endpoint:
-        """A new endpoint (MALLOC_DEBUG, seeded) at ``address`` (default 127.0.0.N:5060)."""
+    def __call__(
+        self,
+        address: tuple[str, int] | None = None,
+        *,
+        config: EndpointConfig | None = None,
+        transports: tuple[str, ...] = ("udp",),
+        **fields: Any,
+    ) -> Endpoint:
+        """A new endpoint at ``address`` (default 127.0.0.N:5060) listening on ``transports``:
+        with ``config`` as given, or one made of ``fields`` (MALLOC_DEBUG on and seeded unless
+        they say otherwise)."""
         address = address or (f"127.0.0.{len(self.endpoints) + 1}", 5060)
-        config.setdefault("seed", self.network.seed * 1000 + len(self.endpoints))
-        config.setdefault("malloc_debug", True)
-        endpoint = Endpoint(EndpointConfig(**config))
-        self.network.attach(endpoint, address)
+        if config is None:
+            fields.setdefault("seed", self.network.seed * 1000 + len(self.endpoints))
+            fields.setdefault("malloc_debug", True)
+            config = EndpointConfig(**fields)
+        elif fields:
+            raise TypeError("give either config or EndpointConfig fields, not both")
+        endpoint = Endpoint(config)
+        self.network.attach(endpoint, address, transports)
         self.endpoints.append((endpoint, address))
         return endpoint
 
