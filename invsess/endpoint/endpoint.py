@@ -420,6 +420,15 @@ class Endpoint:
             return
         key = self._server_key(request, "INVITE" if method == "INVITE" else method)
         existing = self._server.get(key)
+        if existing is not None and _cseq_number(existing.request) != _cseq_number(request):
+            # The branch of a transaction we have, another CSeq: not a retransmission but a
+            # broken new request (a re-INVITE re-using its INVITE's Via branch). Absorbing it
+            # would leave it unanswered for ever; PJSIP answers 400 (sip_transaction.c).
+            self.stats["branch reused with another CSeq"] += 1
+            warning = ("Warning", '399 invsess "Retransmission with different CSeq"')
+            response = make_response(request, 400, to_tag=self.new_tag(), headers=[warning])
+            self._stateless(request, response, source, transport)
+            return
         if existing is not None:
             existing.receive_request(request, source, now)
             self._touch(existing)
@@ -570,6 +579,10 @@ def _merge_key(request: Request) -> MergeKey:
     from_tag = request.from_.tag if request.from_ else None
     cseq = request.cseq.number if request.cseq else 0
     return from_tag, request.call_id, cseq, request.method
+
+
+def _cseq_number(request: Request) -> int | None:
+    return request.cseq.number if request.cseq is not None else None
 
 
 def _accepts_any(request: Request, ours: tuple[str, ...]) -> bool:
