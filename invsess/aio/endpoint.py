@@ -24,7 +24,7 @@ from invsess.memory import LeakReport
 from invsess.node import Node
 from invsess.sip.errors import LocalProtocolError
 from invsess.trace import Trace
-from invsess.transaction import Outgoing
+from invsess.transaction import TRANSPORT_ERROR, Outgoing
 
 log = get_logger("invsess.aio")
 
@@ -146,9 +146,11 @@ class AsyncEndpoint:
         self.flush()
 
     def flush(self) -> None:
-        """Send everything the core queued, re-arm the timer, wake event readers."""
-        for item in self.endpoint.datagrams_to_send():
-            self._send(item)
+        """Send everything the core queued, re-arm the timer, wake event readers. A send that
+        fails is reported to the core, which may queue more (a CANCEL, a BYE): sent too."""
+        while items := self.endpoint.datagrams_to_send():
+            for item in items:
+                self._send(item)
         self._arm()
         self._wakeup.set()
 
@@ -174,15 +176,20 @@ class AsyncEndpoint:
                 self._record_sent(item, "refused")
             self.refused += 1
             log.warning("send refused", error=str(exc))
-            self.endpoint.transport_error(item.destination, item.transport)
+            self.core.transport_error(
+                item.destination, item.transport, self.now(), reason=f"{TRANSPORT_ERROR}: {exc}"
+            )
 
     def _record_sent(self, item: Outgoing, fate: str) -> None:
         if self.trace is not None:
             local = self.endpoint.listeners.get(item.transport, ("0.0.0.0", 0))  # noqa: S104 - a label only
             self.trace.message(self.now(), local, item.destination, item.transport, item.data, fate)
 
-    def _connection_failed(self, destination: Address, transport: str) -> None:
-        self.endpoint.transport_error(destination, transport)
+    def _connection_failed(self, destination: Address, transport: str, error: str = "") -> None:
+        reason = f"{TRANSPORT_ERROR}: {transport} connection to {format_address(destination)} failed"
+        self.core.transport_error(
+            destination, transport, self.now(), reason=f"{reason}: {error}" if error else reason
+        )
         self.flush()
 
     def _arm(self) -> None:

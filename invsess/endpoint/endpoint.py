@@ -44,6 +44,7 @@ from invsess.sip import (
 )
 from invsess.transaction import (
     MAGIC_COOKIE,
+    TRANSPORT_ERROR,
     AckReceived,
     ClientInviteTransaction,
     ClientNonInviteTransaction,
@@ -273,12 +274,17 @@ class Endpoint:
         """Every live transaction."""
         return [*self._server.values(), *self._client.values()]
 
-    def transport_error(self, destination: Address, transport: str) -> None:
-        """A send to ``destination`` failed: end the transactions that were talking to it."""
+    def transport_error(
+        self, destination: Address, transport: str, now: float = 0.0, *, reason: str = TRANSPORT_ERROR
+    ) -> None:
+        """A send to ``destination`` failed (refused by the send guard, a name nothing here
+        resolves, a TCP connection refused or lost): end the transactions talking to it, as RFC
+        3261 §8.1.3.1 says, each with a TransactionTerminated whose reason starts with
+        "transport error" (``reason`` says what failed). ``now`` is the node interface's."""
         for tx in self.transactions():
             peer = tx.response_destination if isinstance(tx, ServerTransaction) else tx.peer
             if peer == destination and tx.transport == transport.lower():
-                tx.transport_error()
+                tx.transport_error(reason)
                 self._touch(tx)
 
     def register_dialog(self, dialog_id: tuple[str, str, str]) -> None:

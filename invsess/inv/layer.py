@@ -42,6 +42,7 @@ from invsess.memory import LeakReport
 from invsess.sdp import SessionDescription
 from invsess.sip import LocalProtocolError, RemoteProtocolError, Request, make_response
 from invsess.transaction import (
+    TRANSPORT_ERROR,
     AckReceived,
     Outgoing,
     RequestReceived,
@@ -118,6 +119,14 @@ class SessionLayer:
     def receive(self, data: bytes, source: Address, transport: str, now: float) -> None:
         """Feed bytes, then run the session logic on what the endpoint made of them."""
         self.endpoint.receive(data, source, transport, now)
+        self._process(now)
+
+    def transport_error(
+        self, destination: Address, transport: str, now: float, *, reason: str = TRANSPORT_ERROR
+    ) -> None:
+        """A send to ``destination`` failed: its transactions end, and the sessions they were
+        for treat it as a 503 (RFC 3261 §8.1.3.1): a call not yet answered ends now."""
+        self.endpoint.transport_error(destination, transport, now, reason=reason)
         self._process(now)
 
     def datagrams_to_send(self) -> list[Outgoing]:

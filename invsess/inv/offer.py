@@ -156,6 +156,19 @@ class OfferExchange:
             # BYE, and the session ends now.
             session.fail(code, now)
 
+    def on_transport_error(self, session: InviteSession, tx: Transaction[Any], now: float) -> None:
+        """Our re-INVITE or UPDATE could not be sent: a 503 (RFC 3261 §8.1.3.1). The offer is
+        void; a session refresh is tried again after the back-off, as after a 503 response."""
+        if self.pending is not tx:
+            return
+        self.pending = None
+        if session.negotiator.state is NegotiatorState.LOCAL_OFFER:
+            session.negotiator.cancel_offer()
+        timer = session.timer
+        if timer is not None and timer.refresh_tx is tx:
+            low, high = (2.1, 4.0) if session.uac is not None else (0.0, 2.0)
+            self.retry_at, self.retry = now + session.ctx.random.uniform(low, high), Retry.REFRESH
+
     def on_timeout(self, session: InviteSession, now: float) -> None:
         """Our re-INVITE or UPDATE got no final response: the dialog is unreachable."""
         self.pending = None

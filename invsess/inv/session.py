@@ -41,7 +41,14 @@ from invsess.logs import get_logger
 from invsess.memory import RefCounted
 from invsess.sdp import NegotiatorState, SdpNegotiator
 from invsess.sip import LocalProtocolError, Request, Response, make_response
-from invsess.transaction import ClientInviteState, ClientInviteTransaction, ServerInviteTransaction, Timer
+from invsess.transaction import (
+    TRANSPORT_ERROR,
+    ClientInviteState,
+    ClientInviteTransaction,
+    RequestReceived,
+    ServerInviteTransaction,
+    Timer,
+)
 
 if TYPE_CHECKING:
     from invsess.inv.prack import ReliableReceiver, ReliableSender
@@ -91,7 +98,9 @@ class InviteSession(RefCounted):
         self.state = InviteState.NULL
         #: The status code behind the end (200 for a BYE), once the session is ending.
         self.cause: int | None = None
-        self.cause_text = "session ended"  # the text of the Reason header of our BYE
+        #: What ended it, in words: the text of the Reason header of our BYE, or the transport
+        #: failure that ended it.
+        self.cause_text = "session ended"
         #: The INVITE transaction that set the session up (None once it has terminated).
         self.invite_tx: ClientInviteTransaction | ServerInviteTransaction | None = None
         #: Where the INVITE went (or where its responses go): the next hop when the dialog's
@@ -308,12 +317,24 @@ class InviteSession(RefCounted):
 
     def on_terminated(self, purpose: Purpose, tx: Transaction[Any], now: float) -> None:
         """A transaction of the session is gone; the INVITE's, if it ends a setup that never got
-        a usable final response, ends the session (it must not wait for ever)."""
+        a usable final response, ends the session (it must not wait for ever). One ended by a
+        transport failure counts as a 503 (RFC 3261 §8.1.3.1)."""
+        reason = tx.terminated_reason or ""
+        failed = reason.startswith(TRANSPORT_ERROR) and self.state is not InviteState.DISCONNECTED
+        if failed:
+            self.log.warning("transport failure", purpose=purpose.value, reason=reason)
+            self.cause_text = reason
+            if purpose is Purpose.BYE:
+                self.end(SessionInput.BYE_DONE, self.cause or 503, now)
+            elif purpose in (Purpose.REINVITE, Purpose.UPDATE):
+                self.offers.on_transport_error(self, tx, now)
         if tx is not self.invite_tx:
             return
         self.invite_tx = None  # its request and pool are gone: keep only what we still need
         if self.uac is not None:
-            self.uac.invite_terminated(self, now)
+            self.uac.invite_terminated(self, now, 503 if failed else 408)
+        elif failed and self.state in (InviteState.INCOMING, InviteState.EARLY):
+            self.end(SessionInput.REJECT, 503, now)  # our answer cannot reach the caller
 
     # -- the application's calls -------------------------------------------------------------
 

@@ -246,14 +246,15 @@ class UacInvite:
         """No final response: Timer B (408), or none 64*T1 after our CANCEL (487, §9.1)."""
         session.end(SessionInput.INVITE_FAILED, 487 if timer is Timer.GIVE_UP else 408, now)
 
-    def invite_terminated(self, session: InviteSession, now: float) -> None:
+    def invite_terminated(self, session: InviteSession, now: float, cause: int = 408) -> None:
         """The INVITE transaction is gone: no 2xx can come any more, so the ACKs kept for its
-        retransmissions go; a setup still without a usable final response ends now."""
+        retransmissions go; a setup still without a usable final response ends now (with
+        ``cause``: 503 when a transport failure ended the transaction)."""
         self.ack = None
         self.fork_acks.clear()
         if session.state in (InviteState.CALLING, InviteState.EARLY):
-            session.log.warning("INVITE transaction ended without a usable final response")
-            session.end(SessionInput.INVITE_FAILED, 408, now)
+            session.log.warning("INVITE transaction ended without a usable final response", cause=cause)
+            session.end(SessionInput.INVITE_FAILED, cause, now)
 
     # -- hanging up --------------------------------------------------------------------------
 
