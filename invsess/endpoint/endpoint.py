@@ -295,6 +295,12 @@ class Endpoint:
         """In-dialog requests for this dialog get 481 again."""
         self._dialogs.discard(dialog_id)
 
+    def _knows_dialog(self, call_id: str, local_tag: str, remote_tag: str) -> bool:
+        """A registered dialog; or one whose 2xx came without To tag (RFC 3261 §12.1.2): its
+        null remote tag is filled in by the peer's first request, so any From tag may do."""
+        dialogs = self._dialogs
+        return (call_id, local_tag, remote_tag) in dialogs or (call_id, local_tag, "") in dialogs
+
     def leak_report(self) -> LeakReport:
         """Pools still alive (transactions, undelivered events): empty once idle."""
         return self.factory.leak_report()
@@ -476,7 +482,7 @@ class Endpoint:
             return 501, None, [("Allow", cfg.allow_header)]
         if method not in cfg.allow:
             return 405, None, [("Allow", cfg.allow_header)]
-        if to_tag is not None and (request.call_id or "", to_tag, from_tag or "") not in self._dialogs:
+        if to_tag is not None and not self._knows_dialog(request.call_id or "", to_tag, from_tag or ""):
             return 481, None, []  # an in-dialog request for a dialog we do not have
         if len(self._server) + len(self._client) >= cfg.max_transactions:
             return 503, None, [("Retry-After", str(cfg.retry_after))]

@@ -29,6 +29,7 @@ import contextlib
 from typing import Any
 
 from invsess.address import Address
+from invsess.dialog import DialogRole
 from invsess.endpoint import AnyEvent, CancelReceived, Endpoint
 from invsess.inv.context import Purpose, SessionContext
 from invsess.inv.events import ForkedCall, IncomingCall, MediaUpdated, SessionEvent, SessionStateChanged
@@ -268,10 +269,23 @@ class SessionLayer:
         if isinstance(event, TransactionTerminated):
             route.dialog.dec_tsx()
 
-    def _session_of(self, request: Request) -> InviteSession | None:
-        to_tag = request.to.tag if request.to else ""
-        from_tag = request.from_.tag if request.from_ else ""
-        handle = self._ctx.dialogs.get((request.call_id or "", to_tag or "", from_tag or ""))
+    def _session_of(self, request: Request, *, learn: bool = False) -> InviteSession | None:
+        """The session of the dialog ``request`` is in. With ``learn``, a request of the peer
+        in a dialog whose 2xx came without a To tag names the remote tag (RFC 3261 §12.1.2)."""
+        ctx = self._ctx
+        call_id = request.call_id or ""
+        to_tag = (request.to.tag if request.to else "") or ""
+        from_tag = (request.from_.tag if request.from_ else "") or ""
+        handle = ctx.dialogs.get((call_id, to_tag, from_tag))
+        if handle is None and learn and from_tag:
+            handle = ctx.dialogs.get((call_id, to_tag, ""))
+            session = handle.session if handle is not None else None
+            if session is None or session.dialog.role is not DialogRole.UAC:
+                return None
+            ctx.unroute_dialog(session)
+            session.dialog.learn_remote_tag(from_tag)
+            ctx.route_dialog(session)
+            session.log.info("remote tag learnt from the peer's request", remote_tag=from_tag)
         return handle.session if handle is not None else None
 
     def _on_request(self, tx: ServerTransaction[Any], request: Request, now: float) -> None:
@@ -286,7 +300,7 @@ class SessionLayer:
                 else:  # MESSAGE, OPTIONS when not auto-answered, ...: the application answers
                     ctx.emit(RequestReceived(tx, request, tx.peer))
                 return
-            session = self._session_of(request)
+            session = self._session_of(request, learn=True)
             if session is None or session.state is InviteState.DISCONNECTED:
                 # A stray BYE for a session that just ended still gets its 200.
                 code = 200 if request.method == "BYE" else 481
