@@ -70,18 +70,22 @@ class SessionLayer:
         timer: TimerSettings | None = None,
         rel100: Rel100 | str = Rel100.OFF,
         keep_forks: bool = False,
+        lock_codec: bool = False,
     ) -> None:
         """``local_sdp`` is what we offer and answer with; ``user`` the user part of our From and
         Contact. ``timer`` turns on session timers (RFC 4028) with those settings; ``rel100`` is
         "off", "supported" (reliable 1xx when the peer supports them too) or "required";
         ``keep_forks`` keeps the 2xx of a second fork as a call of its own (a
-        :class:`ForkedCall` event) instead of ending it with BYE.
+        :class:`ForkedCall` event) instead of ending it with BYE; ``lock_codec`` offers again
+        with one codec when the answer to our offer kept several (pjsua's option).
 
         The endpoint must be configured to match, or requests using these extensions would be
         turned away before reaching us: ``supported`` must list "timer" and "100rel", ``allow``
         must list PRACK. A mismatch raises ValueError naming the missing setting.
         """
-        settings = LayerSettings(user=user, timer=timer, rel100=Rel100(rel100), keep_forks=keep_forks)
+        settings = LayerSettings(
+            user=user, timer=timer, rel100=Rel100(rel100), keep_forks=keep_forks, lock_codec=lock_codec
+        )
         config = endpoint.config
         missing = [f"supported: {tag!r}" for tag in settings.supported if tag not in config.supported]
         if "100rel" in settings.supported and "PRACK" not in config.allow:

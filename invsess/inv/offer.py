@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from invsess.inv.answers import take_answer
 from invsess.inv.context import Purpose, methods_of
+from invsess.inv.lock import lock_codec
 from invsess.inv.states import InviteState, RequestRefusedError, SessionInput
 from invsess.inv.timer import TimerDecision, response_headers
 from invsess.inv.uas import send_2xx
-from invsess.sdp import NegotiatorState, SdpNegotiationError, parse_sdp
+from invsess.sdp import NegotiatorState, SdpNegotiationError, SessionDescription, parse_sdp
 from invsess.sip import LocalProtocolError, ParseError, Request, Response, make_response
 from invsess.transaction import ClientInviteTransaction, ServerInviteTransaction
 
@@ -82,18 +84,27 @@ class OfferExchange:
             session.negotiator.set_direction(direction)
         self.send(session, "UPDATE", now, with_offer=with_offer)
 
-    def send(self, session: InviteSession, method: str, now: float, *, with_offer: bool) -> None:
-        """A re-INVITE or UPDATE, carrying our session timer (every one of them is a refresh)."""
+    def send(
+        self,
+        session: InviteSession,
+        method: str,
+        now: float,
+        *,
+        with_offer: bool,
+        body: SessionDescription | None = None,
+    ) -> None:
+        """A re-INVITE or UPDATE, carrying our session timer (every one of them is a refresh);
+        with our offer (``body``, or what our capabilities make) or without."""
         ctx = session.ctx
         self.retry_at = None
-        body = session.negotiator.create_offer().serialize() if with_offer else b""
+        body_bytes = session.negotiator.create_offer(body).serialize() if with_offer else b""
         headers: list[tuple[str, object]] = []
         if session.timer is not None:
             headers += [("Supported", "timer"), *session.timer.request_headers()]
         host, port, transport = session.next_hop()
         request = session.dialog.create_request(
-            method, via=ctx.endpoint.via(transport), headers=headers, body=body,
-            content_type=SDP if body else None,
+            method, via=ctx.endpoint.via(transport), headers=headers, body=body_bytes,
+            content_type=SDP if body_bytes else None,
         )  # fmt: skip
         tx = ctx.endpoint.send_request(request, (host, port), transport, now)
         self.pending = tx
@@ -135,6 +146,7 @@ class OfferExchange:
                 session.send_bye(now)
             elif tx.request.body:
                 session.media_updated()
+                lock_codec(session, now)
             return
         if neg.state is NegotiatorState.LOCAL_OFFER:
             neg.cancel_offer()
@@ -266,12 +278,14 @@ class OfferExchange:
 
     @staticmethod
     def answer_in_ack(session: InviteSession, ack: Request) -> bool:
-        """The answer to the offer of our 2xx, in its ACK; False when it is unusable."""
+        """The answer to the offer of our 2xx, in its ACK; False when there is none or it is
+        unusable (the offer is void then: the negotiator is back in its stable state)."""
         neg = session.negotiator
-        try:
-            neg.receive_answer(parse_sdp(ack.body))
-            neg.negotiate()
-        except (ParseError, SdpNegotiationError):
+        if not ack.body:
+            if neg.state is NegotiatorState.LOCAL_OFFER:
+                neg.cancel_offer()
+            return False
+        if not take_answer(session, ack.body):
             return False
         session.media_updated()
         return True

@@ -27,6 +27,7 @@ from invsess.address import Address, is_ip
 from invsess.dialog import Dialog, DialogRole, DialogState
 from invsess.inv.context import Purpose, SessionContext, SessionHandle
 from invsess.inv.events import MediaUpdated, SessionStateChanged
+from invsess.inv.lock import lock_codec
 from invsess.inv.offer import OfferExchange
 from invsess.inv.states import (
     TRANSITIONS,
@@ -283,16 +284,21 @@ class InviteSession(RefCounted):
             return  # a retransmitted ACK, or one for a 2xx we are not waiting on
         self.ack_wait = None
         offered = self.negotiator.state is NegotiatorState.LOCAL_OFFER  # our 2xx carried an offer
-        if ack.body and offered and not self.offers.answer_in_ack(self, ack):
-            self.cause = 488  # RFC 3264: an unusable answer ends the session
+        initial = self.state is InviteState.CONNECTING
+        if offered and not self.offers.answer_in_ack(self, ack) and (initial or ack.body):
+            # RFC 3264: an unusable answer ends the session, and so does none at all to the
+            # offer of our 2xx to an INVITE without SDP: there is no session to talk over. A
+            # re-INVITE's offer left unanswered is void: the session goes on as it was.
+            self.cause = 488
             self.send_bye(now)
             return
-        initial = self.state is InviteState.CONNECTING
         self.process(SessionInput.RECV_ACK, now)
         if initial and not self.early_sdp:  # else agreed at the reliable 1xx already
             self.media_updated()
         if self.bye_pending:
             self.send_bye(now)
+        elif offered and ack.body:
+            lock_codec(self, now)  # the ACK answered the offer of our 2xx
 
     def on_response(self, purpose: Purpose, tx: Transaction[Any], response: Response, now: float) -> None:
         """A response to a request of ours, by what that request was for."""
