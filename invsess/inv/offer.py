@@ -27,6 +27,7 @@ from invsess.transaction import ClientInviteTransaction, ServerInviteTransaction
 
 if TYPE_CHECKING:
     from invsess.inv.session import InviteSession
+    from invsess.inv.timer import SessionTimer
     from invsess.transaction import Transaction
 
 SDP = "application/sdp"
@@ -163,6 +164,12 @@ class OfferExchange:
             if code == 503 and response.retry_after is not None:
                 delay = float(response.retry_after.delta)
             self.retry_at, self.retry = now + delay, retry
+        elif refresh and timer is not None and _wants_sdp(timer, tx, code):
+            # A refresh without SDP refused with a 4xx (400 or 488 asking for a body, ...):
+            # once more at once, and from now on, with our current SDP before giving up
+            # (PJSIP's sip_timer.c does the same).
+            timer.with_sdp = True
+            self.retry_at, self.retry = now, Retry.REFRESH
         elif code in (408, 481) or refresh:
             # The dialog is gone or unreachable, or a session refresh failed (RFC 4028 §10):
             # BYE, and the session ends now.
@@ -289,6 +296,15 @@ class OfferExchange:
             return False
         session.media_updated()
         return True
+
+
+def _wants_sdp(timer: SessionTimer, tx: Transaction[Any], code: int) -> bool:
+    """A 4xx to a refresh without SDP, not about the dialog (408/481) or a retry (491/422):
+    the peer may want a body in it; worth one more try with SDP."""
+    return not tx.request.body and not timer.with_sdp and 400 <= code < 500 and code not in _NOT_ABOUT_SDP
+
+
+_NOT_ABOUT_SDP = frozenset({408, 481, 491, 422})
 
 
 def _unusable_offer(exc: ParseError | SdpNegotiationError) -> RequestRefusedError:
