@@ -11,8 +11,9 @@ asyncio driver, the simulated and loopback networks and the virtual clock run it
 application calls :meth:`invite`, :meth:`answer`, :meth:`hangup`, :meth:`reinvite` and
 :meth:`update`, and pulls :class:`IncomingCall`, :class:`SessionStateChanged`,
 :class:`MediaUpdated` and :class:`ForkedCall` events with :meth:`next_event` (plus
-``RequestReceived`` for requests outside any dialog other than INVITE, which the application
-answers with ``endpoint.respond``).
+``RequestReceived`` for the requests the endpoint serves that no session handles — outside
+any dialog other than INVITE, or inside one: INFO, MESSAGE ... — which the application answers
+with ``endpoint.respond``).
 
 What it does by itself: the ACK for a 2xx (and again for each retransmitted 2xx); the UAS's 2xx
 retransmission until the ACK, and BYE when the ACK never comes (64*T1); a CANCEL held until a

@@ -276,7 +276,9 @@ class InviteSession(RefCounted):
                 raise RequestRefusedError("no reliable provisional response of ours is waiting", 481)
             self.rel_sender.on_prack(self, tx, request, now)
         else:
-            self.ctx.endpoint.respond(tx, make_response(request, 501), now)
+            # INFO, MESSAGE, NOTIFY ...: the endpoint let it through (its ``allow`` lists it),
+            # so the application answers it (``endpoint.respond``), as outside any dialog.
+            self.ctx.emit(RequestReceived(tx, request, tx.peer))
 
     def on_ack(self, ack: Request, now: float) -> None:
         """The ACK of a 2xx of ours (to the INVITE, or to a re-INVITE)."""
