@@ -330,7 +330,7 @@ class InviteSession(RefCounted):
         reason = tx.terminated_reason or ""
         failed = reason.startswith(TRANSPORT_ERROR) and self.state is not InviteState.DISCONNECTED
         if failed:
-            self.log.warning("transport failure", purpose=purpose.value, reason=reason)
+            self.log.info("transport failure", purpose=purpose.value, reason=reason)
             self.cause_text = reason
             if purpose is Purpose.BYE:
                 self.end(SessionInput.BYE_DONE, self.cause or 503, now)

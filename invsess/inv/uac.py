@@ -292,7 +292,8 @@ class UacInvite:
         self.ack = None
         self.fork_acks.clear()
         if session.state in (InviteState.CALLING, InviteState.EARLY):
-            session.log.warning("INVITE transaction ended without a usable final response", cause=cause)
+            if cause == 408:  # (a transport failure was logged where it happened)
+                session.log.warning("INVITE transaction ended without a usable final response")
             session.end(SessionInput.INVITE_FAILED, cause, now)
 
     # -- hanging up --------------------------------------------------------------------------
