@@ -18,7 +18,7 @@ from invsess.address import Address, format_address
 from invsess.aio.guard import SendGuard, SendRefusedError
 from invsess.aio.transport import StreamTransport, UdpTransport
 from invsess.endpoint import AnyEvent, Endpoint
-from invsess.inv import SessionEvent
+from invsess.inv import SessionEvent, SessionStateChanged
 from invsess.logs import get_logger
 from invsess.memory import LeakReport
 from invsess.node import Node
@@ -185,6 +185,12 @@ class AsyncEndpoint:
             local = self.endpoint.listeners.get(item.transport, ("0.0.0.0", 0))  # noqa: S104 - a label only
             self.trace.message(self.now(), local, item.destination, item.transport, item.data, fate)
 
+    def _record_state(self, event: SessionStateChanged) -> None:
+        if self.trace is not None:
+            dialog = event.session.dialog
+            where = self.endpoint.listeners.get(dialog.transport, ("0.0.0.0", 0))  # noqa: S104 - a label only
+            self.trace.state(self.now(), where, "session", event.old.name, event.new.name, dialog.call_id)
+
     def _connection_failed(self, destination: Address, transport: str, error: str = "") -> None:
         reason = f"{TRANSPORT_ERROR}: {transport} connection to {format_address(destination)} failed"
         self.core.transport_error(
@@ -219,10 +225,13 @@ class AsyncEndpoint:
                 stream.close_idle(self.now())
 
     async def next_event(self, timeout: float | None = None) -> AnyEvent | SessionEvent | None:
-        """The next event from the core (raises TimeoutError after ``timeout``)."""
+        """The next event from the core (raises TimeoutError after ``timeout``). With a trace,
+        a session's change of state is recorded in it as it is read."""
         async with asyncio.timeout(timeout):
             while True:
                 event = self.core.next_event()
+                if isinstance(event, SessionStateChanged) and self.trace is not None:
+                    self._record_state(event)
                 if event is not None:
                     return event
                 self._wakeup.clear()
