@@ -269,6 +269,10 @@ async def _close(agent: UserAgent, timeout: float = 5.0) -> LeakReport:
     retransmissions (RFC 3261 §17: 32 s after a 2xx or a BYE) end at once."""
     endpoint = agent.endpoint
     deadline = agent.now() + timeout
+    for session in agent.layer.sessions:  # interrupted: calls still up get their BYE (or CANCEL)
+        if session.state is not InviteState.DISCONNECTED:
+            agent.layer.hangup(session, agent.now())
+    agent.flush()
 
     def waiting() -> int:
         return sum(1 for tx in endpoint.transactions() if tx.state.name in _AWAITING_RESPONSE)
