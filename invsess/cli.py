@@ -90,7 +90,8 @@ def _listen_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--sdp",
                 "sdp_file",
                 type=click.Path(exists=True, dir_okay=False),
-                help="Our SDP (capabilities) from a file; default: PCMU, PCMA, telephone-event.",
+                help="Our SDP (capabilities) from a file; default: PCMU, PCMA, telephone-event "
+                "(answer: o=answer, port 40000; call: o=call, port 40002).",
             ),
             click.option("--t1", type=float, default=0.5, show_default=True, help="RFC 3261 T1 in seconds."),
             click.option(
@@ -134,7 +135,8 @@ def _listen_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 default=None,
                 metavar="S",
                 help="Send one UPDATE (with our SDP) S seconds after each call is confirmed "
-                "(answer with --ring: S seconds after the ringing response, in the early dialog).",
+                "(answer with --ring: S seconds after the ringing response, in the early dialog; "
+                "give --100rel supported --ring-code 183 too, so the INVITE's answer went reliably).",
             ),
             click.option(
                 "--allow",
