@@ -348,14 +348,15 @@ def test_a_reinvite_without_sdp_whose_ack_has_no_answer_keeps_the_session() -> N
     net, bob, caller, session, tag = answered(31, ALICE_SDP.serialize())
     ack_bob(caller, b"", to_tag=tag)
     net.run_until(net.now + 0.1)
-    before = session.negotiator.active_remote
+    before, agreed = session.negotiator.active_remote, session.negotiator.generation
     invite_bob(caller, b"", branch="z9hG4bKre2", cseq=2, to_tag=tag)
     offer = caller.expect(status=200, where=lambda m: m.cseq is not None and m.cseq.number == 2)
     assert b"m=audio" in offer.body  # our 2xx offers
     ack_bob(caller, b"", to_tag=tag, cseq=2, branch="z9hG4bKre2")  # the same branch: PJSIP's other variant
     net.run_until(net.now + 0.1)
     assert session.state is InviteState.CONFIRMED
-    assert session.negotiator.state.name == "DONE" and session.negotiator.active_remote is before
+    assert session.negotiator.state.name == "DONE" and session.negotiator.generation == agreed
+    assert session.negotiator.active_remote == before  # the media it had
     assert not [e for e in net.trace if e.first_line.startswith("BYE")]
     invite_bob(caller, ALICE_SDP.serialize(), branch="z9hG4bKre3", cseq=3, to_tag=tag)
     caller.expect(status=200, where=lambda m: m.cseq is not None and m.cseq.number == 3)  # not 491
@@ -430,7 +431,7 @@ def test_duplicate_tags_take_the_last_or_get_400_from_a_strict_server() -> None:
         seed=35, malloc_debug=True, allow=("INVITE", "BYE"), checks=UAS_CHECKS | Check.DUPLICATE_TAGS
     )
     layer = SessionLayer(Endpoint(config), ALICE_SDP, user="bob")
-    strict.attach(layer, B)  # type: ignore[arg-type]
+    strict.attach(layer, B)
     peer = ScriptedPeer(strict, A, name="caller")
     peer.send(twice, B, branch="z9hG4bKdup2", cseq=1, to_tag="")
     refused = peer.expect(status=400)

@@ -35,7 +35,7 @@ def lock_codec(session: InviteSession, now: float) -> None:
     offer = locked_offer(local, remote) if local is not None and remote is not None else None
     if offer is None or session.bye_sent or session.cause is not None:
         return  # one codec a stream (of those we offered): nothing to lock
-    if offers.busy or session.ack_wait.waiting or neg.state is not NegotiatorState.DONE:
+    if offers.busy or session.ack_wait is not None or neg.state is not NegotiatorState.DONE:
         return  # another exchange is under way: its answer is checked in its turn
     update = "UPDATE" in session.peer_allow
     if session.state is InviteState.EARLY and not (update and session.early_sdp):
