@@ -245,7 +245,7 @@ class RefCounted(Block):
             self._on_last_ref(reason)
         return old - 1
 
-    def _destroy_with_pool(self, reason: str) -> None:
+    def destroy_with_pool(self, reason: str) -> None:
         """The pool this object lives in is being released while it is still referenced: it is
         destroyed with it (``_on_last_ref`` runs now, so what it owns goes too, instead of
         leaking behind the freed object), and never again by a stale ``dec_ref``."""

@@ -236,7 +236,7 @@ class Pool:
         # A block still referenced is memory someone will touch after this free: the wrong
         # order of release. Found here, it is reported at the release rather than at a touch
         # that may never come (a test would pass silently).
-        referenced = [b for b in self._blocks if isinstance(b, RefCounted) and b._ref_count]
+        referenced = [b for b in self._blocks if isinstance(b, RefCounted) and b.ref_count]
         depth = factory.stack_depth if factory.malloc_debug or referenced else 1
         stack = capture_stack(depth)
         record = FreeRecord(f"release of pool {self.name!r}", reason, stack, context)
@@ -248,7 +248,7 @@ class Pool:
         try:
             self._releasing = True
             for held in referenced:
-                held._destroy_with_pool(f"pool {self.name!r} released under it ({reason})")
+                held.destroy_with_pool(f"pool {self.name!r} released under it ({reason})")
         finally:
             self._releasing = False
             if factory.malloc_debug:
