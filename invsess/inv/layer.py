@@ -29,6 +29,7 @@ import contextlib
 from typing import Any
 
 from invsess.address import Address
+from invsess.auth import CredentialStore
 from invsess.endpoint import AnyEvent, CancelReceived, Endpoint
 from invsess.inv.context import Purpose, SessionContext
 from invsess.inv.events import ForkedCall, IncomingCall, MediaUpdated, SessionEvent, SessionStateChanged
@@ -68,10 +69,14 @@ class SessionLayer:
         timer: TimerSettings | None = None,
         rel100: Rel100 | str = Rel100.OFF,
         keep_forks: bool = False,
+        credentials: CredentialStore | None = None,
     ) -> None:
         """``local_sdp`` is what we offer and answer with; ``user`` the user part of our From and
-        Contact. ``timer`` turns on session timers (RFC 4028) with those settings; ``rel100`` is
-        "off", "supported" (reliable 1xx when the peer supports them too) or "required";
+        Contact. ``credentials`` answer the 401/407 our requests get (digest authentication:
+        the INVITE, re-INVITE, UPDATE, BYE and PRACK are sent again with them, RFC 3261 §22);
+        :attr:`credentials` is the same store, to add to later. ``timer`` turns on session
+        timers (RFC 4028) with those settings; ``rel100`` is "off", "supported" (reliable 1xx
+        when the peer supports them too) or "required";
         ``keep_forks`` keeps the 2xx of a second fork as a call of its own (a
         :class:`ForkedCall` event) instead of ending it with BYE.
 
@@ -87,13 +92,18 @@ class SessionLayer:
         if missing:
             raise ValueError(f"the endpoint's EndpointConfig lacks {', '.join(missing)}")
         self.endpoint = endpoint
-        self._ctx = SessionContext(endpoint, local_sdp, settings, InviteSession)
+        self._ctx = SessionContext(endpoint, local_sdp, settings, InviteSession, credentials)
         self._after_event: Any = None
 
     @property
     def settings(self) -> LayerSettings:
         """How this layer's sessions behave (user, timer, 100rel, forks)."""
         return self._ctx.settings
+
+    @property
+    def credentials(self) -> CredentialStore:
+        """Usernames and passwords by realm, for the 401/407 our requests get."""
+        return self._ctx.credentials
 
     @property
     def local_sdp(self) -> SessionDescription:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from invsess.address import Address, is_ip, uri_host
+from invsess.auth import credentials_of
 from invsess.dialog import Dialog, DialogState
 from invsess.inv.context import Purpose
 from invsess.inv.events import ForkedCall
@@ -125,6 +126,7 @@ class UacInvite:
     ) -> None:
         """Send ``request`` (the INVITE, or the same INVITE again after a 422)."""
         ctx = session.ctx
+        self.provisional_seen = False  # a CANCEL waits for a provisional of this INVITE (§9.1)
         tx = ctx.endpoint.send_request(request, destination, transport, now)
         if not isinstance(tx, ClientInviteTransaction):  # pragma: no cover - an INVITE makes one
             raise TypeError("send_request of an INVITE must give an INVITE client transaction")
@@ -149,6 +151,8 @@ class UacInvite:
             return  # ended already (a provisional after our CANCEL, say): nothing to do
         elif code < 200:
             self._on_1xx(session, tx, response, now)
+        elif code in (401, 407) and self._retry_authenticated(session, tx, response, now):
+            return
         elif not (code == 422 and self._retry_422(session, tx, response, now)):
             session.end(SessionInput.INVITE_FAILED, code, now)
 
@@ -236,6 +240,7 @@ class UacInvite:
             "ACK",
             via=endpoint.via(transport),
             cseq=cseq,
+            headers=credentials_of(tx.request),  # §13.2.2.4: the INVITE's credentials again
             body=body or b"",
             content_type=SDP if body else None,
         )
@@ -292,6 +297,23 @@ class UacInvite:
         ctx = session.ctx
         cancel_tx = ctx.endpoint.send_request(cancel, tx.peer, tx.transport, now)
         ctx.track(cancel_tx, session, Purpose.CANCEL, session.dialog)
+
+    # -- digest authentication: 401/407 ------------------------------------------------------
+
+    def _retry_authenticated(
+        self, session: InviteSession, tx: Transaction[Any], response: Response, now: float
+    ) -> bool:
+        """RFC 3261 §22.2: the INVITE again with our credentials — same Call-ID, From tag and
+        offer, the next CSeq, a new branch (the transaction ACKed the 401/407 itself). Not once
+        the call was hung up, nor after an early dialog (a 1xx with a To tag) of this INVITE."""
+        if session.dialog.state is not DialogState.NULL or self.cancel_pending or self.cancel_sent:
+            return False
+        request = session.authenticated_retry(tx, response, session.dialog)
+        if request is None:
+            return False
+        session.log.info("INVITE again with credentials", status=response.status_code)
+        self.send_invite(session, request, tx.peer, tx.transport, now)
+        return True
 
     # -- session timers: 422 -----------------------------------------------------------------
 
