@@ -26,6 +26,7 @@ and expiry, reliable 1xx and their PRACKs, and 420/421/422 to INVITEs it cannot 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from invsess.address import Address
@@ -40,10 +41,12 @@ from invsess.inv.timer import TimerSettings
 from invsess.inv.uac import place_call
 from invsess.inv.uas import accept_invite
 from invsess.memory import LeakReport
+from invsess.node import TransactionUser
 from invsess.sdp import SessionDescription
-from invsess.sip import LocalProtocolError, RemoteProtocolError, Request, make_response
+from invsess.sip import LocalProtocolError, NameAddress, RemoteProtocolError, Request, make_response
 from invsess.transaction import (
     AckReceived,
+    Event,
     Outgoing,
     RequestReceived,
     ResponseReceived,
@@ -94,6 +97,7 @@ class SessionLayer:
         self.endpoint = endpoint
         self._ctx = SessionContext(endpoint, local_sdp, settings, InviteSession, credentials)
         self._after_event: Any = None
+        self._users: list[TransactionUser] = []
 
     @property
     def settings(self) -> LayerSettings:
@@ -135,20 +139,43 @@ class SessionLayer:
         return self.endpoint.datagrams_to_send()
 
     def next_deadline(self) -> float | None:
-        """The earlier of the endpoint's and the sessions' next timers (two heap tops)."""
-        ours = self._ctx.next_deadline()
-        theirs = self.endpoint.next_deadline()
-        if ours is None or (theirs is not None and theirs < ours):
-            return theirs
-        return ours
+        """The earliest of the endpoint's, the sessions' (two heap tops) and the attached
+        transaction users' next timers."""
+        due = [self._ctx.next_deadline(), self.endpoint.next_deadline()]
+        due += [user.next_deadline() for user in self._users]
+        times = [t for t in due if t is not None]
+        return min(times) if times else None
 
     def handle_timers(self, now: float) -> None:
-        """Fire the transactions' timers due at ``now``, then those of the sessions due."""
+        """Fire the transactions' timers due at ``now``, then those of the sessions and of the
+        transaction users due."""
         self.endpoint.handle_timers(now)
         self._process(now)
         for session in self._ctx.due(now):
             session.handle_timers(now)
             self._after(session, now)
+        for user in list(self._users):
+            deadline = user.next_deadline()
+            if deadline is not None and deadline <= now:
+                user.handle_timers(now)
+                self._process(now)
+
+    # -- transaction users -------------------------------------------------------------------
+
+    def attach(self, user: TransactionUser) -> None:
+        """Let ``user`` (a registration client, a registrar) take the events no session is
+        for, and drive its timers with ours; see :class:`~invsess.node.TransactionUser`."""
+        if user not in self._users:
+            self._users.append(user)
+
+    def detach(self, user: TransactionUser) -> None:
+        """Stop giving ``user`` events and timers (nothing if it is not attached)."""
+        if user in self._users:
+            self._users.remove(user)
+
+    def _offer(self, event: Event, now: float) -> bool:
+        """Give an event no session is for to the first transaction user that takes it."""
+        return any(user.on_event(event, now) for user in list(self._users))
 
     def next_event(self) -> SessionEvent | None:
         """The next session event. A DISCONNECTED session's own references go at the next call."""
@@ -182,8 +209,11 @@ class SessionLayer:
         transport: str = "udp",
         from_uri: str | None = None,
         with_offer: bool = True,
+        route: Sequence[NameAddress] = (),
     ) -> InviteSession:
-        """Place a call: an INVITE with our offer (or none, for a late offer)."""
+        """Place a call: an INVITE with our offer (or none, for a late offer). ``route`` is a
+        preloaded route set (an outbound proxy; :func:`invsess.routeset.parse_route_set` makes
+        one from URIs), ``destination`` where the INVITE goes (for a proxy: its address)."""
         session = place_call(
             self._ctx,
             target,
@@ -192,6 +222,7 @@ class SessionLayer:
             transport=transport,
             from_uri=from_uri,
             with_offer=with_offer,
+            route=route,
         )
         self._after(session, now)
         return session
@@ -249,6 +280,8 @@ class SessionLayer:
         tx = event.invite if isinstance(event, CancelReceived) else event.transaction
         route = ctx.routes.pop(tx, None) if isinstance(event, TransactionTerminated) else ctx.routes.get(tx)
         if route is None:
+            if self._users and not isinstance(event, CancelReceived):
+                self._offer(event, now)
             return
         session = route.handle.session if route.handle is not None else None
         if session is not None:
@@ -284,8 +317,10 @@ class SessionLayer:
                     session = accept_invite(ctx, tx, request, now)
                 elif request.method in _IN_DIALOG_ONLY:
                     raise RequestRefusedError(f"{request.method} outside a dialog", 481)
-                else:  # MESSAGE, OPTIONS when not auto-answered, ...: the application answers
-                    ctx.emit(RequestReceived(tx, request, tx.peer))
+                else:  # REGISTER, MESSAGE, OPTIONS when not auto-answered, ...: a transaction
+                    received = RequestReceived(tx, request, tx.peer)  # user (a registrar) or the
+                    if not self._offer(received, now):  # application answers
+                        ctx.emit(received)
                 return
             session = self._session_of(request)
             if session is None or session.state is InviteState.DISCONNECTED:

@@ -11,6 +11,7 @@ provisional response (§9.1); the INVITE client transaction gives up 64*T1 after
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -24,6 +25,7 @@ from invsess.inv.prack import ReliableReceiver, is_reliable
 from invsess.inv.settings import Rel100
 from invsess.inv.states import InviteState, SessionInput
 from invsess.inv.timer import SessionTimer
+from invsess.routeset import route_request
 from invsess.sdp import NegotiatorState, SdpNegotiationError, parse_sdp
 from invsess.sip import (
     CSeq,
@@ -57,22 +59,31 @@ def place_call(
     transport: str = "udp",
     from_uri: str | None = None,
     with_offer: bool = True,
+    route: Sequence[NameAddress] = (),
 ) -> InviteSession:
-    """A new session and its INVITE, with our offer (or none, for a late offer), sent."""
+    """A new session and its INVITE, with our offer (or none, for a late offer), sent.
+
+    ``route`` is a preloaded route set (an outbound proxy): Route headers for a loose router,
+    the strict router's URI as Request-URI otherwise (:mod:`invsess.routeset`); ``destination``
+    is where the INVITE goes (the first route's address, for a proxy)."""
     endpoint, settings = ctx.endpoint, ctx.settings
     host, port = endpoint.listeners.get(transport.lower(), ("127.0.0.1", 5060))
     local = from_uri or f"sip:{settings.user}@{uri_host(host)}:{port}"
+    target_uri = parse_uri(target)
+    request_uri, routes = route_request(target_uri, route)
     request = make_request(
         "INVITE",
-        target,
+        request_uri,
         via=endpoint.via(transport),
         from_=NameAddress(parse_uri(local), None, (("tag", endpoint.new_tag()),)),
-        to=NameAddress(parse_uri(target)),
+        to=NameAddress(target_uri),
         call_id=f"{endpoint.new_tag()}{endpoint.new_tag()}@{host}",
         cseq=1,
         contact=ctx.contact(transport),
+        headers=[("Route", r) for r in routes],
     )
     dialog = Dialog.create_uac_initial(endpoint.factory, request, transport=transport)
+    dialog.remote_target = target_uri  # not a strict router's URI: the 2xx's Contact replaces it
     session = ctx.new_session(dialog)
     session.uac = uac = UacInvite()
     if settings.rel100 is not Rel100.OFF:
