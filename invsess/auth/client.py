@@ -188,6 +188,21 @@ class ClientAuth:
             for (proxy, _), answer in answers.items()
         ]
 
+    def renew(self, old: Request, new: Request) -> list[tuple[str, Credentials]]:
+        """The credentials ``old`` carried, computed again for ``new`` with the next nonce
+        count (a REGISTER sent again after a 423 reuses the nonce; repeating the old
+        ``nc`` would be a replay). Credentials whose challenge we no longer know are dropped:
+        the server challenges again and :meth:`authorize` answers."""
+        out: list[tuple[str, Credentials]] = []
+        for (proxy, realm), carried in _carried(old).items():
+            cached = self._challenges.get((proxy, realm))
+            credential = self.credentials.for_realm(realm)
+            if cached is None or credential is None or cached.nonce != carried.nonce:
+                continue
+            answer = self._answer(cached, credential, new)
+            out.append(("Proxy-Authorization" if proxy else "Authorization", answer.to_credentials()))
+        return out
+
     def _answer(self, challenge: Challenge, credential: Credential, request: Request) -> DigestResponse:
         return answer_challenge(
             challenge,

@@ -404,9 +404,11 @@ class Registration:
         self.expires = minimum
         self.log.info("423: REGISTER again", expires=minimum)
         request = self._request(minimum)
-        for name in ("Authorization", "Proxy-Authorization"):  # still good for this realm
-            for value in tx.request.headers.get_all(name):
-                request.headers.add(name, value)
+        credentials = self.auth.renew(tx.request, request)  # the same nonce, the next nc
+        if credentials:
+            request = resubmit(
+                request, via=request.top_via or self.endpoint.via(), cseq=self.cseq, credentials=credentials
+            )
         self._send(request, now)
 
     def _bound(self, response: Response, now: float) -> None:
