@@ -16,7 +16,7 @@ import click
 
 from invsess import __version__
 from invsess.aio import Call, ListenSpec, RegistrationError, SendGuard, UserAgent
-from invsess.auth import DigestAuthenticator
+from invsess.auth import Algorithm, DigestAuthenticator
 from invsess.demo import run_demo
 from invsess.demo_call import run_call
 from invsess.endpoint import KNOWN_METHODS, EndpointConfig
@@ -306,6 +306,12 @@ def _credentials(user: str | None, password: str | None) -> None:
 )
 @click.option("--realm", default="invsess", show_default=True, help="The realm of --auth's challenges.")
 @click.option(
+    "--algorithms",
+    default="SHA-256,MD5",
+    show_default=True,
+    help="Digest algorithms --auth offers, in order of preference (SHA-512-256, SHA-256, MD5).",
+)
+@click.option(
     "--register",
     "registrar",
     metavar="sip:HOST:PORT",
@@ -341,6 +347,7 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     auth_pairs: tuple[str, ...],
     auth_file: str | None,
     realm: str,
+    algorithms: str,
     registrar: str | None,
     user: str | None,
     password: str | None,
@@ -365,10 +372,15 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     _credentials(user, password)
     authenticator = None
     if users:
+        offered = [Algorithm.named(name.strip()) for name in algorithms.split(",") if name.strip()]
+        if any(a is None for a in offered):
+            raise click.BadParameter(f"unknown algorithm in {algorithms!r}", param_hint="--algorithms")
         try:
-            authenticator = DigestAuthenticator(realm, users)
+            authenticator = DigestAuthenticator(
+                realm, users, algorithms=[a for a in offered if a is not None]
+            )
         except UsageError as exc:
-            raise click.BadParameter(str(exc), param_hint="--realm") from None
+            raise click.BadParameter(str(exc), param_hint="--realm/--algorithms") from None
         click.echo(f"digest authentication required: realm {realm!r}, {len(users)} user(s)", err=True)
     else:
         click.echo(
