@@ -21,7 +21,7 @@ import pjsua2 as pj
 from tests.peers.pjsua2_call import KEEP, Account, pump, start
 
 
-class RegAccount(Account):  # type: ignore[misc]
+class RegAccount(Account):
     """An account that prints its registration states."""
 
     def __init__(self, answer: int | None) -> None:
