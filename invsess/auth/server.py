@@ -117,6 +117,7 @@ class DigestAuthenticator:
     ``users``: username -> password. ``proxy``: challenge with 407/Proxy-Authenticate (as a
     proxy does) instead of 401/WWW-Authenticate. ``algorithms``: offered in this order.
     ``secret``: the nonce key (random by default: nonces do not survive a restart).
+    ``in_dialog``: challenge requests inside dialogs too.
     """
 
     def __init__(
@@ -130,6 +131,7 @@ class DigestAuthenticator:
         nonce_lifetime: float = DEFAULT_NONCE_LIFETIME,
         proxy: bool = False,
         secret: bytes | None = None,
+        in_dialog: bool = False,
     ) -> None:
         if not realm or '"' in realm or "\\" in realm:
             raise UsageError(f"invalid realm {realm!r}")
@@ -150,6 +152,9 @@ class DigestAuthenticator:
             raise UsageError("nonce_lifetime must be positive")
         self.nonce_lifetime = nonce_lifetime
         self.proxy = proxy
+        #: Challenge requests inside a dialog too (as some proxies and SBCs do: BYE, re-INVITE,
+        #: UPDATE, PRACK when listed in ``methods``); by default they ride on the dialog.
+        self.in_dialog = in_dialog
         self._secret = secret if secret is not None else os.urandom(32)
         #: Failed attempts by source address (host), for bans and monitoring.
         self.failures: Counter[str] = Counter()
@@ -211,7 +216,8 @@ class DigestAuthenticator:
 
     def check(self, request: Request, source: Address, now: float) -> Verdict:
         """Accept ``request``, or say how to refuse it; see the module docstring."""
-        if request.method not in self.methods or (request.to is not None and request.to.tag):
+        in_dialog = request.to is not None and request.to.tag is not None
+        if request.method not in self.methods or (in_dialog and not self.in_dialog):
             return Accepted(None)  # not ours to challenge (in-dialog requests ride on the dialog)
         mine = self._credentials_for_us(request)
         if mine is None:
