@@ -57,10 +57,12 @@ class Registrar:
         *,
         min_expires: int = MIN_EXPIRES,
         max_expires: int = MAX_EXPIRES,
-        default_expires: int = DEFAULT_EXPIRES,
+        default_expires: int | None = None,
         use_domain: bool = False,
         max_contacts: int = 10,
     ) -> None:
+        if default_expires is None:
+            default_expires = max(min_expires, min(DEFAULT_EXPIRES, max_expires))
         if not 0 < min_expires <= default_expires <= max_expires:
             raise ValueError("need 0 < min_expires <= default_expires <= max_expires")
         self.endpoint = endpoint
