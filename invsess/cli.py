@@ -666,7 +666,7 @@ def register(  # noqa: PLR0917 - click passes every option positionally by name
             )
         except RegistrationError as exc:
             click.echo(f"refused: {exc.status_code} {exc.reason}")
-            await agent.close()
+            await agent.close(timeout=1.0)
             return 1
         click.echo(f"registered: {registration.contact} expires {registration.expires}")
         if stay > 0:
@@ -677,7 +677,9 @@ def register(  # noqa: PLR0917 - click passes every option positionally by name
         else:
             registration.close()  # left to expire at the registrar
             click.echo(f"binding left for {registration.expires} s (--unregister removes it)")
-        report = await agent.close()
+        # Nothing is left to wait for but Timer K of the last REGISTER (absorbing a late copy of
+        # its response): a second is plenty.
+        report = await agent.close(timeout=1.0)
         if report:
             click.echo(report.format(), err=True)
         return 1 if report else 0
