@@ -229,7 +229,7 @@ def test_svcrack_finds_nothing_and_the_endpoint_stays_up(tmp_path: Path, method:
                 break
         crack = subprocess.run(
             [SVCRACK, "-u", "alice", "-d", str(wordlist), "-m", method, "-p", str(port),
-             "--maximumtime", "3", "127.0.0.1"],
+             "-b", "127.0.0.1", "-P", str(_free_udp_port()), "--maximumtime", "3", "127.0.0.1"],
             check=False, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         report = crack.stdout + crack.stderr
