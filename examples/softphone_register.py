@@ -90,8 +90,9 @@ def test_bed() -> Iterator[tuple[str, Kamailio | None]]:
 
 
 async def demo() -> int:
-    with test_bed() as (registrar, kamailio):
+    with test_bed() as (kamailio_uri, kamailio):
         server = None
+        registrar = kamailio_uri
         if kamailio is None:  # an invsess registrar requiring digest authentication
             server = await UserAgent.create(
                 ["udp:127.0.0.1:0"], sdp=sdp("registrar", 40010), user="registrar",
