@@ -9,6 +9,7 @@ Kamailio's own view of the bindings over its JSON-RPC (``ul.dump``, ``stats.get_
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,33 @@ async def test_sha256_digest_and_outbound_over_tcp(kamailio_factory) -> None:
     finally:
         report = await ua.close()
     assert not report
+
+
+async def test_command_line_softphones_through_kamailio(kamailio_factory) -> None:
+    """``invsess answer --register`` keeps Bob's binding while it serves; ``invsess call --proxy
+    --user --password`` reaches him by name through Kamailio (407 answered); both bindings are
+    gone when the commands end."""
+    kam = kamailio(kamailio_factory)
+    cli = [sys.executable, "-m", "invsess.cli"]
+    bob = await asyncio.create_subprocess_exec(
+        *cli, "answer", "--listen", "udp:127.0.0.1:0", "--t1", "0.05", "--register", kam.sip_uri,
+        "--user", "bob", "--password", "bob-secret", "--expires", "60", "--calls", "1", "--duration", "40",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    for _ in range(200):
+        if "bob" in aors(kam):
+            break
+        await asyncio.sleep(0.05)
+    assert "bob" in aors(kam)
+    alice = await asyncio.create_subprocess_exec(
+        *cli, "call", f"sip:bob@127.0.0.1:{kam.sip_port}", "--proxy", kam.sip_uri, "--user", "alice",
+        "--password", "alice-secret", "--hold", "0.3", "--t1", "0.05",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    placed = (await asyncio.wait_for(alice.communicate(), 60))[0].decode()
+    bob_err = (await asyncio.wait_for(bob.communicate(), 60))[1].decode()
+    assert alice.returncode == 0 and "1 calls: 1 succeeded" in placed, placed
+    assert bob.returncode == 0, bob_err
+    assert f"registered at {kam.sip_uri} as bob: expires 60" in bob_err
+    assert "calls ended: 1" in bob_err and "0 leaked blocks" in bob_err
+    assert aors(kam) == {}  # Bob unregistered when he stopped

@@ -159,11 +159,13 @@ RegistrationEvent = Registered | RegistrationFailed | Unregistered
 class Registration:
     """One binding kept at a registrar; see the module docstring.
 
-    ``registrar``: the registrar's URI (``sip:example.com`` or ``sip:127.0.0.1:5060``); ``aor``:
-    the address-of-record (default ``sip:USER@`` the registrar's host). ``user``/``password``
-    go into ``credentials`` (a store shared with a session layer, say) for the registrar's realm
-    ... or any realm. ``route``: a preloaded route set (outbound proxy). ``contact_user``: the
-    user part of our Contact. ``instance_id``: RFC 5626 (a UUID; ``reg_id`` 1).
+    ``registrar``: the registrar's URI (``sip:127.0.0.1:5060``: the host an IP address, nothing
+    here resolves names); ``aor``: the address-of-record (default ``sip:USER@`` the registrar's
+    host). ``password`` goes into ``credentials`` for any realm (pass a session layer's store to
+    share it with its calls). ``route``: a preloaded route set (outbound proxy).
+    ``contact_user``: the user part of our Contact (default ``user``). ``instance_id``: RFC 5626
+    (a UUID; with ``reg_id``). ``keepalive``: the ping interval over TCP/TLS without a
+    Flow-Timer. ``retry``/``retry_base``: try again after failures, with this back-off base.
     """
 
     def __init__(
