@@ -8,15 +8,18 @@ with credentials.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from invsess.auth import CredentialStore, DigestAuthenticator
+from invsess.auth import MAX_REALMS, MAX_STALE_RETRIES, CredentialStore, DigestAuthenticator
 from invsess.inv import InviteState
 from invsess.routeset import parse_route_set, route_request
 from invsess.sip import Request, Response, parse_message, parse_uri
-from invsess.testing import ScriptedPeer
+from invsess.testing import ScriptedPeer, SimNetwork
 
 from .sessions import B, World, agreed_direction, finish, layer_at
 
@@ -267,3 +270,65 @@ def _copied(request: Request, to_tag: str | None = None) -> str:
         to += ";tag={to_tag}"
     vias = "".join(f"Via: {v}\n" for v in h.get_all("Via"))
     return f"{vias}From: {h.get('From')}\nTo: {to}\nCall-ID: {h.get('Call-ID')}\nCSeq: {h.get('CSeq')}\n"
+
+
+# -- a hostile authenticating callee ------------------------------------------------------------------
+
+CHALLENGE_PARTS = st.tuples(
+    st.sampled_from(["r1", "r2", "r3", "r4", "r5"]),  # realm
+    st.sampled_from(["MD5", "SHA-256", "SHA-512-256-sess", "MD5-sess", "SHA-1", "", "md5"]),  # algorithm
+    st.sampled_from(['qop="auth"', 'qop="auth-int"', 'qop="auth,auth-int"', 'qop="x"', "", 'qop="auth"']),
+    st.booleans(),  # stale
+    st.booleans(),  # proxy (407)
+    st.booleans(),  # a broken header instead
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(answers=st.lists(CHALLENGE_PARTS, min_size=1, max_size=12))
+def test_a_callee_that_challenges_for_ever_is_left(
+    answers: list[tuple[str, str, str, bool, bool, bool]],
+) -> None:
+    """Whatever challenges come (ever new realms, stale for ever, broken headers, algorithms we
+    lack), the caller retries a bounded number of times, ends, and leaks nothing."""
+    net = SimNetwork(seed=11)
+    peer = ScriptedPeer(net, B, name="bob")
+    credentials = CredentialStore()
+    credentials.add("alice", "pw")
+    alice = layer_at(net, ("127.0.0.1", 5060), seed=5, user="alice", credentials=credentials)
+    session = alice.invite("sip:bob@127.0.0.2:5060", destination=B, now=net.now)
+    sent = 0
+    for realm, algorithm, qop, stale, proxy, broken in answers:
+        try:
+            invite = peer.expect(method="INVITE", within=2)
+        except AssertionError:
+            break  # the caller gave up
+        sent += 1
+        assert isinstance(invite, Request)
+        header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        params = [f'realm="{realm}"', f'nonce="n{sent}"']
+        if algorithm:
+            params.append(f"algorithm={algorithm}")
+        if qop:
+            params.append(qop)
+        if stale:
+            params.append("stale=true")
+        value = "Digest ,,=" if broken else "Digest " + ", ".join(params)
+        peer.send("SIP/2.0 {code} Challenge\n" + _copied(invite) + f"{header}: {value}\nContent-Length: 0\n\n",
+                  ("127.0.0.1", 5060), code=407 if proxy else 401, to_tag=f"t{sent}")  # fmt: skip
+    else:  # the challenges ran out with the caller still trying: the callee is busy
+        with contextlib.suppress(AssertionError):
+            invite = peer.expect(method="INVITE", within=2)
+            sent += 1
+            assert isinstance(invite, Request)
+            peer.send("SIP/2.0 486 Busy Here\n" + _copied(invite) + "Content-Length: 0\n\n",
+                      ("127.0.0.1", 5060), to_tag="busy")  # fmt: skip
+    net.run_until(net.now + 5)
+    assert session.state is InviteState.DISCONNECTED and session.cause in (401, 407, 486)
+    # Never more than the realms we may carry plus the stale retries, whatever the peer says.
+    assert sent <= 1 + MAX_REALMS + MAX_STALE_RETRIES * MAX_REALMS
+    finish(net, alice)
