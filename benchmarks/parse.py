@@ -28,7 +28,7 @@ from callflow import CALL_FLOW
 
 from invsess.sip import Via, parse_message
 
-RFC4475 = Path(__file__).resolve().parent.parent.parent / "shared" / "conformance" / "rfc4475"
+RFC4475 = Path(__file__).resolve().parent.parent / "tests" / "data" / "rfc4475"
 EXTRA_VIA = Via("UDP", "proxy.example.com", 5060, (("branch", "z9hG4bKbench"),))
 
 

@@ -27,8 +27,9 @@ from invsess.sip import (
     Uri,
     Via,
     make_request,
+    parse_uri,
 )
-from invsess.sip.headers import ContactStar
+from invsess.sip.headers import ContactStar, parse_name_address
 
 
 class DialogState(enum.Enum):
@@ -97,16 +98,17 @@ class Dialog(RefCounted):
     """One dialog; create it with :meth:`create_uac` or :meth:`create_uas`."""
 
     __slots__ = (
+        "_id",
+        "_local_uri",
+        "_remote_target",
+        "_remote_uri",
         "call_id",
         "local_contact",
         "local_cseq",
         "local_tag",
-        "local_uri",
         "pool",
         "remote_cseq",
         "remote_tag",
-        "remote_target",
-        "remote_uri",
         "role",
         "route_set",
         "secure",
@@ -141,12 +143,15 @@ class Dialog(RefCounted):
         self.call_id = call_id
         self.local_tag = local_tag
         self.remote_tag = remote_tag
-        self.local_uri = local_uri
-        self.remote_uri = remote_uri
+        self._id: DialogId | None = None
+        # The URIs are kept as their text (RFC 3261 §12 state, not the parsed objects of the
+        # messages the dialog was made from): parsed when read, sent as they are.
+        self._local_uri = str(local_uri)
+        self._remote_uri = str(remote_uri)
+        self._remote_target = str(remote_target)
         self.local_cseq = local_cseq
         self.remote_cseq = remote_cseq
         self.route_set = route_set
-        self.remote_target = remote_target
         self.local_contact = local_contact
         self.secure = secure
         self.transport = transport
@@ -167,8 +172,34 @@ class Dialog(RefCounted):
 
     @property
     def id(self) -> DialogId:
-        """(Call-ID, local tag, remote tag)."""
-        return self.call_id, self.local_tag, self.remote_tag
+        """(Call-ID, local tag, remote tag): one tuple, shared by every table keyed by it."""
+        dialog_id = self._id
+        if dialog_id is None or dialog_id[2] != self.remote_tag:
+            dialog_id = self._id = (self.call_id, self.local_tag, self.remote_tag)
+        return dialog_id
+
+    @property
+    def local_uri(self) -> NameAddress:
+        """Our URI, with our tag (the From of what we send)."""
+        return parse_name_address(self._local_uri, "From")
+
+    @property
+    def remote_uri(self) -> NameAddress:
+        """The peer's URI, with its tag (the To of what we send)."""
+        return parse_name_address(self._remote_uri, "To")
+
+    @remote_uri.setter
+    def remote_uri(self, value: NameAddress) -> None:
+        self._remote_uri = str(value)
+
+    @property
+    def remote_target(self) -> Uri:
+        """Where in-dialog requests go (the peer's Contact), unless the route set says otherwise."""
+        return parse_uri(self._remote_target)
+
+    @remote_target.setter
+    def remote_target(self, value: Uri) -> None:
+        self._remote_target = str(value)
 
     # -- creation ----------------------------------------------------------------------------
 
@@ -373,8 +404,8 @@ class Dialog(RefCounted):
             method,
             uri,
             via=via,
-            from_=self.local_uri,
-            to=self.remote_uri,
+            from_=self._local_uri,
+            to=self._remote_uri,
             call_id=self.call_id,
             cseq=CSeq(number, method),
             contact=self.local_contact
@@ -385,7 +416,9 @@ class Dialog(RefCounted):
             content_type=content_type,
         )
 
-    def _request_uri_and_routes(self) -> tuple[Uri, tuple[NameAddress, ...]]:
+    def _request_uri_and_routes(self) -> tuple[Uri | str, tuple[NameAddress, ...]]:
+        if not self.route_set:
+            return self._remote_target, ()  # the text as kept: nothing to parse
         return route_request(self.remote_target, self.route_set)
 
     def next_hop(self) -> tuple[str, int, str]:

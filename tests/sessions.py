@@ -84,8 +84,8 @@ class World:
             user="bob",
             **(bob or {}),
         )
-        self.net.attach(self.alice, A)  # type: ignore[arg-type]
-        self.net.attach(self.bob, B)  # type: ignore[arg-type]
+        self.net.attach(self.alice, A)
+        self.net.attach(self.bob, B)
         self.log: list[tuple[str, str, object]] = []
 
     def drain(self) -> list[tuple[str, str, object]]:
@@ -151,7 +151,7 @@ def layer_at(
     supported = option_tags(options.get("timer"), options.get("rel100", "off"))
     config = EndpointConfig(seed=seed, malloc_debug=True, allow=allow, supported=supported)
     layer = SessionLayer(Endpoint(config), sdp, user=user, **options)
-    net.attach(layer, address)  # type: ignore[arg-type]
+    net.attach(layer, address)
     return layer
 
 

@@ -49,13 +49,13 @@ class Bed:
             ALICE_SDP,
             user="alice",
         )
-        self.net.attach(self.client, CLIENT, transports)  # type: ignore[arg-type]
+        self.net.attach(self.client, CLIENT, transports)
         self.server = SessionLayer(
             Endpoint(EndpointConfig(seed=2, malloc_debug=True, allow=("INVITE", "BYE", "REGISTER"))),
             ALICE_SDP,
             user="registrar",
         )
-        self.net.attach(self.server, SERVER, transports)  # type: ignore[arg-type]
+        self.net.attach(self.server, SERVER, transports)
         self.registrar = Registrar(self.server.endpoint, **registrar)
         self.server.attach(self.registrar)
         if users:
@@ -204,7 +204,7 @@ def scripted(bed_net: SimNetwork) -> tuple[SessionLayer, ScriptedPeer]:
     client = SessionLayer(
         Endpoint(EndpointConfig(seed=1, malloc_debug=True, allow=("INVITE", "BYE"))), ALICE_SDP, user="alice"
     )
-    bed_net.attach(client, CLIENT, ("udp", "tcp"))  # type: ignore[arg-type]
+    bed_net.attach(client, CLIENT, ("udp", "tcp"))
     return client, ScriptedPeer(bed_net, SERVER, name="registrar")
 
 
@@ -255,7 +255,8 @@ def test_the_binding_check_and_responses_our_registrar_never_sends() -> None:
     client.attach(reg2)
     reg2.start(net.now)
     request = peer.expect(method="REGISTER")
-    answer(peer, request, 423, "Interval Too Brief", "Min-Expires: 200\n")  # type: ignore[arg-type]
+    assert isinstance(request, Request)
+    answer(peer, request, 423, "Interval Too Brief", "Min-Expires: 200\n")
     net.run_until(net.now + 0.1)
     assert [getattr(e, "status_code", None) for e in iter(reg2.next_event, None)] == [423]
     # Our contact with the registrar's parameters added, and the Expires header granting.
@@ -272,7 +273,8 @@ def test_the_binding_check_and_responses_our_registrar_never_sends() -> None:
     # A 2xx to the unregistration that still lists us: Unregistered all the same (logged).
     reg3.stop(net.now)
     request = peer.expect(method="REGISTER")
-    answer(peer, request, extra=f"Contact: <{contact}>;expires=60\n")  # type: ignore[arg-type]
+    assert isinstance(request, Request)
+    answer(peer, request, extra=f"Contact: <{contact}>;expires=60\n")
     net.run_until(net.now + 0.1)
     assert [type(e) for e in iter(reg3.next_event, None)] == [Unregistered]
     for r in (reg, reg2, reg3):
@@ -491,7 +493,7 @@ def test_without_a_registrar_the_application_gets_the_register() -> None:
     server = SessionLayer(
         Endpoint(EndpointConfig(seed=2, malloc_debug=True, allow=("INVITE", "BYE", "REGISTER"))), ALICE_SDP
     )
-    net.attach(server, SERVER)  # type: ignore[arg-type]
+    net.attach(server, SERVER)
     client, _ = scripted(SimNetwork(seed=1))
     peer = ScriptedPeer(net, CLIENT)
     peer.send(register_request("<sip:alice@127.0.0.1>").serialize(), SERVER)

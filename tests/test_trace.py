@@ -29,7 +29,7 @@ def sample_trace(loss: float = 0.0) -> Trace:
     for i in range(3):
         a.send_request(options(a, ("127.0.0.2", 5060), f"t{i}"), ("127.0.0.2", 5060), "udp", net.now)
     net.run_until_idle()
-    trace = Trace.from_network(net)
+    trace = Trace([*net.trace])
     trace.state(0.5, ("127.0.0.2", 5060), "tsx z9hG4bKx", "TRYING", "COMPLETED")
     for endpoint, _ in factory.endpoints:
         assert not endpoint.close()

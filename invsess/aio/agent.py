@@ -122,7 +122,7 @@ class Call:
             while self.state is not InviteState.DISCONNECTED and (
                 session.offers.busy
                 or self.media is None
-                or self.media.local is not session.negotiator.active_local
+                or self.media.generation != session.negotiator.generation
             ):
                 await self._changed.wait()
 

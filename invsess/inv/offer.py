@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from invsess.auth import credentials_of
-from invsess.inv.context import Purpose
+from invsess.inv.context import Purpose, methods_of
 from invsess.inv.states import InviteState, RequestRefusedError, SessionInput
 from invsess.inv.timer import TimerDecision, response_headers
 from invsess.inv.uas import send_2xx
@@ -64,7 +64,7 @@ class OfferExchange:
         session.process(SessionInput.REINVITE, now)
         if session.bye_sent:
             raise LocalProtocolError("the session is ending: a BYE was sent")
-        if self.pending is not None or session.ack_wait.waiting:
+        if self.pending is not None or session.ack_wait is not None:
             raise LocalProtocolError("an INVITE transaction is already in progress in this dialog")
         if direction is not None:
             session.negotiator.set_direction(direction)
@@ -221,13 +221,13 @@ class OfferExchange:
         neg = session.negotiator
         if (
             self.pending is not None
-            or session.ack_wait.waiting
+            or session.ack_wait is not None
             or neg.state not in (NegotiatorState.NULL, NegotiatorState.DONE)
         ):
             raise RequestRefusedError("an offer/answer exchange is in progress", 491)
         decision = session.timer.decide(request) if session.timer is not None else None
         if request.allow:
-            session.peer_allow = tuple(m.upper() for m in request.allow)
+            session.peer_allow = methods_of(request.allow)
         try:
             if request.body:
                 neg.receive_offer(parse_sdp(request.body))

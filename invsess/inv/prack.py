@@ -159,8 +159,9 @@ class ReliableSender:
         neg = session.negotiator
         if not session.early_sdp:
             try:
-                if neg.state is NegotiatorState.DONE and neg.active_local is not None:
-                    body = neg.active_local.serialize()
+                agreed = neg.active_local_bytes
+                if neg.state is NegotiatorState.DONE and agreed is not None:
+                    body = agreed
                 elif neg.state is NegotiatorState.NULL:
                     body, offer = neg.create_offer().serialize(), True
             except SdpNegotiationError as exc:

@@ -38,7 +38,6 @@ from invsess.inv.states import (
     SessionInput,
     SessionTableError,
 )
-from invsess.inv.uas import AckWait
 from invsess.logs import get_logger
 from invsess.memory import RefCounted
 from invsess.sdp import NegotiatorState, SdpNegotiator
@@ -49,7 +48,7 @@ if TYPE_CHECKING:
     from invsess.inv.prack import ReliableReceiver, ReliableSender
     from invsess.inv.timer import SessionTimer
     from invsess.inv.uac import UacInvite
-    from invsess.inv.uas import UasInvite
+    from invsess.inv.uas import AckWait, UasInvite
     from invsess.transaction import Transaction
 
 SDP = "application/sdp"
@@ -99,14 +98,14 @@ class InviteSession(RefCounted):
         #: Where the INVITE went (or where its responses go): the next hop when the dialog's
         #: is a host name (nothing here resolves names).
         self.peer: Address | None = None
-        self.peer_allow: tuple[str, ...] = ()  # the peer's Allow: may a refresh be an UPDATE?
+        self.peer_allow: frozenset[str] = frozenset()  # the peer's Allow: may a refresh be an UPDATE?
         self.early_sdp = False  # the INVITE's offer/answer went in a reliable 1xx (or its PRACK)
         self.bye_pending = False  # hung up before a BYE may go (a UAS waits for the ACK)
         self.bye_sent = False
         # The parts (None where the role or the layer's settings do not use them).
         self.uac: UacInvite | None = None
         self.uas: UasInvite | None = None
-        self.ack_wait = AckWait()
+        self.ack_wait: AckWait | None = None  # our 2xx, until its ACK
         self.offers = OfferExchange()
         self.timer: SessionTimer | None = None
         self.rel_sender: ReliableSender | None = None  # UAS: this INVITE's 1xx go reliably
@@ -189,7 +188,7 @@ class InviteSession(RefCounted):
     def _end(self, old: InviteState, now: float) -> None:
         """The END effect: nothing of the session may fire after this (PJSIP #2007 logged
         through a freed session on expiry): timers, retransmissions and forks stop now."""
-        self.ack_wait.stop()
+        self.ack_wait = None
         self.offers.retry_at = None
         tx = self.invite_tx
         ringing = isinstance(tx, ClientInviteTransaction) and tx.state is ClientInviteState.PROCEEDING
@@ -238,7 +237,8 @@ class InviteSession(RefCounted):
 
     def handle_timers(self, now: float) -> None:
         """Fire what is due at ``now``, part by part."""
-        self.ack_wait.handle_timer(self, now)
+        if self.ack_wait is not None:
+            self.ack_wait.handle_timer(self, now)
         if self.rel_sender is not None:
             self.rel_sender.handle_timer(self, now)
         self.offers.handle_timer(self, now)
@@ -271,8 +271,9 @@ class InviteSession(RefCounted):
 
     def on_ack(self, ack: Request, now: float) -> None:
         """The ACK of a 2xx of ours (to the INVITE, or to a re-INVITE)."""
-        if not self.ack_wait.acked():
+        if self.ack_wait is None:
             return  # a retransmitted ACK, or one for a 2xx we are not waiting on
+        self.ack_wait = None
         offered = self.negotiator.state is NegotiatorState.LOCAL_OFFER  # our 2xx carried an offer
         if ack.body and offered and not self.offers.answer_in_ack(self, ack):
             self.cause = 488  # RFC 3264: an unusable answer ends the session
@@ -435,8 +436,9 @@ class InviteSession(RefCounted):
     def media_updated(self) -> None:
         """Tell the application what the last offer/answer agreed (MediaUpdated)."""
         neg = self.negotiator
-        if neg.active_local is not None and neg.active_remote is not None:
-            self.ctx.emit(MediaUpdated(self, neg.active_local, neg.active_remote))
+        local, remote = neg.active_local_bytes, neg.active_remote_bytes
+        if local is not None and remote is not None:
+            self.ctx.emit(MediaUpdated(self, local, remote, neg.generation))
 
 
 __all__ = ["InviteSession"]

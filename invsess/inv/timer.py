@@ -240,7 +240,7 @@ class SessionTimer:
         self.refresh_at = None
         busy = (
             session.offers.busy
-            or session.ack_wait.waiting
+            or session.ack_wait is not None
             or session.negotiator.state is not NegotiatorState.DONE
         )
         if busy or session.state is not InviteState.CONFIRMED or session.bye_sent:

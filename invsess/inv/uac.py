@@ -19,7 +19,7 @@ import attrs
 from invsess.address import Address, is_ip, uri_host
 from invsess.auth import credentials_of
 from invsess.dialog import Dialog, DialogState
-from invsess.inv.context import Purpose
+from invsess.inv.context import Purpose, methods_of
 from invsess.inv.events import ForkedCall
 from invsess.inv.prack import ReliableReceiver, is_reliable
 from invsess.inv.settings import Rel100
@@ -155,7 +155,7 @@ class UacInvite:
             return  # the INVITE a 422 made us send again has taken over
         code = response.status_code
         with contextlib.suppress(ParseError):  # an unreadable Allow tells us nothing
-            session.peer_allow = tuple(m.upper() for m in response.allow) or session.peer_allow
+            session.peer_allow = methods_of(response.allow) or session.peer_allow
         if 200 <= code < 300:
             self._on_2xx(session, tx, response, now)
         elif session.state is InviteState.DISCONNECTED:

@@ -7,7 +7,10 @@ answer in progress, and the active pair after a successful negotiation.
 Memory follows PJSIP's ``pool_prov``/``pool_active``: the SDPs of a negotiation in progress are
 kept (as the bytes sent or received) in a provisional pool; when it completes, the old active
 pool is released and the provisional one becomes active. So any number of re-INVITEs costs
-the same memory (PJSIP's issue #877 was that it did not).
+the same memory (PJSIP's issue #877 was that it did not). The agreed pair lives only there, as
+bytes: :attr:`SdpNegotiator.active_local` and :attr:`~SdpNegotiator.active_remote` parse it when
+asked (a re-offer, the application), so an idle session holds ~200 bytes per SDP, all of them
+accounted in its pool, rather than a parsed model ten times that size.
 
 Never does I/O; raises :class:`SdpNegotiationError` (answer 488) when no stream can be agreed,
 and :class:`~invsess.sip.errors.LocalProtocolError` for a call in the wrong state.
@@ -22,6 +25,7 @@ import attrs
 
 from invsess.memory import Buffer, Pool, PoolFactory
 from invsess.sdp.model import DIRECTIONS, MediaDescription, RtpMap, SessionDescription
+from invsess.sdp.parser import parse_sdp
 from invsess.sip.errors import LocalProtocolError, RemoteProtocolError
 
 
@@ -104,6 +108,25 @@ def _is_static(fmt: str) -> bool:
 class SdpNegotiator:
     """One session's offer/answer machine; see the module docstring."""
 
+    __slots__ = (
+        "_active_local",
+        "_active_remote",
+        "_factory",
+        "_last_key",
+        "_name",
+        "_pending_local",
+        "_pending_remote",
+        "_pool_active",
+        "_pool_prov",
+        "_prov_local",
+        "_prov_remote",
+        "_version",
+        "_we_offered",
+        "generation",
+        "local",
+        "state",
+    )
+
     TRANSITIONS: ClassVar[dict[tuple[NegotiatorState, NegotiatorInput], NegotiatorState]] = {
         (_S.NULL, _N.CREATE_OFFER): _S.LOCAL_OFFER,
         (_S.NULL, _N.RECEIVE_OFFER): _S.REMOTE_OFFER,
@@ -118,19 +141,45 @@ class SdpNegotiator:
     }
 
     def __init__(self, local: SessionDescription, factory: PoolFactory, *, name: str = "sdp") -> None:
+        """``local`` is what we can do (and offer); ``name`` names the pools of the SDPs."""
         self.state = _S.NULL
         self.local = local
         self._factory = factory
         self._name = name
         self._pool_active: Pool | None = None
         self._pool_prov: Pool | None = None
-        self.active_local: SessionDescription | None = None
-        self.active_remote: SessionDescription | None = None
+        # The bytes of each side's SDP, in the provisional and the active pool.
+        self._prov_local: Buffer | None = None
+        self._prov_remote: Buffer | None = None
+        self._active_local: Buffer | None = None
+        self._active_remote: Buffer | None = None
         self._pending_local: SessionDescription | None = None
         self._pending_remote: SessionDescription | None = None
-        self._last_sent: SessionDescription | None = None
+        self._last_key: int | None = None  # what we last sent, its o= version aside
         self._version = local.origin.session_version
         self._we_offered = False
+        #: Completed negotiations so far: which agreement a MediaUpdated event reports.
+        self.generation = 0
+
+    @property
+    def active_local(self) -> SessionDescription | None:
+        """Our side of the agreed session (parsed from the active pool), or None."""
+        return None if self._active_local is None else parse_sdp(self._active_local.data)
+
+    @property
+    def active_remote(self) -> SessionDescription | None:
+        """The peer's side of the agreed session (parsed from the active pool), or None."""
+        return None if self._active_remote is None else parse_sdp(self._active_remote.data)
+
+    @property
+    def active_local_bytes(self) -> bytes | None:
+        """Our agreed SDP as sent (what a 2xx or a reliable 1xx carries again)."""
+        return None if self._active_local is None else self._active_local.data
+
+    @property
+    def active_remote_bytes(self) -> bytes | None:
+        """The peer's agreed SDP as received."""
+        return None if self._active_remote is None else self._active_remote.data
 
     # -- the table -----------------------------------------------------------------------------
 
@@ -138,20 +187,21 @@ class SdpNegotiator:
         nxt = self.TRANSITIONS.get((self.state, event))
         if nxt is None:
             raise LocalProtocolError(f"SDP negotiator: cannot {event.value} in state {self.state.name}")
-        if nxt is _S.NULL and self.active_local is not None:
+        if nxt is _S.NULL and self._active_local is not None:
             nxt = _S.DONE  # back to the session already agreed
         self.state = nxt
 
-    def _keep(self, sdp: SessionDescription) -> None:
+    def _keep(self, sdp: SessionDescription) -> Buffer:
         if self._pool_prov is None:
-            self._pool_prov = self._factory.create_pool(f"{self._name}-sdp", 1024, 1024)
-        self._pool_prov.alloc(Buffer, sdp.serialize())
+            self._pool_prov = self._factory.create_pool(self._name, 1024, 1024)
+        return self._pool_prov.alloc(Buffer, sdp.serialize())
 
     def _drop_provisional(self) -> None:
         if self._pool_prov is not None:
             self._pool_prov.release("offer/answer abandoned")
             self._pool_prov = None
         self._pending_local = self._pending_remote = None
+        self._prov_local = self._prov_remote = None
 
     # -- the offerer's side ------------------------------------------------------------------
 
@@ -168,16 +218,17 @@ class SdpNegotiator:
         self._we_offered = True
         offer = self._versioned(self._offer_body())
         self._pending_local = offer
-        self._keep(offer)
+        self._prov_local = self._keep(offer)
         return offer
 
     def _offer_body(self) -> SessionDescription:
-        if self.active_local is None or self.active_remote is None:
+        active_local, active_remote = self.active_local, self.active_remote
+        if active_local is None or active_remote is None:
             return self.local
         # RFC 3264 §8: the same m-lines, in the same order; rejected ones stay rejected.
         ours = list(self.local.media)
         media = []
-        for old, theirs in zip(self.active_local.media, self.active_remote.media, strict=False):
+        for old, theirs in zip(active_local.media, active_remote.media, strict=False):
             match = next((m for m in ours if m.media == old.media), None)
             if old.rejected or theirs.rejected or match is None:
                 media.append(_rejected(old))
@@ -190,7 +241,7 @@ class SdpNegotiator:
         """The answer to our offer (LOCAL_OFFER -> WAIT_NEGO); call :meth:`negotiate` next."""
         self._go(_N.RECEIVE_ANSWER)
         self._pending_remote = answer
-        self._keep(answer)
+        self._prov_remote = self._keep(answer)
 
     def cancel_offer(self) -> None:
         """Abandon the offer in progress (a 491, a failed re-INVITE): back to the agreed session."""
@@ -201,12 +252,13 @@ class SdpNegotiator:
 
     def receive_offer(self, offer: SessionDescription) -> None:
         """An offer from the peer (NULL/DONE -> REMOTE_OFFER); answer with :meth:`create_answer`."""
-        if self.active_remote is not None and len(offer.media) < len(self.active_remote.media):
+        active_remote = self.active_remote
+        if active_remote is not None and len(offer.media) < len(active_remote.media):
             raise SdpNegotiationError("a re-offer may not remove m-lines (RFC 3264 §8)")
         self._go(_N.RECEIVE_OFFER)
         self._we_offered = False
         self._pending_remote = offer
-        self._keep(offer)
+        self._prov_remote = self._keep(offer)
 
     def create_answer(self) -> SessionDescription:
         """Our answer to the pending offer; REMOTE_OFFER -> WAIT_NEGO -> DONE.
@@ -225,7 +277,7 @@ class SdpNegotiator:
             self._drop_provisional()
             raise
         self._pending_local = answer
-        self._keep(answer)
+        self._prov_local = self._keep(answer)
         self.negotiate()
         return answer
 
@@ -290,22 +342,21 @@ class SdpNegotiator:
             self._drop_provisional()
             raise
         self._go(_N.NEGOTIATE)
-        self.active_local, self.active_remote = local, remote
+        self._active_local, self._active_remote = self._prov_local, self._prov_remote
         if self._pool_active is not None:
             self._pool_active.release("superseded by a new negotiation")
         self._pool_active, self._pool_prov = self._pool_prov, None
         self._pending_local = self._pending_remote = None
+        self._prov_local = self._prov_remote = None
+        self.generation += 1
 
     def _versioned(self, body: SessionDescription) -> SessionDescription:
         """``o=`` version +1 when what we send changed since the last one (RFC 3264 §8)."""
-        if self._last_sent is not None and body.with_version(0) == self._last_sent.with_version(0):
-            sdp = body.with_version(self._last_sent.origin.session_version)
-        else:
-            if self._last_sent is not None:
-                self._version += 1
-            sdp = body.with_version(self._version)
-        self._last_sent = sdp
-        return sdp
+        key = hash(body.with_version(0).serialize())
+        if self._last_key is not None and key != self._last_key:
+            self._version += 1
+        self._last_key = key
+        return body.with_version(self._version)
 
     def release(self) -> None:
         """Free both pools (when the session ends)."""
@@ -313,6 +364,7 @@ class SdpNegotiator:
             if pool is not None:
                 pool.release("session ended")
         self._pool_prov = self._pool_active = None
+        self._prov_local = self._prov_remote = self._active_local = self._active_remote = None
 
 
 def _rejected(offered: MediaDescription) -> MediaDescription:

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from invsess.address import Address, format_address, parse_address
-
-if TYPE_CHECKING:
-    from invsess.testing.network import SimNetwork
 
 
 @attrs.frozen
@@ -154,16 +151,3 @@ class Trace:
     def read(cls, path: str | Path) -> Trace:
         """Read JSON lines from ``path``."""
         return cls.loads(Path(path).read_text(encoding="utf-8"))
-
-    @classmethod
-    def from_network(cls, network: SimNetwork) -> Trace:
-        """The simulated network's wire trace."""
-        return cls.from_entries(network.trace)
-
-    @classmethod
-    def from_entries(cls, entries: Iterable[Any]) -> Trace:
-        """From objects with time, source, destination, transport, data and fate."""
-        trace = cls()
-        for e in entries:
-            trace.message(e.time, e.source, e.destination, e.transport, e.data, e.fate)
-        return trace
