@@ -255,7 +255,8 @@ def test_the_binding_check_and_responses_our_registrar_never_sends() -> None:
     client.attach(reg2)
     reg2.start(net.now)
     request = peer.expect(method="REGISTER")
-    answer(peer, request, 423, "Interval Too Brief", "Min-Expires: 200\n")  # type: ignore[arg-type]
+    assert isinstance(request, Request)
+    answer(peer, request, 423, "Interval Too Brief", "Min-Expires: 200\n")
     net.run_until(net.now + 0.1)
     assert [getattr(e, "status_code", None) for e in iter(reg2.next_event, None)] == [423]
     # Our contact with the registrar's parameters added, and the Expires header granting.
@@ -272,7 +273,8 @@ def test_the_binding_check_and_responses_our_registrar_never_sends() -> None:
     # A 2xx to the unregistration that still lists us: Unregistered all the same (logged).
     reg3.stop(net.now)
     request = peer.expect(method="REGISTER")
-    answer(peer, request, extra=f"Contact: <{contact}>;expires=60\n")  # type: ignore[arg-type]
+    assert isinstance(request, Request)
+    answer(peer, request, extra=f"Contact: <{contact}>;expires=60\n")
     net.run_until(net.now + 0.1)
     assert [type(e) for e in iter(reg3.next_event, None)] == [Unregistered]
     for r in (reg, reg2, reg3):
