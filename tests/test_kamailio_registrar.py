@@ -77,8 +77,15 @@ def sip(uri: Uri) -> SipUri:
 async def settled(call) -> None:
     """Until the call's side has the ACK of its last 2xx (a re-INVITE may only follow then)."""
     async with asyncio.timeout(5):
-        while call.session.ack_wait.waiting or call.session.offers.busy:
+        while awaiting_ack(call.session) or call.session.offers.busy:
             await asyncio.sleep(0.01)
+
+
+def awaiting_ack(session: Any) -> bool:
+    """True while a 2xx of the session waits for its ACK (``ack_wait`` is a part that says so, or
+    is there only while it waits, depending on the session layer's version)."""
+    wait = session.ack_wait
+    return wait is not None and bool(getattr(wait, "waiting", True))
 
 
 def sent(trace: Trace, by: tuple[str, int], method: str):
