@@ -162,6 +162,17 @@ async def test_two_softphones_register_call_hold_resume_hang_up(kamailio_factory
         assert "Proxy-Authorization" in ack.headers
         await call.close()
         await incoming.close()
+
+        # And the other way: Bob calls Alice by name; Bob's INVITE is challenged with his realm.
+        back = await bob.call(f"sip:alice@127.0.0.1:{kam.sip_port}", route=[proxy])
+        ringing = await alice.incoming(10)
+        await ringing.answer(200)
+        await back.wait_for(InviteState.CONFIRMED)
+        await back.hangup()
+        await ringing.wait_for(InviteState.DISCONNECTED)
+        assert back.cause == 200 and ringing.cause == 200
+        await back.close()
+        await ringing.close()
     finally:
         report_a = await alice.close()
         report_b = await bob.close()

@@ -20,7 +20,9 @@ provisional response arrives (RFC 3261 §9.1); 487 to a cancelled INVITE; 200 to
 an offer that overlaps ours and the randomised retry after a 491 of our own (§14.1); BYE after
 a 408 or 481 to an in-dialog request; ACK + BYE for the 2xx of a second fork (or a call of its
 own); 481 to requests for dialogs it does not have; with the extensions on, session refreshes
-and expiry, reliable 1xx and their PRACKs, and 420/421/422 to INVITEs it cannot accept.
+and expiry, reliable 1xx and their PRACKs, and 420/421/422 to INVITEs it cannot accept; with
+``credentials``, INVITE, re-INVITE, UPDATE, BYE and PRACK sent again after a 401/407 (RFC 3261
+§22). Transaction users attached to it (a registration, a registrar) get what no session takes.
 """
 
 from __future__ import annotations
