@@ -15,14 +15,17 @@ from typing import Any
 import click
 
 from invsess import __version__
-from invsess.aio import Call, ListenSpec, SendGuard, UserAgent
+from invsess.aio import Call, ListenSpec, RegistrationError, SendGuard, UserAgent
+from invsess.auth import Algorithm, DigestAuthenticator
 from invsess.cli_report import AnswererStats, CallerStats
 from invsess.demo import run_demo
 from invsess.demo_call import run_call
 from invsess.endpoint import KNOWN_METHODS, EndpointConfig
+from invsess.errors import UsageError
 from invsess.inv import InviteState, TimerSettings, option_tags
 from invsess.logs import configure, get_logger
 from invsess.memory import LeakReport
+from invsess.registration import Registrar
 from invsess.sdp import parse_sdp
 from invsess.sip import LocalProtocolError, ParseError, SipUri, parse_uri
 from invsess.trace import Trace, render_svg, render_text, write_pcap
@@ -178,6 +181,7 @@ async def _agent(
     timer: TimerSettings | None,
     rel100: str,
     lock_codec: bool,
+    authenticator: DigestAuthenticator | None = None,
 ) -> UserAgent:
     try:
         specs = [ListenSpec.parse(spec) for spec in listen]
@@ -219,6 +223,10 @@ async def _agent(
         )
     except OSError as exc:  # a port in use, an address not ours: one line, not a traceback
         raise click.ClickException(f"cannot listen on {', '.join(listen)}: {exc.strerror or exc}") from None
+    if authenticator is not None:
+        agent.endpoint.authenticator = authenticator
+        # A server that authenticates is a registrar too: softphones register with it.
+        agent.layer.attach(Registrar(agent.endpoint))
     for transport, (host, port) in agent.endpoint.listeners.items():
         click.echo(f"listening on {transport}:{host}:{port}", err=True)
     return agent
@@ -298,6 +306,54 @@ def _memory(agent: UserAgent, report: LeakReport) -> str:
     return f"{used}, {report.total_blocks} leaked blocks"
 
 
+def auth_users(pairs: tuple[str, ...], auth_file: str | None) -> dict[str, str]:
+    """``--auth USER:PASSWORD`` (repeatable) and ``--auth-file`` (one ``USER:PASSWORD`` a line;
+    blank lines and ``#`` comments skipped) as username -> password."""
+    entries = [(pair, "--auth") for pair in pairs]
+    if auth_file:
+        text = Path(auth_file).read_text(encoding="utf-8")
+        entries += [(line.strip(), f"--auth-file line {n}") for n, line in enumerate(text.splitlines(), 1)]
+    users: dict[str, str] = {}
+    for entry, where in entries:
+        if not entry or entry.startswith("#"):
+            continue
+        user, sep, password = entry.partition(":")
+        if not sep or not user or not password:
+            raise click.BadParameter(f"{where}: expected USER:PASSWORD", param_hint="--auth")
+        users[user] = password
+    return users
+
+
+def sip_uri_option(text: str | None, name: str) -> str | None:
+    """A ``sip:HOST:PORT`` option checked (the host an IP address: nothing here resolves names)."""
+    if text is None:
+        return None
+    try:
+        uri = parse_uri(text)
+    except ParseError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+    if not isinstance(uri, SipUri):
+        raise click.BadParameter(f"{text!r} is not a sip: URI", param_hint=name)
+    try:
+        ListenSpec.parse(f"udp:{uri.host}:{uri.host_port[1]}")
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: the host must be an IP address", param_hint=name) from None
+    return text
+
+
+def proxy_route(proxy: str | None) -> list[str]:
+    """``--proxy``: an outbound proxy is a loose router (``;lr`` added when missing)."""
+    if proxy is None:
+        return []
+    uri = parse_uri(proxy)
+    return [proxy if isinstance(uri, SipUri) and uri.lr else f"{proxy};lr"]
+
+
+def _credentials(user: str | None, password: str | None) -> None:
+    if password is not None and user is None:
+        raise click.UsageError("--password goes with --user")
+
+
 @main.command()
 @_listen_options
 @click.option(
@@ -330,6 +386,41 @@ def _memory(agent: UserAgent, report: LeakReport) -> str:
 )
 @click.option("--calls", type=int, default=None, help="Stop after this many calls have ended.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option(
+    "--auth",
+    "auth_pairs",
+    multiple=True,
+    metavar="USER:PASSWORD",
+    help="Require digest authentication (401) of INVITE, REGISTER, MESSAGE...: this user may "
+    "(repeatable). With it, REGISTER is served too (a registrar).",
+)
+@click.option(
+    "--auth-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Users for --auth from a file: one USER:PASSWORD a line (# comments).",
+)
+@click.option("--realm", default="invsess", show_default=True, help="The realm of --auth's challenges.")
+@click.option(
+    "--algorithms",
+    default="SHA-256,MD5",
+    show_default=True,
+    help="Digest algorithms --auth offers, in order of preference (SHA-512-256, SHA-256, MD5).",
+)
+@click.option(
+    "--register",
+    "registrar",
+    metavar="sip:HOST:PORT",
+    help="Register our listening contact there (with --user/--password), keep it refreshed, "
+    "unregister at the end.",
+)
+@click.option("--user", help="The user to register (--register) and to answer 401/407 as.")
+@click.option("--password", help="Its password.")
+@click.option(
+    "--proxy", metavar="sip:HOST:PORT", help="Send the REGISTER through this outbound proxy (loose router)."
+)
+@click.option(
+    "--expires", type=click.IntRange(1), default=600, show_default=True, help="Registration interval."
+)
 def answer(  # noqa: PLR0917 - click passes every option positionally by name
     listen: tuple[str, ...],
     cert: str | None,
@@ -352,17 +443,52 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     hangup_after: float | None,
     calls: int | None,
     duration: float | None,
+    auth_pairs: tuple[str, ...],
+    auth_file: str | None,
+    realm: str,
+    algorithms: str,
+    registrar: str | None,
+    user: str | None,
+    password: str | None,
+    proxy: str | None,
+    expires: int,
 ) -> None:
     """Answer calls until interrupted (or --calls/--duration): an auto-answering UAS for testing.
 
     INVITEs get --answer-code after --ring seconds of ringing (a CANCEL gets 200 and 487); OPTIONS
     and --allow'ed methods get 200, inside dialogs too (INFO); everything else the answer RFC 3261
     prescribes (405, 501, 481, 400, 420, ...). --hangup-after, --reinvite-after and --update-after
-    make us act in each call. Prints the statistics and the leak report at exit; exits 1 if
-    anything leaked.
+    make us act in each call. Without --auth it answers anyone (it says so first); with --auth,
+    requests need digest credentials and REGISTER is served (a registrar); --register registers
+    our contact elsewhere. Prints the statistics (failed authentications by source among them)
+    and the leak report at exit; exits 1 if anything leaked.
     """
     configure(log_level)
     timer = timer_settings(timer_spec, min_se)
+    users = auth_users(auth_pairs, auth_file)
+    sip_uri_option(registrar, "--register")
+    sip_uri_option(proxy, "--proxy")
+    if registrar and not user:
+        raise click.UsageError("--register needs --user (and --password)")
+    _credentials(user, password)
+    authenticator = None
+    if users:
+        offered = [Algorithm.named(name.strip()) for name in algorithms.split(",") if name.strip()]
+        if any(a is None for a in offered):
+            raise click.BadParameter(f"unknown algorithm in {algorithms!r}", param_hint="--algorithms")
+        try:
+            authenticator = DigestAuthenticator(
+                realm, users, algorithms=[a for a in offered if a is not None]
+            )
+        except UsageError as exc:
+            raise click.BadParameter(str(exc), param_hint="--realm/--algorithms") from None
+        click.echo(f"digest authentication required: realm {realm!r}, {len(users)} user(s)", err=True)
+    else:
+        click.echo(
+            "warning: no --auth: answering every call from anyone (a test tool; "
+            "--auth USER:PASSWORD requires digest authentication)",
+            err=True,
+        )
 
     async def serve() -> int:
         trace = Trace() if trace_path else None
@@ -373,13 +499,26 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
             loopback_only=loopback_only,
             sdp_file=sdp_file,
             t1=t1,
-            allow=allow,
+            allow=(*allow, *(("REGISTER",) if users else ())),
             trace=trace,
-            user="answer",
+            user=user or "answer",
             timer=timer,
             rel100=rel100,
             lock_codec=lock_codec,
+            authenticator=authenticator,
         )
+        if user and password:
+            agent.layer.credentials.add(user, password)
+        if registrar and user:
+            try:
+                registration = await agent.register(
+                    registrar, user, password, expires=expires, route=proxy_route(proxy)
+                )
+            except RegistrationError as exc:
+                click.echo(f"registration refused: {exc.status_code} {exc.reason}", err=True)
+                await agent.close()
+                return 2
+            click.echo(f"registered at {registrar} as {user}: expires {registration.expires}", err=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -446,6 +585,8 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
             click.echo(f"trace: {len(trace)} events in {trace_path}", err=True)
         for line in stats.summary(agent.endpoint.stats.items(), _memory(agent, report)):
             click.echo(line, err=True)
+        if authenticator is not None:
+            click.echo(f"authentication: {authenticator.statistics().as_dict()}", err=True)
         click.echo(report.format(), err=True)
         return 1 if report else 0
 
@@ -484,6 +625,13 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     metavar="S",
     help="Print a progress line every S seconds of a longer run (0: never).",
 )
+@click.option("--user", help="Our user (From, Contact) and the username for 401/407 challenges.")
+@click.option("--password", help="The password for 401/407 challenges (with --user).")
+@click.option(
+    "--proxy",
+    metavar="sip:HOST:PORT",
+    help="Send the INVITE through this outbound proxy (a loose router: ;lr is added).",
+)
 def call(  # noqa: PLR0917 - click passes every option positionally by name
     uri: str,
     listen: tuple[str, ...],
@@ -507,16 +655,23 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
     transport: str | None,
     answer_timeout: float,
     progress: float,
+    user: str | None,
+    password: str | None,
+    proxy: str | None,
 ) -> None:
     """Place --calls calls to URI at --rate per second, each held --hold seconds, then BYE.
 
     Prints progress on long runs and a summary (outcomes, causes, call-setup time percentiles);
     exits 0 only if every call was answered and ended cleanly. A call whose INVITE cannot be
     sent (the send guard, a host name: nothing here resolves DNS, a refused TCP connection)
-    fails at once with 503 and says why.
+    fails at once with 503 and says why. With --user/--password the calls answer digest
+    challenges (401/407); --proxy sends them through an outbound proxy.
     """
     configure(log_level)
     timer = timer_settings(timer_spec, min_se)
+    _credentials(user, password)
+    sip_uri_option(proxy, "--proxy")
+    route = proxy_route(proxy)
     if rate <= 0:
         raise click.BadParameter("must be positive", param_hint="--rate")
     try:
@@ -538,11 +693,13 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
             t1=t1,
             allow=allow,
             trace=trace,
-            user="call",
+            user=user or "call",
             timer=timer,
             rel100=rel100,
             lock_codec=lock_codec,
         )
+        if user and password:
+            agent.layer.credentials.add(user, password)
         loop = asyncio.get_running_loop()
         stats = CallerStats(started_at=agent.now())
 
@@ -550,7 +707,7 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
             started = agent.now()
             stats.call_started(started)
             try:
-                placed = await agent.call(uri, transport=transport)
+                placed = await agent.call(uri, transport=transport, route=route)
             except LocalProtocolError as exc:
                 stats.call_ended("error", was_up=False, cause=str(exc))
                 return
@@ -610,6 +767,103 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
         if report:
             click.echo(report.format(), err=True)
         return 0 if stats.succeeded == calls and not report else 1
+
+    raise SystemExit(asyncio.run(run()))
+
+
+@main.command()
+@click.option("--registrar", required=True, metavar="sip:HOST:PORT", help="Where to register.")
+@click.option("--user", required=True, help="The user (address-of-record sip:USER@registrar host).")
+@click.option("--password", help="Its password, for the registrar's 401/407.")
+@click.option("--expires", type=click.IntRange(0), default=600, show_default=True, help="Asked interval.")
+@click.option("--proxy", metavar="sip:HOST:PORT", help="Through this outbound proxy (a loose router).")
+@click.option(
+    "--listen",
+    default="udp:127.0.0.1:0",
+    show_default=True,
+    help="udp:|tcp:HOST:PORT: our contact (TCP: the registrar's connection carries it).",
+)
+@click.option("--instance-id", help="RFC 5626 +sip.instance (a UUID); CRLF keep-alives over TCP.")
+@click.option(
+    "--stay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Keep the binding (refreshed) this many seconds, then unregister.",
+)
+@click.option("--unregister", is_flag=True, help="Remove the binding before exiting (Expires: 0).")
+@click.option("--t1", type=float, default=0.5, show_default=True, help="RFC 3261 T1 in seconds.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+)
+def register(  # noqa: PLR0917 - click passes every option positionally by name
+    registrar: str,
+    user: str,
+    password: str | None,
+    expires: int,
+    proxy: str | None,
+    listen: str,
+    instance_id: str | None,
+    stay: float,
+    unregister: bool,
+    t1: float,
+    log_level: str,
+) -> None:
+    """Register USER at the registrar; exit 0 once registered, 1 with the final response when
+    refused. The binding is left to expire unless --unregister or --stay says otherwise."""
+    configure(log_level)
+    sip_uri_option(registrar, "--registrar")
+    sip_uri_option(proxy, "--proxy")
+
+    async def run() -> int:
+        agent = await _agent(
+            (listen,),
+            cert=None,
+            key=None,
+            loopback_only=True,
+            sdp_file=None,
+            t1=t1,
+            allow=(),
+            trace=None,
+            user=user,
+            timer=None,
+            rel100="off",
+            lock_codec=False,
+        )
+        kind = ListenSpec.parse(listen).transport
+        try:
+            registration = await agent.register(
+                registrar,
+                user,
+                password,
+                expires=expires,
+                transport=kind,
+                route=proxy_route(proxy),
+                instance_id=instance_id,
+                retry=stay > 0,
+            )
+        except RegistrationError as exc:
+            click.echo(f"refused: {exc.status_code} {exc.reason}")
+            await agent.close(timeout=1.0)
+            return 1
+        click.echo(f"registered: {registration.contact} expires {registration.expires}")
+        if stay > 0:
+            await asyncio.sleep(stay)
+        if unregister or stay > 0:
+            code = await registration.unregister()
+            click.echo(f"unregistered: {code}")
+        else:
+            registration.close()  # left to expire at the registrar
+            click.echo(f"binding left for {registration.expires} s (--unregister removes it)")
+        # Nothing is left to wait for but Timer K of the last REGISTER (absorbing a late copy of
+        # its response): a second is plenty.
+        report = await agent.close(timeout=1.0)
+        if report:
+            click.echo(report.format(), err=True)
+        return 1 if report else 0
 
     raise SystemExit(asyncio.run(run()))
 

@@ -4,5 +4,17 @@ and the application API (:class:`UserAgent`, :class:`Call`)."""
 from invsess.aio.agent import Call, UserAgent
 from invsess.aio.endpoint import AsyncEndpoint, ListenSpec
 from invsess.aio.guard import LOOPBACK, SendGuard, SendRefusedError
+from invsess.aio.registration import AsyncRegistration, RegistrationError, register
 
-__all__ = ["LOOPBACK", "AsyncEndpoint", "Call", "ListenSpec", "SendGuard", "SendRefusedError", "UserAgent"]
+__all__ = [
+    "LOOPBACK",
+    "AsyncEndpoint",
+    "AsyncRegistration",
+    "Call",
+    "ListenSpec",
+    "RegistrationError",
+    "SendGuard",
+    "SendRefusedError",
+    "UserAgent",
+    "register",
+]

@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from invsess.aio.endpoint import AsyncEndpoint, ListenSpec
 from invsess.aio.guard import SendGuard
+from invsess.aio.registration import AsyncRegistration, register
 from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import (
     IncomingCall,
@@ -37,8 +39,9 @@ from invsess.inv import (
     option_tags,
 )
 from invsess.memory import LeakReport
+from invsess.routeset import next_hop, parse_route_set
 from invsess.sdp import SessionDescription
-from invsess.sip import LocalProtocolError, SipUri, make_response, parse_uri
+from invsess.sip import LocalProtocolError, NameAddress, SipUri, make_response, parse_uri
 from invsess.trace import Trace
 from invsess.transaction import RequestReceived
 
@@ -156,6 +159,8 @@ class UserAgent:
         self._incoming: asyncio.Queue[Call] = asyncio.Queue()
         #: Out-of-dialog requests other than INVITE (answered 200 unless ``on_request`` is set).
         self.requests: asyncio.Queue[RequestReceived] = asyncio.Queue()
+        #: Registrations made by :meth:`register` and not yet unregistered.
+        self.registrations: list[AsyncRegistration] = []
         self._pump = asyncio.get_running_loop().create_task(self._read_events())
 
     @classmethod
@@ -207,20 +212,46 @@ class UserAgent:
         """Send what the core queued and re-arm its timer."""
         self.aio.flush()
 
-    async def call(self, uri: str, *, transport: str | None = None, with_offer: bool = True) -> Call:
-        """Place a call to ``uri`` (host must be an IP address: nothing here resolves names)."""
+    async def call(
+        self,
+        uri: str,
+        *,
+        transport: str | None = None,
+        with_offer: bool = True,
+        route: Sequence[str | NameAddress] = (),
+    ) -> Call:
+        """Place a call to ``uri`` (host must be an IP address: nothing here resolves names).
+        ``route``: a preloaded route set, e.g. an outbound proxy ``["sip:10.0.0.1:5060;lr"]``
+        (the INVITE goes to its first entry)."""
         target = parse_uri(uri)
         if not isinstance(target, SipUri):
             raise LocalProtocolError(f"can only call sip: or sips: URIs, not {uri!r}")
-        host, port = target.host_port
-        transport = (transport or target.transport or "udp").lower()
+        routes = parse_route_set(route)
+        host, port, hop_transport = next_hop(target, routes, "udp")
+        transport = (transport or hop_transport).lower()
         session = self.layer.invite(
-            uri, destination=(host, port), now=self.now(), transport=transport, with_offer=with_offer
+            uri,
+            destination=(host, port),
+            now=self.now(),
+            transport=transport,
+            with_offer=with_offer,
+            route=routes,
         )
         call = Call(self, session, uri)
         self._calls[session] = call
         self.flush()
         return call
+
+    async def register(
+        self, registrar: str, user: str, password: str | None = None, **options: Any
+    ) -> AsyncRegistration:
+        """Register ``user`` at ``registrar`` and keep the binding refreshed until
+        :meth:`close` (or the registration's ``unregister()``); the password also answers the
+        401/407 of calls through the same proxy. ``options``: ``expires``, ``transport``,
+        ``route``, ``aor``, ``instance_id``, ``keepalive``, ``retry``, ``timeout`` — see
+        :func:`invsess.aio.registration.register`, which raises ``RegistrationError`` when the
+        registrar refuses."""
+        return await register(self, registrar, user, password, **options)
 
     async def incoming(self, timeout: float | None = None) -> Call:
         """The next incoming call."""
@@ -249,7 +280,8 @@ class UserAgent:
                 self.flush()
 
     async def close(self, timeout: float = 5.0) -> LeakReport:
-        """Hang up what is still up, release every call, close the transports, report leaks."""
+        """Hang up what is still up, release every call, remove our bindings at registrars
+        (``Expires: 0``), close the transports, report leaks."""
         for call in list(self._calls.values()):
             if call.state is not InviteState.DISCONNECTED:
                 with contextlib.suppress(TimeoutError, LocalProtocolError):
@@ -257,6 +289,8 @@ class UserAgent:
                         await call.hangup()
         for call in list(self._calls.values()):
             await call.close()
+        for registration in list(self.registrations):
+            await registration.unregister(timeout=timeout)
         self._pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._pump

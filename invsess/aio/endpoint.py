@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
+from collections.abc import Callable
 
 import attrs
 
@@ -91,6 +92,10 @@ class AsyncEndpoint:
         self._wakeup = asyncio.Event()
         self._idle_task: asyncio.Task[None] | None = None
         self.refused = 0
+        #: Called after every flush (after every datagram, timer and application call): how
+        #: an adapter of a sans-IO part beside the core's events (a registration) learns that
+        #: the part may have news, without a task polling it.
+        self.flush_hooks: list[Callable[[], None]] = []
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -153,6 +158,8 @@ class AsyncEndpoint:
                 self._send(item)
         self._arm()
         self._wakeup.set()
+        for hook in list(self.flush_hooks):
+            hook()
 
     def _send(self, item: Outgoing) -> None:
         if log.is_enabled_for(logging.DEBUG):

@@ -1,7 +1,14 @@
 """The sans-IO endpoint: transactions, stateless answers, response routing, events."""
 
 from invsess.endpoint.config import KNOWN_METHODS, EndpointConfig
-from invsess.endpoint.endpoint import AnyEvent, CancelReceived, ClientTransaction, Endpoint
+from invsess.endpoint.endpoint import (
+    AnyEvent,
+    CancelReceived,
+    ClientTransaction,
+    Endpoint,
+    RequestScreen,
+    ScreenAnswer,
+)
 from invsess.endpoint.routing import response_destination, stamp_via
 
 __all__ = [
@@ -11,6 +18,8 @@ __all__ = [
     "ClientTransaction",
     "Endpoint",
     "EndpointConfig",
+    "RequestScreen",
+    "ScreenAnswer",
     "response_destination",
     "stamp_via",
 ]

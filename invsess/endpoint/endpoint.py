@@ -21,7 +21,7 @@ import heapq
 import logging
 import random
 from collections import Counter, deque
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -78,6 +78,35 @@ class CancelReceived:
 AnyEvent = Event | CancelReceived
 
 
+class ScreenAnswer(Protocol):
+    """How a :class:`RequestScreen` refuses a request: answered statelessly with these."""
+
+    @property
+    def status_code(self) -> int:
+        """The response's code."""
+
+    @property
+    def headers(self) -> tuple[tuple[str, object], ...]:
+        """Added to the response (the challenge)."""
+
+    @property
+    def reason(self) -> str | None:
+        """The reason phrase (None: the standard one)."""
+
+    @property
+    def why(self) -> str:
+        """What went wrong, for the log."""
+
+
+class RequestScreen(Protocol):
+    """Consulted for each new request before a transaction is made for it (a
+    :class:`~invsess.auth.DigestAuthenticator` is one): None lets it through; an answer is sent
+    statelessly, and nothing is allocated for the request."""
+
+    def screen(self, request: Request, source: Address, now: float) -> ScreenAnswer | None:
+        """The stateless answer ``request`` gets, or None."""
+
+
 class Endpoint:
     """One SIP endpoint's transaction layer; see the module docstring."""
 
@@ -87,8 +116,13 @@ class Endpoint:
         *,
         factory: PoolFactory | None = None,
         logger: Any = None,
+        authenticator: RequestScreen | None = None,
     ) -> None:
         self.config = config or EndpointConfig()
+        #: Screens new requests before any transaction exists for them (digest authentication:
+        #: a request without valid credentials gets a stateless 401/407). None: every request is
+        #: let through.
+        self.authenticator = authenticator
         self.factory = factory or PoolFactory(
             total_size=self.config.total_memory, malloc_debug=self.config.malloc_debug
         )
@@ -459,6 +493,21 @@ class Endpoint:
                 transport,
             )
             return
+        if self.authenticator is not None:
+            refused = self.authenticator.screen(request, source, now)
+            if refused is not None:
+                self.stats["auth refused"] += 1
+                if self.log.is_enabled_for(logging.DEBUG):
+                    self.log.debug("request refused", method=method, why=refused.why, source=source[0])
+                response = make_response(
+                    request,
+                    refused.status_code,
+                    refused.reason,
+                    to_tag=self.new_tag(),
+                    headers=refused.headers,
+                )
+                self._stateless(request, response, source, transport)
+                return
         tx = self._new_server_tx(key, pool, request, source=source, transport=transport, now=now)
         if method == "OPTIONS" and self.config.answer_options:
             self.respond(tx, self._options_answer(request), now)
@@ -609,4 +658,12 @@ def _accepts_any(request: Request, ours: tuple[str, ...]) -> bool:
     return False
 
 
-__all__ = ["AnyEvent", "CancelReceived", "ClientTransaction", "Endpoint", "TransactionTerminated"]
+__all__ = [
+    "AnyEvent",
+    "CancelReceived",
+    "ClientTransaction",
+    "Endpoint",
+    "RequestScreen",
+    "ScreenAnswer",
+    "TransactionTerminated",
+]
