@@ -2,6 +2,8 @@
 
 from invsess.endpoint.config import KNOWN_METHODS, EndpointConfig
 from invsess.endpoint.endpoint import AnyEvent, CancelReceived, ClientTransaction, Endpoint
+from invsess.endpoint.limits import LimitStats, Rejection
+from invsess.endpoint.overload import Kind, RateLimit, SourceRateLimiter, classify
 from invsess.endpoint.routing import response_destination, stamp_via
 
 __all__ = [
@@ -11,6 +13,12 @@ __all__ = [
     "ClientTransaction",
     "Endpoint",
     "EndpointConfig",
+    "Kind",
+    "LimitStats",
+    "RateLimit",
+    "Rejection",
+    "SourceRateLimiter",
+    "classify",
     "response_destination",
     "stamp_via",
 ]
