@@ -7,12 +7,18 @@ await call.wait_for(InviteState.CONFIRMED)
 await call.hold()
 await call.hangup()
 await call.close()          # releases the references: session first, dialog second
-report = await ua.close()   # waits for transactions, returns the leak report
+report = await ua.close()   # hangs up what is left, returns the leak report
 ```
 
 A :class:`Call` holds one reference on its session and one on its dialog from creation until
 :meth:`Call.close`, so its session stays readable after DISCONNECTED; :meth:`UserAgent.close`
 closes the calls the application left open.
+
+Shutdown (:meth:`UserAgent.close`) hangs up every call still up at once and waits a bounded
+total time; a call whose peer never answers is then ended the way a long enough wait would
+have ended it (its timers run out now: the BYE times out), so the session layer releases it
+in the documented order, session first, dialog second. :meth:`UserAgent.hurry` (a second
+Ctrl-C) stops waiting at once. :attr:`UserAgent.shutdown` then says what was still up.
 """
 
 from __future__ import annotations
@@ -23,9 +29,12 @@ import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import attrs
+
 from invsess.aio.endpoint import AsyncEndpoint, ListenSpec
 from invsess.aio.guard import SendGuard
 from invsess.aio.registration import AsyncRegistration, register
+from invsess.aio.transport import StreamLimits, UdpLimits
 from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import (
     IncomingCall,
@@ -46,6 +55,28 @@ from invsess.trace import Trace
 from invsess.transaction import RequestReceived
 
 _OWNER = "app-call"
+
+
+@attrs.frozen
+class ShutdownReport:
+    """What :meth:`UserAgent.close` found and did: calls still up when it started, how many
+    ended by the protocol while it waited (their peer answered), and how many it ended itself
+    when the wait was over or cut short (their peer never answered: BYE, CANCEL or ACK timed
+    out). Those are calls still up at shutdown, not leaks: all were released."""
+
+    up: int
+    answered: int
+    timed_out: int
+    hurried: bool
+    seconds: float
+
+    def format(self) -> str:
+        """One line for a command's exit report."""
+        return (
+            f"{self.up} calls still up at shutdown: {self.answered} ended by their peer, "
+            f"{self.timed_out} ended without an answer{' (stopped at once)' if self.hurried else ''} "
+            f"in {self.seconds:.1f} s"
+        )
 
 
 class Call:
@@ -161,6 +192,11 @@ class UserAgent:
         self.requests: asyncio.Queue[RequestReceived] = asyncio.Queue()
         #: Registrations made by :meth:`register` and not yet unregistered.
         self.registrations: list[AsyncRegistration] = []
+        self._changed = asyncio.Event()  # any call changed state (what close() waits on)
+        self._hurry = asyncio.Event()
+        self._closing = False
+        #: Set by :meth:`close`: the calls it found still up and what became of them.
+        self.shutdown: ShutdownReport | None = None
         self._pump = asyncio.get_running_loop().create_task(self._read_events())
 
     @classmethod
@@ -178,6 +214,8 @@ class UserAgent:
         timer: TimerSettings | None = None,
         rel100: Rel100 | str = Rel100.OFF,
         lock_codec: bool = False,
+        stream_limits: StreamLimits | None = None,
+        udp_limits: UdpLimits | None = None,
     ) -> UserAgent:
         """Open the listeners and start reading events.
 
@@ -185,6 +223,8 @@ class UserAgent:
         :class:`~invsess.inv.SessionLayer`); without a ``config``, the default one is made to
         match them (PRACK allowed, "timer"/"100rel" supported). ``lock_codec`` re-offers one codec
         after an answer that kept several (pjsua's option; see :mod:`invsess.inv.lock`).
+        ``stream_limits`` and ``udp_limits`` bound the transports (docs/hardening.md); the call,
+        transaction and rate limits are the ``config``'s.
         """
         if config is None:
             supported = option_tags(timer, rel100)
@@ -193,7 +233,14 @@ class UserAgent:
         endpoint = Endpoint(config)
         layer = SessionLayer(endpoint, sdp, user=user, timer=timer, rel100=rel100, lock_codec=lock_codec)
         aio = AsyncEndpoint(
-            endpoint, core=layer, guard=guard, trace=trace, server_ssl=server_ssl, client_ssl=client_ssl
+            endpoint,
+            core=layer,
+            guard=guard,
+            trace=trace,
+            server_ssl=server_ssl,
+            client_ssl=client_ssl,
+            stream_limits=stream_limits,
+            udp_limits=udp_limits,
         )
         for spec in listen:
             await aio.listen(spec)
@@ -262,10 +309,16 @@ class UserAgent:
         while True:
             event = await self.aio.next_event()
             if isinstance(event, IncomingCall):
+                if self._closing:  # no new call while shutting down: the layer releases it
+                    self.layer.answer(event.session, 503, self.now(), reason="Shutting Down")
+                    self.flush()
+                    continue
                 new = Call(self, event.session, event.request.uri_text)
                 self._calls[event.session] = new
                 self._incoming.put_nowait(new)
             elif isinstance(event, SessionStateChanged | MediaUpdated):
+                if isinstance(event, SessionStateChanged):
+                    self._changed.set()
                 call = self._calls.get(event.session)
                 if call is None:
                     continue
@@ -279,19 +332,98 @@ class UserAgent:
                 self.endpoint.respond(event.transaction, response, self.now())
                 self.flush()
 
+    def hurry(self) -> None:
+        """Make a :meth:`close` under way (or the next one) stop waiting for peers at once."""
+        self._hurry.set()
+        self.aio.hurry()
+
     async def close(self, timeout: float = 5.0) -> LeakReport:
-        """Hang up what is still up, release every call, remove our bindings at registrars
-        (``Expires: 0``), close the transports, report leaks."""
+        """Hang up every call still up, all at once; wait at most ``timeout`` seconds in all
+        (less after :meth:`hurry`) for their peers; end the rest by running their timers out;
+        release every call; remove our bindings at registrars (``Expires: 0``); close the
+        transports; return the leak report.
+
+        :attr:`shutdown` says how many calls were still up and how each ended.
+        """
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + timeout
+        self._closing = True
+        # Every session the layer holds, not only the application's calls: a Call closed
+        # while its session was up leaves the session to us.
+        up = self._live()
+        for session in up:
+            with contextlib.suppress(LocalProtocolError):
+                self.layer.hangup(session, self.now())
+        self.flush()
+        while self._live() and not self._hurry.is_set() and loop.time() < deadline:
+            self._changed.clear()
+            waiters = [loop.create_task(self._changed.wait()), loop.create_task(self._hurry.wait())]
+            await asyncio.wait(waiters, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        was_up = {id(session) for session in up}
+        timed_out = sum(1 for session in self._live() if id(session) in was_up)
+        await self._run_out()
+        self.shutdown = ShutdownReport(
+            up=len(up),
+            answered=len(up) - timed_out,
+            timed_out=timed_out,
+            hurried=self._hurry.is_set(),
+            seconds=loop.time() - start,
+        )
         for call in list(self._calls.values()):
-            if call.state is not InviteState.DISCONNECTED:
-                with contextlib.suppress(TimeoutError, LocalProtocolError):
-                    async with asyncio.timeout(timeout):
-                        await call.hangup()
-        for call in list(self._calls.values()):
-            await call.close()
-        for registration in list(self.registrations):
-            await registration.unregister(timeout=timeout)
+            await call.close()  # the application's references: session first, dialog second
+        # Requests of ours still waiting for their answer (a CANCEL, a BYE of a call ended by
+        # the application just before) get what is left of the wait, with the event pump still
+        # turning: an INVITE arriving meanwhile is refused (503) and released. Transactions
+        # that only absorb retransmissions are not waited for; nor anything once the peers
+        # proved silent (their requests were run out above) or after hurry().
+        if not timed_out:
+            while self.endpoint.awaiting_answers() and not self._hurry.is_set() and loop.time() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), min(0.05, max(deadline - loop.time(), 0)))
+        for registration in list(self.registrations):  # our bindings at registrars go too
+            await registration.unregister(
+                timeout=0.5 if self._hurry.is_set() else max(deadline - loop.time(), 1.0)
+            )
         self._pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._pump
-        return await self.aio.close(timeout=timeout)  # the session layer closes what is left
+        # No await from here until the core is closed: nothing can arrive in between.
+        self._refuse_queued_calls()
+        return await self.aio.close(timeout=0)  # the session layer closes what is left
+
+    def _refuse_queued_calls(self) -> None:
+        """Events the pump did not get to: a call that came in is refused (503), so the layer
+        releases it instead of closing with it still ringing."""
+        while (event := self.layer.next_event()) is not None:
+            if isinstance(event, IncomingCall) and event.session.state is InviteState.INCOMING:
+                self.layer.answer(event.session, 503, self.now(), reason="Shutting Down")
+        self.flush()
+
+    def _live(self) -> list[InviteSession]:
+        """Sessions the layer still holds and that are not DISCONNECTED (the layer's list holds
+        only sessions it has not released, so reading their state is safe)."""
+        return [s for s in self.layer.sessions if s.state is not InviteState.DISCONNECTED]
+
+    async def _run_out(self) -> None:
+        """End the calls whose peer did not answer as waiting long enough would have: their
+        transactions' and sessions' timers run out now (a BYE times out, an unacknowledged
+        2xx gives up, an INVITE without final response ends), so the session layer's own paths
+        disconnect and release them."""
+        timers = self.endpoint.config.timers
+        horizon = 64 * timers.t1 + 32.0 + timers.t4 + 1.0  # past every RFC 3261 timer (D is 32 s)
+        at = self.now()
+        for _ in range(4):  # an ended call may start one more transaction (a BYE after no ACK)
+            live = self._live()
+            if not live:
+                break
+            for session in live:  # one that came in while we waited: end it too
+                with contextlib.suppress(LocalProtocolError):
+                    self.layer.hangup(session, self.now())
+            at += horizon
+            self.aio.core.handle_timers(at)
+            self.flush()
+            for _ in range(3):  # the event pump runs the releases due
+                await asyncio.sleep(0)

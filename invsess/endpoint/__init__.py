@@ -9,6 +9,8 @@ from invsess.endpoint.endpoint import (
     RequestScreen,
     ScreenAnswer,
 )
+from invsess.endpoint.limits import LimitStats, Rejection
+from invsess.endpoint.overload import Kind, RateLimit, SourceRateLimiter, classify
 from invsess.endpoint.routing import response_destination, stamp_via
 
 __all__ = [
@@ -18,8 +20,14 @@ __all__ = [
     "ClientTransaction",
     "Endpoint",
     "EndpointConfig",
+    "Kind",
+    "LimitStats",
+    "RateLimit",
+    "Rejection",
     "RequestScreen",
     "ScreenAnswer",
+    "SourceRateLimiter",
+    "classify",
     "response_destination",
     "stamp_via",
 ]
