@@ -26,11 +26,21 @@ from typing import Any
 import attrs
 
 from invsess.address import Address, uri_host
+from invsess.counters import (
+    CounterGroup,
+    Counters,
+    MemoryGroup,
+    MessageCounters,
+    ProvidedGroup,
+    TransactionCounters,
+    retransmission_counters,
+)
 from invsess.endpoint.config import KNOWN_METHODS, EndpointConfig
 from invsess.endpoint.routing import response_destination, stamp_via
 from invsess.logs import get_logger
 from invsess.memory import LeakReport, Pool, PoolExhaustedError, PoolFactory
 from invsess.sip import (
+    Check,
     LocalProtocolError,
     ParseError,
     Request,
@@ -109,6 +119,42 @@ class Endpoint:
         self._dialogs: set[tuple[str, str, str]] = set()
         #: Counters: stray responses and ACKs, parse failures, stateless answers by code, ...
         self.stats: Counter[str] = Counter()
+        #: The statistics groups (Kamailio-shaped and Prometheus), kept as things happen.
+        self.counters = Counters()
+        self.counters.add(MemoryGroup(self.factory))
+        self.messages = self.counters.add(MessageCounters(KNOWN_METHODS, self.stats))
+        self.retransmissions = self.counters.add(retransmission_counters())
+        self.tx_counters = self.counters.add(TransactionCounters(self.retransmissions))
+        self.sanity_failures = self.counters.add(
+            CounterGroup(
+                "sanity",
+                prefix="failed_",
+                metric="invsess_sanity_failures",
+                label="check",
+                documentation="Requests refused by a sanity check (or not parsable at all)",
+                keys=[*(check.name.lower() for check in Check if check.name), "unparsable"],
+            )
+        )
+        self.rejections = self.counters.add(
+            CounterGroup(
+                "limits",
+                prefix="rejected_",
+                metric="invsess_limit_rejections",
+                label="limit",
+                documentation="Requests refused or dropped by a limit",
+                keys=("transactions", "memory"),
+            )
+        )
+        self.counters.add(
+            ProvidedGroup(
+                "endpoint",
+                lambda: {key.replace(":", "").replace(" ", "_"): n for key, n in self.stats.items()},
+                metric="invsess_endpoint_events",
+                label="event",
+                documentation="What the endpoint did by itself (absorbed, stray, stateless answers)",
+                kind="counter",
+            )
+        )
 
     # -- configuration by the driver ---------------------------------------------------------
 
@@ -145,6 +191,9 @@ class Endpoint:
     def datagrams_to_send(self) -> list[Outgoing]:
         """Everything queued for sending since the last call, in order."""
         out, self._out = self._out, []
+        sent = self.messages.sent
+        for item in out:
+            sent(item.data)
         return out
 
     def next_event(self) -> AnyEvent | None:
@@ -193,12 +242,14 @@ class Endpoint:
             )
         except PoolExhaustedError:
             self.stats["dropped: out of memory"] += 1
+            self.rejections.inc("memory")
             return
         self._handed_on = None
         try:
             self._receive(pool, data, source, transport, now)
         except PoolExhaustedError:
             self.stats["dropped: pool exhausted"] += 1
+            self.rejections.inc("memory")
         finally:
             # Ownership is tracked where it moves, not by return values: even an unexpected
             # exception must neither leak this pool nor free one a transaction now owns.
@@ -241,6 +292,7 @@ class Endpoint:
             now=now,
             sink=self._queue,
             on_event=self._on_tx_event,
+            observer=self.tx_counters,
         )
         self._client[key] = tx
         tx.start(now)
@@ -360,6 +412,7 @@ class Endpoint:
                 _ = msg.top_via, msg.cseq  # a response must at least match something
         except ParseError as exc:
             self.stats["parse errors"] += 1
+            self.sanity_failures.inc("unparsable")
             self._answer_unparsable(data, exc, source, transport)
             return
         if isinstance(msg, Response):
@@ -377,6 +430,7 @@ class Endpoint:
 
     def _receive_response(self, pool: Pool, response: Response, now: float) -> None:
         top, cseq = response.top_via, response.cseq
+        self.messages.received_response(response.status_code, cseq.method if cseq is not None else "")
         if top is None or cseq is None:
             self.stats["stray responses"] += 1
             return
@@ -407,8 +461,10 @@ class Endpoint:
         self, pool: Pool, request: Request, source: Address, transport: str, now: float
     ) -> None:
         stamp_via(request, source)
+        self.messages.received_request(request.method)
         failure = check_request(request, self.config.checks, supported=self.config.supported)
         if failure is not None:
+            self.sanity_failures.inc(failure.check.name.lower() if failure.check.name else "unknown")
             if request.method != "ACK":
                 self._stateless(
                     request, response_for(request, failure, to_tag=self.new_tag()), source, transport
@@ -464,6 +520,7 @@ class Endpoint:
         if to_tag is not None and (request.call_id or "", to_tag, from_tag or "") not in self._dialogs:
             return 481, None, []  # an in-dialog request for a dialog we do not have
         if len(self._server) + len(self._client) >= cfg.max_transactions:
+            self.rejections.inc("transactions")
             return 503, None, [("Retry-After", str(cfg.retry_after))]
         if request.body:
             ctype = request.content_type
@@ -495,6 +552,7 @@ class Endpoint:
             sink=self._queue,
             on_event=self._on_tx_event,
             response_destination=response_destination(request.top_via, source, transport),
+            observer=self.tx_counters,
         )
         self._server[key] = tx
         self._handed_on = pool

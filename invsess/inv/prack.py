@@ -254,6 +254,7 @@ class ReliableSender:
                 session.end(SessionInput.REJECT, 504, now)
         elif isinstance(tx, ServerInviteTransaction):  # nothing to send with once it is gone
             session.ctx.endpoint.send_stateless_bytes(due, tx.response_destination, tx.transport)
+            session.ctx.endpoint.retransmissions.inc("sent_reliable_1xx")
 
 
 @attrs.define(slots=True)
