@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from invsess.aio.endpoint import AsyncEndpoint, ListenSpec
 from invsess.aio.guard import SendGuard
@@ -41,6 +42,10 @@ from invsess.sdp import SessionDescription
 from invsess.sip import LocalProtocolError, SipUri, make_response, parse_uri
 from invsess.trace import Trace
 from invsess.transaction import RequestReceived
+
+if TYPE_CHECKING:
+    from invsess.monitor import MonitorTarget
+    from invsess.monitor.server import HttpService
 
 _OWNER = "app-call"
 
@@ -157,6 +162,7 @@ class UserAgent:
         #: Out-of-dialog requests other than INVITE (answered 200 unless ``on_request`` is set).
         self.requests: asyncio.Queue[RequestReceived] = asyncio.Queue()
         self._pump = asyncio.get_running_loop().create_task(self._read_events())
+        self._services: list[HttpService] = []
 
     @classmethod
     async def create(
@@ -246,8 +252,39 @@ class UserAgent:
                 self.endpoint.respond(event.transaction, response, self.now())
                 self.flush()
 
+    # -- monitoring --------------------------------------------------------------------------
+
+    def monitor_target(self, name: str | None = None) -> MonitorTarget:
+        """This agent as something a monitoring server watches (named by its listeners)."""
+        from invsess.monitor import MonitorTarget  # noqa: PLC0415 - the monitor layer sits above this one
+
+        shown = name or ", ".join(f"{t}:{h}:{p}" for t, (h, p) in self.endpoint.listeners.items())
+        return MonitorTarget(shown or "invsess", self.endpoint, self.layer, self.now)
+
+    async def serve_rpc(self, bind: str = "127.0.0.1:0", *, token: str | None = None) -> HttpService:
+        """Serve Kamailio-compatible JSON-RPC 2.0 about this agent at ``http://bind/RPC``
+        (``core.shmmem``, ``pkg.stats``, ``stats.get_statistics``, ``invsess.dialogs`` ...; see
+        docs/monitoring.md). Loopback unless ``bind`` says otherwise; with ``token``, requests
+        need ``Authorization: Bearer <token>``. Stopped by :meth:`close`. Needs the monitor extra."""
+        from invsess.monitor import serve_rpc  # noqa: PLC0415 - optional extra, imported when used
+
+        service = await serve_rpc([self.monitor_target()], bind, token=token)
+        self._services.append(service)
+        return service
+
+    async def serve_metrics(self, bind: str = "127.0.0.1:0", *, token: str | None = None) -> HttpService:
+        """Serve the Prometheus text format about this agent at ``http://bind/metrics``."""
+        from invsess.monitor import serve_metrics  # noqa: PLC0415 - optional extra, imported when used
+
+        service = await serve_metrics([self.monitor_target()], bind, token=token)
+        self._services.append(service)
+        return service
+
     async def close(self, timeout: float = 5.0) -> LeakReport:
         """Hang up what is still up, release every call, close the transports, report leaks."""
+        for service in self._services:
+            await service.close()
+        self._services.clear()
         for call in list(self._calls.values()):
             if call.state is not InviteState.DISCONNECTED:
                 with contextlib.suppress(TimeoutError, LocalProtocolError):
