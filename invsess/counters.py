@@ -310,10 +310,10 @@ class DialogGauge(StateGauge[E]):
 
 #: Inputs that mean a retransmission, by what they resend or absorb.
 _RETRANSMITTING: dict[TxInput, str] = {
-    TxInput.TIMER_A: "sent_requests",  # our INVITE again (UDP)
-    TxInput.TIMER_E: "sent_requests",  # our non-INVITE request again (UDP)
-    TxInput.TIMER_G: "sent_replies",  # our final response to an INVITE again, until the ACK
-    TxInput.REQUEST: "rcv_requests",  # the peer's request again (absorbed, our last answer resent)
+    TxInput.TIMER_A: "requests_sent",  # our INVITE again (UDP)
+    TxInput.TIMER_E: "requests_sent",  # our non-INVITE request again (UDP)
+    TxInput.TIMER_G: "replies_sent",  # our final response to an INVITE again, until the ACK
+    TxInput.REQUEST: "requests_received",  # the peer's request again (absorbed, our last answer resent)
 }
 _RESPONSES = frozenset({TxInput.RECV_1XX, TxInput.RECV_2XX, TxInput.RECV_FAILURE})
 #: States in which a response that arrives is a retransmission of the final one.
@@ -373,7 +373,7 @@ class TransactionCounters:
         if kind is not None:
             self.retransmissions.inc(kind)
         elif event in _RESPONSES and self._final_states[old]:
-            self.retransmissions.inc("rcv_replies")
+            self.retransmissions.inc("replies_received")
 
     def values(self) -> dict[str, int]:
         """``current``, ``created``, ``freed`` and one value per machine and state."""
@@ -409,13 +409,13 @@ def retransmission_counters() -> CounterGroup:
         label="kind",
         documentation="Retransmissions, sent (ours) and received (the peer's)",
         keys=(
-            "sent_requests",  # Timers A and E
-            "sent_replies",  # Timer G
-            "sent_2xx",  # a session's 2xx until its ACK
-            "sent_reliable_1xx",  # a reliable provisional until its PRACK
-            "sent_acks",  # our ACK again, for a 2xx that came again
-            "rcv_requests",  # absorbed by a server transaction
-            "rcv_replies",  # a final response that came again
+            "requests_sent",  # Timers A and E
+            "replies_sent",  # Timer G
+            "2xx_sent",  # a session's 2xx until its ACK
+            "reliable_1xx_sent",  # a reliable provisional until its PRACK
+            "acks_sent",  # our ACK again, for a 2xx that came again
+            "requests_received",  # absorbed by a server transaction
+            "replies_received",  # a final response that came again
         ),
     )
 

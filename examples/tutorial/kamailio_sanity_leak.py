@@ -1,8 +1,10 @@
 """Tutorial, chapter 2: the package-memory leak of Kamailio's sanity module (kamailio GH #1990).
 
 Run: ``python examples/tutorial/kamailio_sanity_leak.py`` (the leak, and how the statistics show
-it), ``--fixed`` (the fix: flat). ``INVSESS_MALLOC_DEBUG=1`` changes nothing here: a leak is not
-a touch of freed memory; the statistics, the snapshot diff and the leak report find it.
+it), ``--fixed`` (the fix: flat). ``INVSESS_MALLOC_DEBUG=1`` changes nothing there: a leak is not
+a touch of freed memory; the statistics, the snapshot diff and the leak report find it. It does
+change ``--first-fix``: a fix that frees the list and then reads the extension's name from it,
+which "works" without MALLOC_DEBUG and fails at once with it.
 
 Bob is a proxy that screens each request the way Kamailio's ``sanity_check()`` does. Its
 Proxy-Require check parses the header into a list in package memory that the message does not
@@ -23,7 +25,7 @@ from typing import Any
 from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import SessionLayer
 from invsess.logs import configure
-from invsess.memory import Block, Pool, PoolFactory
+from invsess.memory import Block, Pool, PoolFactory, UseAfterFreeError
 from invsess.monitor import MonitorMethods, MonitorTarget
 from invsess.sdp import parse_sdp
 from invsess.sip import NameAddress, Request, make_request, make_response, parse_uri
@@ -61,7 +63,9 @@ def parse_proxy_require(request: Request, pkg: PoolFactory) -> tuple[Pool, StrLi
     return pool, head
 
 
-def check_proxy_require(request: Request, pkg: PoolFactory, *, fixed: bool) -> tuple[int, str, str] | None:
+def check_proxy_require(
+    request: Request, pkg: PoolFactory, *, fixed: bool, first_fix: bool = False
+) -> tuple[int, str, str] | None:
     """Kamailio's ``check_proxy_require``: None when every extension is supported, else the
     answer (420, its reason, the Unsupported header's value)."""
     parsed = parse_proxy_require(request, pkg)
@@ -71,6 +75,9 @@ def check_proxy_require(request: Request, pkg: PoolFactory, *, fixed: bool) -> t
     node: StrList | None = head
     while node is not None:
         if node.text not in SUPPORTED:
+            if first_fix:  # a first attempt at the fix: free, then read the name from the list
+                pool.release("proxy require check failed")
+                return 420, "Bad Proxy Require Extension", node.text
             unsupported = node.text
             if fixed:
                 pool.release("proxy require check failed")  # the fix: free on this path too
@@ -84,11 +91,17 @@ def check_proxy_require(request: Request, pkg: PoolFactory, *, fixed: bool) -> t
 
 
 def on_request(
-    layer: SessionLayer, tx: ServerTransaction[Any], request: Request, now: float, *, fixed: bool
+    layer: SessionLayer,
+    tx: ServerTransaction[Any],
+    request: Request,
+    now: float,
+    *,
+    fixed: bool,
+    first_fix: bool = False,
 ) -> None:
     """Bob's screening of a request outside any dialog: 420 when the check fails, else 200."""
     endpoint = layer.endpoint
-    failure = check_proxy_require(request, endpoint.factory, fixed=fixed)
+    failure = check_proxy_require(request, endpoint.factory, fixed=fixed, first_fix=first_fix)
     if failure is None:
         endpoint.respond(tx, make_response(request, 200, to_tag=endpoint.new_tag()), now)
         return
@@ -139,7 +152,7 @@ def rpc(methods: MonitorMethods, method: str, *params: Any) -> Any:
     return json.loads(answer)["result"]
 
 
-def main(fixed: bool) -> int:
+def main(fixed: bool, first_fix: bool = False) -> int:
     """Rounds of SUBSCRIBEs, Bob's pkg.stats after each, the snapshot diff of the last round."""
     configure("error")
     net = SimNetwork(seed=1)
@@ -156,7 +169,9 @@ def main(fixed: bool) -> int:
             net.step()
             while (event := bob.next_event()) is not None:
                 if isinstance(event, RequestReceived):
-                    on_request(bob, event.transaction, event.request, net.now, fixed=fixed)
+                    on_request(
+                        bob, event.transaction, event.request, net.now, fixed=fixed, first_fix=first_fix
+                    )
         if until is not None:
             net.run_until(until)  # nothing is due before: only the clock moves
 
@@ -200,4 +215,10 @@ def main(fixed: bool) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--fixed", action="store_true", help="free the parsed list on the failure path too")
-    sys.exit(main(parser.parse_args().fixed))
+    parser.add_argument("--first-fix", action="store_true", help="free it there, then read from it")
+    args = parser.parse_args()
+    try:
+        sys.exit(main(args.fixed, args.first_fix))
+    except UseAfterFreeError as err:
+        print(err.report.format())  # the report MALLOC_DEBUG raised, then exit 1
+        sys.exit(1)

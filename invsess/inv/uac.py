@@ -185,7 +185,7 @@ class UacInvite:
             if self.ack is not None:  # a retransmitted 2xx: our ACK was lost
                 host, port, transport = session.next_hop()
                 session.ctx.endpoint.send_stateless_bytes(self.ack, (host, port), transport)
-                session.ctx.endpoint.retransmissions.inc("sent_acks")
+                session.ctx.endpoint.retransmissions.inc("acks_sent")
             return
         elif dialog.state is DialogState.NULL:
             dialog.establish(response)
@@ -390,7 +390,7 @@ class UacInvite:
         done = self.fork_acks.get(tag)
         if done is not None:  # a retransmitted 2xx: our ACK was lost
             endpoint.send_stateless_bytes(*done)
-            endpoint.retransmissions.inc("sent_acks")
+            endpoint.retransmissions.inc("acks_sent")
             return
         fork = Dialog.create_uac(
             endpoint.factory,

@@ -65,7 +65,7 @@ class AckWait:
             session.end(SessionInput.ACK_TIMEOUT, 408, now)
         elif self.next_at is not None and now >= self.next_at:
             session.ctx.endpoint.send_stateless_bytes(self.wire, self.destination, self.transport)
-            session.ctx.endpoint.retransmissions.inc("sent_2xx")
+            session.ctx.endpoint.retransmissions.inc("2xx_sent")
             self.interval = min(self.interval * 2, session.ctx.endpoint.config.timers.t2)
             self.next_at = now + self.interval
 
