@@ -380,7 +380,11 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
             timer=timer,
             rel100=rel100,
         )
-        services = await monitoring.start([agent])
+        try:
+            services = await monitoring.start([agent])
+        except click.ClickException:
+            await agent.close()
+            raise
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -497,7 +501,11 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
             timer=timer,
             rel100=rel100,
         )
-        services = await monitoring.start([agent])
+        try:
+            services = await monitoring.start([agent])
+        except click.ClickException:
+            await agent.close()
+            raise
         outcomes: list[int | str] = []
 
         async def one() -> None:

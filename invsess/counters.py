@@ -32,6 +32,8 @@ import attrs
 from invsess.memory import PoolFactory
 from invsess.memory.block import raw_header
 from invsess.transaction.base import TxInput
+from invsess.transaction.client import ClientInviteState, ClientNonInviteState
+from invsess.transaction.server import ServerInviteState, ServerNonInviteState
 
 if TYPE_CHECKING:
     from invsess.transaction.base import Transaction
@@ -318,6 +320,13 @@ _RETRANSMITTING: dict[TxInput, str] = {
 _RESPONSES = frozenset({TxInput.RECV_1XX, TxInput.RECV_2XX, TxInput.RECV_FAILURE})
 #: States in which a response that arrives is a retransmission of the final one.
 _FINAL_STATE_NAMES = frozenset({"COMPLETED", "ACCEPTED"})
+#: The four machines of RFC 3261 §17, shown (as zeros) before any transaction is made.
+_MACHINES: tuple[tuple[type[enum.Enum], str], ...] = (
+    (ClientInviteState, "uac_invite"),
+    (ClientNonInviteState, "uac_non_invite"),
+    (ServerInviteState, "uas_invite"),
+    (ServerNonInviteState, "uas_non_invite"),
+)
 
 
 class TransactionCounters:
@@ -336,6 +345,8 @@ class TransactionCounters:
         self._final_states: dict[enum.Enum, bool] = {}
         self.created_total = 0
         self.freed = 0
+        for cls, machine in _MACHINES:
+            self._register(cls, machine, cls["TERMINATED"])
 
     @property
     def source(self) -> object:
@@ -346,15 +357,14 @@ class TransactionCounters:
         """A transaction was made (in its first state)."""
         state = tx.state
         cls = type(state)
-        if cls not in self._machines:
-            self._register(tx, cls)
+        if cls not in self._machines:  # a machine of someone else's: named by its role and method
+            role = "uac" if tx.role.value == "client" else "uas"
+            self._register(cls, f"{role}_{tx.key.method.lower()}_{cls.__name__.lower()}", tx.END)
         self._states[state] += 1
         self.created_total += 1
 
-    def _register(self, tx: Transaction[Any], cls: type[enum.Enum]) -> None:
-        role = "uac" if tx.role.value == "client" else "uas"
-        self._machines[cls] = f"{role}_{'invite' if tx.key.method == 'INVITE' else 'non_invite'}"
-        end = tx.END
+    def _register(self, cls: type[enum.Enum], machine: str, end: enum.Enum) -> None:
+        self._machines[cls] = machine
         for state in cls:
             if state is not end:
                 self._states.setdefault(state, 0)

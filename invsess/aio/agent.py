@@ -259,7 +259,7 @@ class UserAgent:
         from invsess.monitor import MonitorTarget  # noqa: PLC0415 - the monitor layer sits above this one
 
         shown = name or ", ".join(f"{t}:{h}:{p}" for t, (h, p) in self.endpoint.listeners.items())
-        return MonitorTarget(shown or "invsess", self.endpoint, self.layer, self.now)
+        return MonitorTarget(shown or "invsess", self.endpoint, self.now)
 
     async def serve_rpc(self, bind: str = "127.0.0.1:0", *, token: str | None = None) -> HttpService:
         """Serve Kamailio-compatible JSON-RPC 2.0 about this agent at ``http://bind/RPC``

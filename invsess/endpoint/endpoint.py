@@ -119,7 +119,10 @@ class Endpoint:
         self._dialogs: set[tuple[str, str, str]] = set()
         #: Counters: stray responses and ACKs, parse failures, stateless answers by code, ...
         self.stats: Counter[str] = Counter()
-        #: The statistics groups (Kamailio-shaped and Prometheus), kept as things happen.
+        #: The statistics groups (Kamailio-shaped and Prometheus), kept as things happen; the
+        #: groups the endpoint updates itself are also attributes: ``messages`` (``core``),
+        #: ``retransmissions``, ``tx_counters`` (``tm``), ``sanity_failures``, ``rejections``
+        #: (``limits``). See docs/monitoring.md.
         self.counters = Counters()
         self.counters.add(MemoryGroup(self.factory))
         self.messages = self.counters.add(MessageCounters(KNOWN_METHODS, self.stats))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
 
 import attrs
 
@@ -23,13 +22,12 @@ from invsess.memory import PoolFactory
 @attrs.frozen
 class MonitorTarget:
     """One endpoint to watch: a ``name`` for the figures (``desc`` in ``pkg.stats``, the
-    ``endpoint`` label in Prometheus), the endpoint, its session layer if any (for nothing but
-    documentation today: sessions and dialogs are found through the endpoint's memory), and the
-    clock its core is driven with (for ages: ``loop.time`` under asyncio)."""
+    ``endpoint`` label in Prometheus), the endpoint (its counters, and its memory, where the
+    dialogs and sessions are found: a session layer registers its counters with its endpoint),
+    and the clock its core is driven with (for ages: ``loop.time`` under asyncio)."""
 
     name: str
     endpoint: Endpoint
-    layer: Any = None
     clock: Callable[[], float] = time.monotonic
 
     @property
