@@ -134,7 +134,7 @@ def test_short_soak_with_the_leaky_check_rises_and_names_the_line() -> None:
 
 def test_soak_script_writes_csv_and_graphs(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--calls", "1000", "--sample-every", "40",
+        [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--calls", "600", "--sample-every", "20",
          "--t1", "0.05", "--hold", "0.5", "--handler", "leaky", "--out", str(tmp_path), "--name", "short"],
         capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
     )  # fmt: skip
@@ -143,7 +143,7 @@ def test_soak_script_writes_csv_and_graphs(tmp_path: Path) -> None:
     assert "kamailio_sanity_leak.py" in done.stdout and "in parse_proxy_require" in done.stdout
     with (tmp_path / "short.csv").open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 25 and rows[-1]["calls"] == "1000"
+    assert len(rows) == 30 and rows[-1]["calls"] == "600"
     assert {"calls", "used_size", "real_used_size", "callee_used", "caller_used", "pools"} <= set(rows[0])
     assert (tmp_path / "short.png").read_bytes().startswith(b"\x89PNG")
     assert b"<svg" in (tmp_path / "short.svg").read_bytes()[:400]
