@@ -134,6 +134,9 @@ class Caller:
     def next_event(self) -> None:
         """The caller reports nothing."""
 
+    def transport_error(self, destination: Address, transport: str, now: float, *, reason: str = "") -> None:
+        """The simulated network never fails a send."""
+
     def close(self, now: float = 0.0) -> LeakReport:
         """The caller holds no pools."""
         return LeakReport((), ())

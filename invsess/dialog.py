@@ -307,17 +307,30 @@ class Dialog(RefCounted):
         self._go(DialogInput.RECV_1XX if response.status_code < 200 else DialogInput.RECV_2XX)
 
     def _take_identity(self, response: Response) -> None:
-        """The remote tag, URI, target and route set a dialog-creating response gives."""
+        """The remote tag, URI, target and route set a dialog-creating response gives.
+
+        A 2xx without a To tag still creates the dialog, with a null remote tag (RFC 3261
+        §12.1.2, for RFC 2543 peers); a 1xx without one creates none.
+        """
         to = response.to
         target = _contact_uri(response)
-        if to is None or to.tag is None:  # the peer's fault: a dialog-creating response has one
+        if to is None or (to.tag is None and response.status_code < 200):
             raise RemoteProtocolError("a dialog-creating response without a To tag", status_code=400)
         if target is None:
             raise RemoteProtocolError("a dialog-creating response without a Contact", status_code=400)
-        self.remote_tag = to.tag
+        self.remote_tag = to.tag or ""
         self.remote_uri = to
         self.route_set = tuple(reversed(response.record_route))
         self.remote_target = target
+
+    def learn_remote_tag(self, tag: str) -> None:
+        """Fill in the null remote tag of a dialog a 2xx without To tag created, from the From
+        tag of the peer's first request in it (as PJSIP accepts). The dialog's id changes:
+        whoever routes by it must re-register it."""
+        if self.remote_tag or self.role is not DialogRole.UAC:
+            raise LocalProtocolError(f"dialog {self.id} has a remote tag already, or is not ours")
+        self.remote_tag = tag
+        self.remote_uri = self.remote_uri.with_tag(tag)
 
     def adopt(self, response: Response) -> None:
         """EARLY -> CONFIRMED with another fork's identity (RFC 3261 §13.2.2.4).

@@ -274,7 +274,8 @@ _BOB_SDP = (
 
 
 @pytest.mark.parametrize(
-    ("code", "ends"), [(500, True), (404, True), (491, False), (503, False), (422, False)]
+    ("code", "ends"),
+    [(500, True), (404, False), (491, False), (503, False), (422, False)],  # 404: again with SDP
 )
 def test_what_a_failed_refresh_does(code: int, ends: bool) -> None:
     net, alice, peer, session, invite = _scripted_call(TimerSettings(session_expires=90))

@@ -131,6 +131,22 @@ def test_message_event_first_line() -> None:
     assert event.first_line == "BYE sip:x SIP/2.0"
 
 
+def test_one_call_of_a_trace_timed_from_its_start() -> None:
+    a, b = ("127.0.0.1", 5060), ("127.0.0.2", 5060)
+    trace = Trace()
+    trace.message(10.0, a, b, "udp", b"INVITE sip:x SIP/2.0\r\nCall-ID: one@a\r\n\r\nCall-ID: body@a")
+    trace.message(10.5, a, b, "udp", b"INVITE sip:x SIP/2.0\r\ni:two@a\r\n\r\n")  # compact, no space
+    trace.state(11.0, a, "session", "NULL", "CALLING", "two@a")
+    trace.state(11.5, a, "tsx z9hG4bKx", "TRYING", "COMPLETED")  # no call: in no call's ladder
+    assert trace.call_ids() == ["one@a", "two@a"]
+    two = trace.for_call("two@a").rebased()
+    assert [(e.time, type(e).__name__) for e in two] == [(0.0, "MessageEvent"), (0.5, "StateEvent")]
+    assert Trace.loads(trace.dumps()) == trace  # the state's call_id survives JSON lines
+    assert "call_id" not in trace.events[3].to_json()
+    assert Trace().rebased() == Trace()
+    assert "* session: NULL -> CALLING" in render_text(two)
+
+
 FAILING = """
 from invsess.sip import NameAddress, make_request, parse_uri
 

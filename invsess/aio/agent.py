@@ -178,19 +178,21 @@ class UserAgent:
         client_ssl: ssl.SSLContext | None = None,
         timer: TimerSettings | None = None,
         rel100: Rel100 | str = Rel100.OFF,
+        lock_codec: bool = False,
     ) -> UserAgent:
         """Open the listeners and start reading events.
 
         ``timer`` and ``rel100`` turn on session timers and reliable provisional responses (see
         :class:`~invsess.inv.SessionLayer`); without a ``config``, the default one is made to
-        match them (PRACK allowed, "timer"/"100rel" supported).
+        match them (PRACK allowed, "timer"/"100rel" supported). ``lock_codec`` re-offers one codec
+        after an answer that kept several (pjsua's option; see :mod:`invsess.inv.lock`).
         """
         if config is None:
             supported = option_tags(timer, rel100)
             allow = ("INVITE", "BYE", "OPTIONS", "UPDATE", *(("PRACK",) if "100rel" in supported else ()))
             config = EndpointConfig(allow=allow, supported=supported)
         endpoint = Endpoint(config)
-        layer = SessionLayer(endpoint, sdp, user=user, timer=timer, rel100=rel100)
+        layer = SessionLayer(endpoint, sdp, user=user, timer=timer, rel100=rel100, lock_codec=lock_codec)
         aio = AsyncEndpoint(
             endpoint, core=layer, guard=guard, trace=trace, server_ssl=server_ssl, client_ssl=client_ssl
         )

@@ -27,6 +27,7 @@ from invsess.address import Address, is_ip
 from invsess.dialog import Dialog, DialogRole, DialogState
 from invsess.inv.context import Purpose, SessionContext, SessionHandle
 from invsess.inv.events import MediaUpdated, SessionStateChanged
+from invsess.inv.lock import lock_codec
 from invsess.inv.offer import OfferExchange
 from invsess.inv.states import (
     TRANSITIONS,
@@ -41,7 +42,14 @@ from invsess.logs import get_logger
 from invsess.memory import RefCounted
 from invsess.sdp import NegotiatorState, SdpNegotiator
 from invsess.sip import LocalProtocolError, Request, Response, make_response
-from invsess.transaction import ClientInviteState, ClientInviteTransaction, ServerInviteTransaction, Timer
+from invsess.transaction import (
+    TRANSPORT_ERROR,
+    ClientInviteState,
+    ClientInviteTransaction,
+    RequestReceived,
+    ServerInviteTransaction,
+    Timer,
+)
 
 if TYPE_CHECKING:
     from invsess.inv.prack import ReliableReceiver, ReliableSender
@@ -91,7 +99,9 @@ class InviteSession(RefCounted):
         self.state = InviteState.NULL
         #: The status code behind the end (200 for a BYE), once the session is ending.
         self.cause: int | None = None
-        self.cause_text = "session ended"  # the text of the Reason header of our BYE
+        #: What ended it, in words: the text of the Reason header of our BYE, or the transport
+        #: failure that ended it.
+        self.cause_text = "session ended"
         #: The INVITE transaction that set the session up (None once it has terminated).
         self.invite_tx: ClientInviteTransaction | ServerInviteTransaction | None = None
         #: Where the INVITE went (or where its responses go): the next hop when the dialog's
@@ -268,7 +278,9 @@ class InviteSession(RefCounted):
                 raise RequestRefusedError("no reliable provisional response of ours is waiting", 481)
             self.rel_sender.on_prack(self, tx, request, now)
         else:
-            self.ctx.endpoint.respond(tx, make_response(request, 501), now)
+            # INFO, MESSAGE, NOTIFY ...: the endpoint let it through (its ``allow`` lists it),
+            # so the application answers it (``endpoint.respond``), as outside any dialog.
+            self.ctx.emit(RequestReceived(tx, request, tx.peer))
 
     def on_ack(self, ack: Request, now: float) -> None:
         """The ACK of a 2xx of ours (to the INVITE, or to a re-INVITE)."""
@@ -276,16 +288,21 @@ class InviteSession(RefCounted):
             return  # a retransmitted ACK, or one for a 2xx we are not waiting on
         self.ack_wait = None
         offered = self.negotiator.state is NegotiatorState.LOCAL_OFFER  # our 2xx carried an offer
-        if ack.body and offered and not self.offers.answer_in_ack(self, ack):
-            self.cause = 488  # RFC 3264: an unusable answer ends the session
+        initial = self.state is InviteState.CONNECTING
+        if offered and not self.offers.answer_in_ack(self, ack) and (initial or ack.body):
+            # RFC 3264: an unusable answer ends the session, and so does none at all to the
+            # offer of our 2xx to an INVITE without SDP: there is no session to talk over. A
+            # re-INVITE's offer left unanswered is void: the session goes on as it was.
+            self.cause = 488
             self.send_bye(now)
             return
-        initial = self.state is InviteState.CONNECTING
         self.process(SessionInput.RECV_ACK, now)
         if initial and not self.early_sdp:  # else agreed at the reliable 1xx already
             self.media_updated()
         if self.bye_pending:
             self.send_bye(now)
+        elif offered and ack.body:
+            lock_codec(self, now)  # the ACK answered the offer of our 2xx
 
     def on_response(self, purpose: Purpose, tx: Transaction[Any], response: Response, now: float) -> None:
         """A response to a request of ours, by what that request was for."""
@@ -310,12 +327,24 @@ class InviteSession(RefCounted):
 
     def on_terminated(self, purpose: Purpose, tx: Transaction[Any], now: float) -> None:
         """A transaction of the session is gone; the INVITE's, if it ends a setup that never got
-        a usable final response, ends the session (it must not wait for ever)."""
+        a usable final response, ends the session (it must not wait for ever). One ended by a
+        transport failure counts as a 503 (RFC 3261 §8.1.3.1)."""
+        reason = tx.terminated_reason or ""
+        failed = reason.startswith(TRANSPORT_ERROR) and self.state is not InviteState.DISCONNECTED
+        if failed:
+            self.log.info("transport failure", purpose=purpose.value, reason=reason)
+            self.cause_text = reason
+            if purpose is Purpose.BYE:
+                self.end(SessionInput.BYE_DONE, self.cause or 503, now)
+            elif purpose in (Purpose.REINVITE, Purpose.UPDATE):
+                self.offers.on_transport_error(self, tx, now)
         if tx is not self.invite_tx:
             return
         self.invite_tx = None  # its request and pool are gone: keep only what we still need
         if self.uac is not None:
-            self.uac.invite_terminated(self, now)
+            self.uac.invite_terminated(self, now, 503 if failed else 408)
+        elif failed and self.state in (InviteState.INCOMING, InviteState.EARLY):
+            self.end(SessionInput.REJECT, 503, now)  # our answer cannot reach the caller
 
     # -- the application's calls -------------------------------------------------------------
 

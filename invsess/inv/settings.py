@@ -37,13 +37,15 @@ class LayerSettings:
     ``user`` is the user part of our Contact and From. ``timer`` turns on session timers
     (RFC 4028) with those settings; ``rel100`` is "off", "supported" (reliable 1xx when the peer
     supports them too) or "required"; ``keep_forks`` keeps the 2xx of a second fork as a call of
-    its own instead of ending it with BYE.
+    its own instead of ending it with BYE; ``lock_codec`` offers again with one codec when an
+    answer to our offer kept several (pjsua's ``lock_codec``, :mod:`invsess.inv.lock`).
     """
 
     user: str = "invsess"
     timer: TimerSettings | None = None
     rel100: Rel100 = attrs.field(default=Rel100.OFF, converter=Rel100)
     keep_forks: bool = False
+    lock_codec: bool = False
 
     @property
     def supported(self) -> tuple[str, ...]:

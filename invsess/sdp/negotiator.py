@@ -212,11 +212,16 @@ class SdpNegotiator:
         media = tuple(m.with_direction(direction) if not m.rejected else m for m in self.local.media)
         self.local = attrs.evolve(self.local, media=media)
 
-    def create_offer(self) -> SessionDescription:
-        """Our offer (NULL/DONE -> LOCAL_OFFER). A re-offer keeps the agreed m-lines."""
+    def create_offer(self, body: SessionDescription | None = None) -> SessionDescription:
+        """Our offer (NULL/DONE -> LOCAL_OFFER). A re-offer keeps the agreed m-lines.
+
+        ``body`` offers that instead of what our capabilities make (pjmedia's
+        ``modify_local_offer``): a re-offer of the agreed m-lines narrowed down, say, by
+        :func:`locked_offer`. Its ``o=`` version is ours all the same.
+        """
         self._go(_N.CREATE_OFFER)
         self._we_offered = True
-        offer = self._versioned(self._offer_body())
+        offer = self._versioned(body if body is not None else self._offer_body())
         self._pending_local = offer
         self._prov_local = self._keep(offer)
         return offer
@@ -236,6 +241,12 @@ class SdpNegotiator:
                 ours.remove(match)
                 media.append(match)
         return attrs.evolve(self.local, media=tuple(media))
+
+    @property
+    def was_answer_remote(self) -> bool:
+        """True when the session agreed last was our offer and the peer's answer
+        (pjmedia's ``pjmedia_sdp_neg_was_answer_remote``)."""
+        return self.state is _S.DONE and self._we_offered
 
     def receive_answer(self, answer: SessionDescription) -> None:
         """The answer to our offer (LOCAL_OFFER -> WAIT_NEGO); call :meth:`negotiate` next."""
@@ -394,3 +405,54 @@ def _check_answer(offer: SessionDescription, answer: SessionDescription) -> None
             accepted += 1
     if accepted == 0:
         raise SdpNegotiationError("no stream with a codec both sides offered")
+
+
+#: Encodings that do not count as a codec: events, redundancy, comfort noise (pjsua's
+#: ``is_non_av_fmt``); a locked offer keeps them beside the one codec.
+_NON_AV = frozenset({"telephone-event", "red", "cn"})
+_STATIC_CN = "13"
+
+
+def _is_av(fmt: str, codec: _CodecKey | None) -> bool:
+    if codec is not None:
+        return codec.encoding not in _NON_AV
+    return fmt != _STATIC_CN
+
+
+def locked_offer(offer: SessionDescription, answer: SessionDescription) -> SessionDescription | None:
+    """pjsua's "lock codec": when the answer to ``offer`` kept several codecs in a stream, the
+    re-offer that keeps only the one the answer put first (with the offer's payload number),
+    plus the offer's events/redundancy/comfort noise the answer kept too; None when no stream
+    of the answer has more than one codec (nothing to lock). Other streams, and everything
+    else in the offer, stay as they were."""
+    media: list[MediaDescription] = []
+    locked = False
+    for offered, answered in zip(offer.media, answer.media, strict=False):
+        if offered.rejected or answered.rejected or answered.direction == "inactive":
+            media.append(offered)
+            continue
+        ours = _codecs(offered)
+        theirs = _codecs(answered)
+        by_codec = {codec: fmt for fmt, codec in ours.items() if codec is not None}
+        kept: list[str] = []  # our payload numbers of what the answer kept, in its order
+        for fmt, codec in theirs.items():
+            mine = by_codec.get(codec) if codec is not None else (fmt if fmt in ours else None)
+            if mine is not None and mine not in kept:
+                kept.append(mine)
+        av = [f for f in kept if _is_av(f, ours[f])]
+        if len(av) < 2:
+            media.append(offered)
+            continue
+        locked = True
+        keep = {av[0], *(f for f in kept if not _is_av(f, ours[f]))}
+        formats = tuple(f for f in offered.formats if f in keep)
+        attributes = tuple(
+            a
+            for a in offered.attributes
+            if a.name not in ("rtpmap", "fmtp") or (a.value or "").split(" ", 1)[0] in keep
+        )
+        media.append(attrs.evolve(offered, formats=formats, attributes=attributes))
+    if not locked:
+        return None
+    media += offer.media[len(media) :]
+    return attrs.evolve(offer, media=tuple(media))

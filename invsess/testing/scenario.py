@@ -68,6 +68,9 @@ class ScriptedPeer:
         """Nothing to end: a scripted peer holds no pools (its report is empty)."""
         return LeakReport((), ())
 
+    def transport_error(self, destination: Address, transport: str, now: float, *, reason: str = "") -> None:
+        """Nothing to end: a scripted peer keeps no transactions."""
+
     # -- scripting ---------------------------------------------------------------------------
 
     def fill(self, template: str, **values: object) -> bytes:
