@@ -119,7 +119,9 @@ def test_short_soak_with_the_leaky_check_rises_and_names_the_line() -> None:
     result = run_soak(SHORT, request_handler=functools.partial(tutorial().on_request, fixed=False))
     assert result.probes_answered == {420: 100}  # the answers are right all the same
     assert result.trend.rising, result.trend.describe()
-    assert 3.0 < result.trend.slope < 6.0  # 40 bytes every 10 calls, give or take the calls in flight
+    (leak,) = result.callee_leaks.entries
+    per_call = leak.size / leak.count / SHORT.probe_every  # one list node every probe_every calls
+    assert result.trend.slope == pytest.approx(per_call, rel=0.35)  # give or take the calls in flight
     top = result.callee_growth[0]
     site = top.site
     assert (Path(site.filename).name, site.lineno, site.function) == (
