@@ -263,10 +263,10 @@ def test_chapter_2_kamailio_sanity_leak() -> None:
 
 def test_chapter_2_the_leak_gate_fails_the_leaky_test() -> None:
     """The page's report of the leak gate is what pytest prints for the leaky case."""
-    program = "test_kamailio_sanity_leak.py"
     env = {k: v for k, v in os.environ.items() if not k.startswith("INVSESS_")}
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", f"examples/tutorial/{program}", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "examples/tutorial/gate/test_kamailio_sanity_leak.py", "-p",
+         "no:cacheprovider"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     output = done.stdout + done.stderr
