@@ -157,7 +157,12 @@ def _ok(request: Request) -> bytes:
 
 def _callee(seed: int) -> SessionLayer:
     config = EndpointConfig(
-        seed=seed, malloc_debug=False, allow=("INVITE", "BYE", "UPDATE", "OPTIONS"), supported=("timer",)
+        seed=seed,
+        malloc_debug=False,
+        allow=("INVITE", "BYE", "UPDATE", "OPTIONS"),
+        supported=("timer",),
+        max_transactions=10_000_000,  # the setup's INVITE transactions linger 32 s: not what is measured
+        total_memory=4 * 1024**3,  # (Kamailio's 64 MiB default holds ~13,000 calls)
     )
     return SessionLayer(
         Endpoint(config), CALLEE_SDP, user="callee", timer=TimerSettings(session_expires=1800)
@@ -174,6 +179,45 @@ def _callee_heap(snapshot: tracemalloc.Snapshot) -> int:
     """Bytes traced outside the benchmark's own caller and the simulated network."""
     harness = [tracemalloc.Filter(False, f"*{name}") for name in ("scale.py", "testing/network.py")]
     return sum(stat.size for stat in snapshot.filter_traces(harness).statistics("filename"))
+
+
+ROUNDS = 5
+
+
+def _requests(
+    net: SimNetwork, caller: Caller, callee: SessionLayer, rng: random.Random, *, n: int, count: int
+) -> list[float]:
+    """The cost of ``count`` in-dialog UPDATEs to random sessions, each until its 200 is out."""
+    costs = []
+    for _ in range(count):
+        data = caller.in_dialog(rng.randrange(n), "UPDATE")
+        t0 = time.perf_counter()
+        callee.receive(data, CALLER, "udp", net.now)
+        out = callee.datagrams_to_send()
+        costs.append(time.perf_counter() - t0)
+        if not out or not out[0].data.startswith(b"SIP/2.0 200"):
+            raise RuntimeError(f"no 200 to the UPDATE: {out[:1]}")
+        net.run_until(net.now + 0.002)
+    return costs
+
+
+def _timers(net: SimNetwork, callee: SessionLayer, count: int) -> list[float]:
+    """The cost of ``count`` session timers firing: ``handle_timers`` at a session's deadline
+    (a refresh the callee sends); the network then carries it and its 200 (not timed)."""
+    costs: list[float] = []
+    while len(costs) < count:
+        deadline = callee.next_deadline()
+        if deadline is None:
+            raise RuntimeError("no session deadline")
+        if callee.endpoint.next_deadline() == deadline:  # a transaction's timer, not a session's
+            net.run_until(deadline)
+            continue
+        net.now = max(net.now, deadline)
+        t0 = time.perf_counter()
+        callee.handle_timers(net.now)
+        costs.append(time.perf_counter() - t0)
+        net.run_until(net.now + 0.005)
+    return costs
 
 
 def measure(n: int, samples: int, seed: int) -> dict[str, Any]:
@@ -203,35 +247,15 @@ def measure(n: int, samples: int, seed: int) -> dict[str, Any]:
     if up != n or len(caller.to_tags) != n:
         raise RuntimeError(f"{up} of {n} sessions up")
     rng = random.Random(seed)
-    request_costs: list[float] = []
-    for _ in range(samples):
-        data = caller.in_dialog(rng.randrange(n), "UPDATE")
-        t0 = time.perf_counter()
-        callee.receive(data, CALLER, "udp", net.now)
-        out = callee.datagrams_to_send()
-        request_costs.append(time.perf_counter() - t0)
-        if not out or not out[0].data.startswith(b"SIP/2.0 200"):
-            raise RuntimeError(f"no 200 to the UPDATE: {out[:1]}")
-        net.run_until(net.now + 0.002)
-    timer_costs: list[float] = []
-    while len(timer_costs) < samples:
-        deadline = callee.next_deadline()
-        if deadline is None:
-            raise RuntimeError("no session deadline")
-        net.now = max(net.now, deadline)
-        if callee.endpoint.next_deadline() == deadline:  # a transaction's timer, not a session's
-            callee.handle_timers(net.now)
-            callee.datagrams_to_send()
-            continue
-        t0 = time.perf_counter()
-        callee.handle_timers(net.now)
-        out = callee.datagrams_to_send()
-        timer_costs.append(time.perf_counter() - t0)
-        for item in out:  # the refresh goes to the caller, its 200 comes back (not timed)
-            caller.receive(item.data, CALLEE, "udp", net.now)
-        for item in caller.datagrams_to_send():
-            callee.receive(item.data, CALLER, "udp", net.now)
-        callee.datagrams_to_send()
+    # Each cost is the median of a round; the best round is kept: other processes on the
+    # machine can only make a round slower, never faster.
+    request_rounds: list[float] = []
+    timer_rounds: list[float] = []
+    per_round = max(1, samples // ROUNDS)
+    for _ in range(ROUNDS):
+        request_rounds.append(statistics.median(_requests(net, caller, callee, rng, n=n, count=per_round)))
+        timer_rounds.append(statistics.median(_timers(net, callee, per_round)))
+    callee.next_deadline()  # the stale heap entries left by the runs above go first
     t0 = time.perf_counter()
     for _ in range(1000):
         callee.next_deadline()
@@ -240,8 +264,8 @@ def measure(n: int, samples: int, seed: int) -> dict[str, Any]:
         "n": n,
         "setup_s": setup,
         "heap_per_session": heap / n,
-        "request_us": statistics.median(request_costs) * 1e6,
-        "timer_us": statistics.median(timer_costs) * 1e6,
+        "request_us": min(request_rounds) * 1e6,
+        "timer_us": min(timer_rounds) * 1e6,
         "next_deadline_us": deadline_cost * 1e6,
     }
 

@@ -11,15 +11,12 @@ in a list and checked them afterwards, exactly like ``Collector`` below.
 
 from __future__ import annotations
 
-import argparse
-import sys
+from chapter import run
 
 from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.logs import configure
-from invsess.memory import DanglingReferenceError, UseAfterFreeError
 from invsess.sip import NameAddress, Request, Response, make_request, parse_uri
 from invsess.testing import SimNetwork
-from invsess.trace import Trace
 from invsess.transaction import ResponseReceived
 
 ALICE, BOB = ("127.0.0.1", 5060), ("127.0.0.2", 5060)
@@ -88,20 +85,4 @@ def main(net: SimNetwork, fixed: bool) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fixed", action="store_true", help="keep plain values, not the messages")
-    parser.add_argument(
-        "--trace", metavar="FILE", help="write the SIP messages here (draw: invsess ladder FILE)"
-    )
-    args = parser.parse_args()
-    network = SimNetwork(seed=1)
-    status = 0
-    try:
-        main(network, args.fixed)
-    except (DanglingReferenceError, UseAfterFreeError) as err:
-        print(err.report.format())  # the report MALLOC_DEBUG raised, then exit 1
-        status = 1
-    finally:
-        if args.trace:
-            Trace([*network.trace]).write(args.trace)
-    sys.exit(status)
+    run(main, __doc__, fixed="keep plain values, not the messages")

@@ -13,19 +13,17 @@ plain pointer to the session, and fires.
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import itertools
-import sys
 from collections.abc import Callable
+
+from chapter import run
 
 from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import InviteSession, SessionLayer, TimerSettings
 from invsess.logs import configure
-from invsess.memory import DanglingReferenceError, UseAfterFreeError
 from invsess.sdp import parse_sdp
 from invsess.testing import CallDriver, SimNetwork
-from invsess.trace import Trace
 
 ALICE, BOB = ("127.0.0.1", 5060), ("127.0.0.2", 5060)
 
@@ -116,20 +114,4 @@ def main(net: SimNetwork, fixed: bool) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fixed", action="store_true", help="the timer holds references while armed")
-    parser.add_argument(
-        "--trace", metavar="FILE", help="write the SIP messages here (draw: invsess ladder FILE)"
-    )
-    args = parser.parse_args()
-    network = SimNetwork(seed=1)
-    status = 0
-    try:
-        main(network, args.fixed)
-    except (DanglingReferenceError, UseAfterFreeError) as err:
-        print(err.report.format())  # the report MALLOC_DEBUG raised, then exit 1
-        status = 1
-    finally:
-        if args.trace:
-            Trace([*network.trace]).write(args.trace)
-    sys.exit(status)
+    run(main, __doc__, fixed="the timer holds references while armed")

@@ -125,19 +125,25 @@ def raw_header(obj: object) -> RawHeader:
     return get(obj, "_blk_id"), get(obj, "_blk_pool"), get(obj, "_blk_size"), code, line, stack
 
 
+def shared(table: dict[Any, Any], value: _T, bound: int) -> _T:
+    """One object for every equal ``value`` kept in ``table`` (an allocation site, a stack): the
+    blocks and pools made at the same place share it. Past ``bound`` distinct values (a program
+    with unbounded distinct stacks), each keeps its own."""
+    kept: _T | None = table.get(value)
+    if kept is None:
+        if len(table) >= bound:
+            return value
+        table[value] = kept = value
+    return kept
+
+
 _sites: dict[Site, Site] = {}
 _MAX_SITES = 16384
 
 
 def shared_site(site: Site) -> Site:
-    """One tuple for each allocation site (and stack): blocks made at the same line share it.
-    Past a bound (a program with unbounded distinct stacks), each block keeps its own."""
-    shared = _sites.get(site)
-    if shared is None:
-        if len(_sites) >= _MAX_SITES:
-            return site
-        shared = _sites[site] = site
-    return shared
+    """The one tuple of an allocation site (and stack)."""
+    return shared(_sites, site, _MAX_SITES)
 
 
 _fixed_sizes: dict[type, int] = {}
@@ -245,7 +251,7 @@ class RefCounted(Block):
             self._on_last_ref(reason)
         return old - 1
 
-    def _destroy_with_pool(self, reason: str) -> None:
+    def destroy_with_pool(self, reason: str) -> None:
         """The pool this object lives in is being released while it is still referenced: it is
         destroyed with it (``_on_last_ref`` runs now, so what it owns goes too, instead of
         leaking behind the freed object), and never again by a stale ``dec_ref``."""
@@ -424,6 +430,7 @@ __all__ = [
     "block_size_of",
     "debug_variant",
     "header_of",
+    "shared",
     "shared_site",
     "is_freed",
     "poison",

@@ -30,6 +30,7 @@ from invsess.memory.block import (
     debug_variant,
     poison,
     raw_header,
+    shared,
     shared_site,
 )
 from invsess.memory.report import (
@@ -123,7 +124,7 @@ class Pool:
         # Kept raw (code objects and lines), resolved into frames only if a report needs them,
         # and shared: the pools of every call are made at the same few places.
         depth = factory.stack_depth if factory.malloc_debug else 1
-        self._created = _shared_stack(capture_raw_stack(depth))
+        self._created = shared(_stacks, capture_raw_stack(depth), _MAX_SHARED_STACKS)
 
     def __repr__(self) -> str:
         state = "released" if self._released else f"{len(self._blocks)} blocks, {self._used} bytes"
@@ -236,7 +237,7 @@ class Pool:
         # A block still referenced is memory someone will touch after this free: the wrong
         # order of release. Found here, it is reported at the release rather than at a touch
         # that may never come (a test would pass silently).
-        referenced = [b for b in self._blocks if isinstance(b, RefCounted) and b._ref_count]
+        referenced = [b for b in self._blocks if isinstance(b, RefCounted) and b.ref_count]
         depth = factory.stack_depth if factory.malloc_debug or referenced else 1
         stack = capture_stack(depth)
         record = FreeRecord(f"release of pool {self.name!r}", reason, stack, context)
@@ -248,7 +249,7 @@ class Pool:
         try:
             self._releasing = True
             for held in referenced:
-                held._destroy_with_pool(f"pool {self.name!r} released under it ({reason})")
+                held.destroy_with_pool(f"pool {self.name!r} released under it ({reason})")
         finally:
             self._releasing = False
             if factory.malloc_debug:
@@ -297,16 +298,6 @@ class Pool:
 
 _stacks: dict[tuple[RawFrame, ...], tuple[RawFrame, ...]] = {}
 _MAX_SHARED_STACKS = 4096
-
-
-def _shared_stack(stack: tuple[RawFrame, ...]) -> tuple[RawFrame, ...]:
-    """One tuple for every equal stack (up to a bound: past it, each keeps its own)."""
-    shared = _stacks.get(stack)
-    if shared is None:
-        if len(_stacks) >= _MAX_SHARED_STACKS:
-            return stack
-        shared = _stacks[stack] = stack
-    return shared
 
 
 def _site(raw: RawHeader) -> Frame:

@@ -277,6 +277,10 @@ def endpoint_factory(request: pytest.FixtureRequest, sip_network: SimNetwork) ->
     _leak_gate(request, sip_network, [(f"endpoint {a[0]}:{a[1]}", ep.close()) for ep, a in factory.endpoints])
 
 
+#: The keyword options that go to the SessionLayer (the rest are EndpointConfig's fields).
+_LAYER_OPTIONS = ("timer", "rel100", "keep_forks", "lock_codec")
+
+
 class UserAgentFactory:
     """Makes user agents (a :class:`SessionLayer` on its own endpoint) attached to the network."""
 
@@ -293,13 +297,13 @@ class UserAgentFactory:
         **options: Any,
     ) -> SessionLayer:
         """A user agent at ``address`` (default 127.0.0.N:5060, or a free port on real sockets:
-        read it from ``layer.endpoint.listeners``). ``options``: SessionLayer's
-        (``timer``, ``rel100``) and EndpointConfig's fields; the endpoint is made to match
+        read it from ``layer.endpoint.listeners``). ``options``: SessionLayer's (``timer``,
+        ``rel100``, ``keep_forks``, ``lock_codec``) and EndpointConfig's fields; the endpoint is made to match
         (INVITE, BYE, UPDATE, PRACK, OPTIONS allowed; "timer"/"100rel" supported when asked)."""
         n = len(self.agents) + 1
         # The simulated network has every port free; real sockets take a free one.
         address = address or (f"127.0.0.{n}", 0 if isinstance(self.network, LoopbackNetwork) else 5060)
-        layer_options = {k: options.pop(k) for k in ("timer", "rel100") if k in options}
+        layer_options = {k: options.pop(k) for k in _LAYER_OPTIONS if k in options}
         options.setdefault("allow", ("INVITE", "BYE", "UPDATE", "PRACK", "OPTIONS"))
         options.setdefault(
             "supported", option_tags(layer_options.get("timer"), layer_options.get("rel100", "off"))
