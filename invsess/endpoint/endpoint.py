@@ -157,11 +157,11 @@ class Endpoint:
         self._handed_on: Pool | None = None  # the rx pool a transaction or an event took over
         self._dialogs: set[tuple[str, str, str]] = set()
         # Live calls, counted here so the limit is checked before the session layer sees an
-        # INVITE: one key (Call-ID, remote tag) per registered dialog or initial INVITE under
-        # way (a UAS's INVITE and the dialog it makes share the key: one call).
-        self._calls: Counter[tuple[str, str]] = Counter()
-        self._call_ids: Counter[str] = Counter()
-        self._call_of_tx: dict[TransactionKey, tuple[str, str]] = {}
+        # INVITE: by Call-ID, each registered dialog or initial INVITE under way counting once
+        # for it (a UAS's INVITE and the dialog it makes are one call, and so are the forks of
+        # ours). The Call-ID strings are the dialogs' own: no key object per call.
+        self._calls: Counter[str] = Counter()
+        self._call_of_tx: dict[TransactionKey, str] = {}
         self._rate = SourceRateLimiter(self.config.rate_limit) if self.config.rate_limit else None
         self._rate_now = 0.0  # the time of the last rate check, for the blocked_sources gauge
         self._driver_admits: set[str] = set()  # transports whose driver calls admit() itself
@@ -405,13 +405,13 @@ class Endpoint:
         A registered dialog is a live call for ``max_calls`` until it is unregistered."""
         if dialog_id not in self._dialogs:
             self._dialogs.add(dialog_id)
-            self._count_call((dialog_id[0], dialog_id[2]), 1)
+            self._count_call(dialog_id[0], 1)
 
     def unregister_dialog(self, dialog_id: tuple[str, str, str]) -> None:
         """In-dialog requests for this dialog get 481 again."""
         if dialog_id in self._dialogs:
             self._dialogs.discard(dialog_id)
-            self._count_call((dialog_id[0], dialog_id[2]), -1)
+            self._count_call(dialog_id[0], -1)
 
     @property
     def calls(self) -> int:
@@ -537,21 +537,18 @@ class Endpoint:
     def _queue(self, item: Outgoing) -> None:
         self._out.append(item)
 
-    def _count_call(self, key: tuple[str, str], delta: int) -> None:
-        calls, ids = self._calls, self._call_ids
-        calls[key] += delta
-        ids[key[0]] += delta
-        if calls[key] <= 0:
-            del calls[key]
-        if ids[key[0]] <= 0:
-            del ids[key[0]]
+    def _count_call(self, call_id: str, delta: int) -> None:
+        calls = self._calls
+        calls[call_id] += delta
+        if calls[call_id] <= 0:
+            del calls[call_id]
 
     def _blocked_sources(self) -> int:
         return 0 if self._rate is None else len(self._rate.blocked(self._rate_now))
 
     def _live_call(self, data: bytes) -> bool:
         call_id = call_id_of(data)
-        return call_id is not None and call_id in self._call_ids
+        return call_id is not None and call_id in self._calls
 
     def _stamp(self, message: Request | Response) -> None:
         """Our Server (responses) or User-Agent (requests) header, when configured."""
@@ -773,10 +770,9 @@ class Endpoint:
         self._handed_on = pool
         self._merge[_merge_key(request)] = tx
         if request.method == "INVITE" and (request.to is None or request.to.tag is None):
-            from_tag = request.from_.tag if request.from_ else None
-            call = (request.call_id or "", from_tag or "")
-            self._call_of_tx[key] = call
-            self._count_call(call, 1)
+            call_id = request.call_id or ""
+            self._call_of_tx[key] = call_id
+            self._count_call(call_id, 1)
         tx.start(now)
         self._touch(tx)
         return tx

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from invsess.memory.block import (
@@ -84,6 +84,8 @@ class Pool:
         "_chunks",
         "_context",
         "_created",
+        "_next",
+        "_prev",
         "_released",
         "_releasing",
         "_reserved",
@@ -121,6 +123,10 @@ class Pool:
         self._releasing = False
         self._context: Callable[[], Mapping[str, Any]] | None = None
         self._serial = serial
+        # The factory's list of live pools runs through the pools themselves (PJSIP's caching
+        # pool keeps its used list the same way): two slots instead of a table entry per pool.
+        self._prev: Pool | None = None
+        self._next: Pool | None = None
         # Kept raw (code objects and lines), resolved into frames only if a report needs them,
         # and shared: the pools of every call are made at the same few places.
         depth = factory.stack_depth if factory.malloc_debug else 1
@@ -330,7 +336,10 @@ class PoolFactory:
         self.stack_depth = stack_depth
         #: The most recent frees (pool name, reason, stack, context), newest last.
         self.quarantine: deque[FreeRecord] = deque(maxlen=quarantine_size)
-        self._pools: dict[Pool, None] = {}  # live pools in creation order (keyed by identity)
+        # Live pools in creation order, an intrusive doubly linked list (Pool._prev/_next).
+        self._first: Pool | None = None
+        self._last: Pool | None = None
+        self._live = 0
         self._serial = 0
         self._next_block_id = 0
         self._used = 0
@@ -343,7 +352,7 @@ class PoolFactory:
 
     def __repr__(self) -> str:
         mode = "MALLOC_DEBUG" if self.malloc_debug else "normal"
-        return f"<PoolFactory {mode} {len(self._pools)} pools, {self._used} bytes used>"
+        return f"<PoolFactory {mode} {self._live} pools, {self._used} bytes used>"
 
     def create_pool(
         self,
@@ -367,8 +376,22 @@ class PoolFactory:
         pool = Pool(
             self, name, capacity=capacity, increment=align(increment), max_size=max_size, serial=self._serial
         )
-        self._pools[pool] = None
+        last = self._last
+        pool._prev = last
+        if last is None:
+            self._first = pool
+        else:
+            last._next = pool
+        self._last = pool
+        self._live += 1
         return pool
+
+    def _iter_pools(self) -> Iterator[Pool]:
+        pool = self._first
+        while pool is not None:
+            nxt = pool._next  # read first: a caller may release the pool it is given
+            yield pool
+            pool = nxt
 
     def _reserve(self, nbytes: int, pool_name: str) -> None:
         if self._reserved + nbytes > self.total_size:
@@ -383,7 +406,17 @@ class PoolFactory:
         self._max_reserved = max(self._max_reserved, self._reserved)
 
     def _pool_released(self, pool: Pool, record: FreeRecord) -> None:
-        del self._pools[pool]
+        prev, nxt = pool._prev, pool._next
+        if prev is None:
+            self._first = nxt
+        else:
+            prev._next = nxt
+        if nxt is None:
+            self._last = prev
+        else:
+            nxt._prev = prev
+        pool._prev = pool._next = None
+        self._live -= 1
         self._used -= pool._used
         self._reserved -= pool._reserved
         self._fragments -= pool._chunks
@@ -393,7 +426,7 @@ class PoolFactory:
     @property
     def pools(self) -> list[Pool]:
         """The live pools, oldest first."""
-        return list(self._pools)
+        return list(self._iter_pools())
 
     def statistics(self) -> MemoryStatistics:
         """Factory-wide figures with Kamailio's ``shmem`` names."""
@@ -408,13 +441,13 @@ class PoolFactory:
 
     def pool_statistics(self) -> list[PoolStatistics]:
         """One Kamailio ``pkg.stats``-shaped row per live pool."""
-        return [pool.statistics(i) for i, pool in enumerate(self._pools)]
+        return [pool.statistics(i) for i, pool in enumerate(self._iter_pools())]
 
     def snapshot(self) -> MemorySnapshot:
         """Live blocks grouped by allocation site now, for :meth:`MemorySnapshot.compare_to`."""
         rows = (
             (_site(raw_header(b)), type(b).__name__, raw_header(b)[2])
-            for pool in self._pools
+            for pool in self._iter_pools()
             for b in pool._blocks
         )
         return MemorySnapshot(group_sites(rows), self.statistics())
@@ -424,7 +457,7 @@ class PoolFactory:
 
         ``ignore`` excludes pools that are alive on purpose (e.g. the endpoint's own).
         """
-        pools = [p for p in self._pools if ignore is None or not ignore(p)]
+        pools = [p for p in self._iter_pools() if ignore is None or not ignore(p)]
         grouped: dict[tuple[Any, str], tuple[list[int], set[str], dict[str, int]]] = {}
         for pool in pools:
             for block in pool._blocks:
