@@ -21,12 +21,21 @@ Never touches a session after its pool is released: nothing of it may fire after
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from invsess.address import Address, is_ip
 from invsess.dialog import Dialog, DialogRole, DialogState
+from invsess.inv.answer import Answer
 from invsess.inv.context import Purpose, SessionContext, SessionHandle
-from invsess.inv.events import MediaUpdated, SessionStateChanged
+from invsess.inv.events import (
+    DialogRequestReceived,
+    DialogResponseReceived,
+    MediaUpdated,
+    OfferKind,
+    SessionStateChanged,
+    detached,
+)
 from invsess.inv.offer import OfferExchange
 from invsess.inv.states import (
     TRANSITIONS,
@@ -53,6 +62,8 @@ if TYPE_CHECKING:
 
 SDP = "application/sdp"
 _LOG = get_logger("invsess.inv")
+#: Methods the session sends itself (the application asks for them by their own calls).
+_LAYER_METHODS = frozenset({"INVITE", "ACK", "CANCEL", "BYE", "PRACK", "UPDATE"})
 
 
 class InviteSession(RefCounted):
@@ -254,6 +265,7 @@ class InviteSession(RefCounted):
             self.ctx.endpoint.respond(tx, make_response(request, 200), now)
             if self.uas is not None:
                 self.uas.bye_received(self, now)  # §15.1.2: an early BYE ends the INVITE too
+            self.offers.withdraw(self, now)  # and a re-INVITE or UPDATE still unanswered: 487
             self.end(SessionInput.RECV_BYE, 200, now)
             return
         if method == "INVITE" and isinstance(tx, ServerInviteTransaction):
@@ -265,8 +277,9 @@ class InviteSession(RefCounted):
             if self.rel_sender is None:
                 raise RequestRefusedError("no reliable provisional response of ours is waiting", 481)
             self.rel_sender.on_prack(self, tx, request, now)
-        else:
-            self.ctx.endpoint.respond(tx, make_response(request, 501), now)
+        else:  # INFO, MESSAGE, ...: the endpoint let through only methods we allow
+            self.process(SessionInput.RECV_REQUEST, now)
+            self.ctx.emit(DialogRequestReceived(self, tx, request))
 
     def on_ack(self, ack: Request, now: float) -> None:
         """The ACK of a 2xx of ours (to the INVITE, or to a re-INVITE)."""
@@ -293,10 +306,16 @@ class InviteSession(RefCounted):
             self.offers.on_response(self, tx, response, now)
         elif purpose is Purpose.BYE and code >= 200:
             self.end(SessionInput.BYE_DONE, self.cause or 200, now)
+        elif purpose is Purpose.REQUEST and code >= 200:
+            self.ctx.emit(DialogResponseReceived(self, tx, detached(response)))
+            if code in (408, 481):  # RFC 3261 §12.2.1.2: the dialog is gone
+                self.fail(code, now)
         elif purpose in (Purpose.CANCEL, Purpose.PRACK) and code >= 300:
             self.log.info(f"{purpose.value} refused", status=code)
 
-    def on_timeout(self, purpose: Purpose, timer: Timer, now: float) -> None:
+    def on_timeout(
+        self, purpose: Purpose, timer: Timer, now: float, tx: Transaction[Any] | None = None
+    ) -> None:
         """A request of ours got no final response in time (Timer B/F, or given up after CANCEL)."""
         if purpose is Purpose.INVITE and self.uac is not None:
             self.uac.on_timeout(self, timer, now)
@@ -304,10 +323,25 @@ class InviteSession(RefCounted):
             self.offers.on_timeout(self, now)
         elif purpose is Purpose.BYE:
             self.end(SessionInput.BYE_DONE, self.cause or 408, now)
+        elif purpose is Purpose.REQUEST and tx is not None:
+            self.ctx.emit(DialogResponseReceived(self, tx, None))
+            self.fail(408, now)  # RFC 3261 §12.2.1.2
+
+    def on_cancel(self, purpose: Purpose, tx: Transaction[Any], now: float) -> None:
+        """The peer CANCELled a request of its (the endpoint said 200 to the CANCEL): the INVITE
+        gets 487 and the session ends; a re-INVITE whose offer waits for the application gets
+        487 and the session goes on."""
+        if purpose is Purpose.INVITE and self.uas is not None:
+            self.uas.on_cancel(self, now)
+        elif self.offers.incoming.tx is tx:
+            self.offers.withdraw(self, now)
 
     def on_terminated(self, purpose: Purpose, tx: Transaction[Any], now: float) -> None:
         """A transaction of the session is gone; the INVITE's, if it ends a setup that never got
         a usable final response, ends the session (it must not wait for ever)."""
+        if purpose is Purpose.REQUEST and tx.terminated_reason == "transport error":
+            self.ctx.emit(DialogResponseReceived(self, tx, None))  # it could not be sent
+            return
         if tx is not self.invite_tx:
             return
         self.invite_tx = None  # its request and pool are gone: keep only what we still need
@@ -316,19 +350,58 @@ class InviteSession(RefCounted):
 
     # -- the application's calls -------------------------------------------------------------
 
-    def hangup(self, now: float, code: int = 603) -> None:
-        """End the call the way its state calls for: CANCEL, reject, or BYE."""
+    def hangup(self, now: float, code: int | None = 603, reason: str | None = None) -> None:
+        """End the call the way its state calls for: CANCEL, reject (``code``, 603 by default),
+        or BYE. A CANCEL or BYE carries ``Reason: SIP;cause=code;text="reason"`` (RFC 3326) when
+        ``reason`` is given."""
+        if code is not None and not 300 <= code < 700:
+            raise LocalProtocolError(f"a call is ended with a 3xx-6xx cause, not {code}")
         state = self.state
         if state is InviteState.DISCONNECTED:
             return
+        cause = code if code is not None else 603
+        header = f'SIP;cause={cause};text="{reason}"' if reason is not None else None
         if self.uac is not None and state in (InviteState.CALLING, InviteState.EARLY):
-            self.uac.hangup(self, now)
-        elif self.uas is not None and state in (InviteState.INCOMING, InviteState.EARLY):
-            self.uas.answer(self, code, None, now)
+            self.uac.hangup(self, now, header)
+            return
+        if self.uas is not None and state in (InviteState.INCOMING, InviteState.EARLY):
+            self.uas.answer(self, Answer(cause, reason), now)
+            return
+        if reason is not None:
+            self.cause, self.cause_text = cause, reason
+        if self.offers.incoming.waiting and self.offers.incoming.kind is OfferKind.ACK:
+            self.offers.reject_offer(self, cause, reason, now)  # our ACK first, then the BYE
         elif self.uas is not None and state is InviteState.CONNECTING:
             self.bye_pending = True  # a UAS's BYE waits for the ACK
         else:
             self.send_bye(now)
+
+    def send_request(
+        self,
+        method: str,
+        now: float,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Transaction[Any]:
+        """A request of the application in the dialog (INFO, MESSAGE, ...); its final response
+        comes as :class:`~invsess.inv.events.DialogResponseReceived`."""
+        if method in _LAYER_METHODS:
+            raise LocalProtocolError(f"{method} is the session's own: use the call for it")
+        self.process(SessionInput.SEND_REQUEST, now)
+        if self.bye_sent:
+            raise LocalProtocolError("the session is ending: a BYE was sent")
+        if body and content_type is None:
+            raise LocalProtocolError("a body needs a content type")
+        endpoint = self.ctx.endpoint
+        host, port, transport = self.next_hop()
+        request = self.dialog.create_request(
+            method, via=endpoint.via(transport), headers=headers, body=body, content_type=content_type
+        )
+        tx = endpoint.send_request(request, (host, port), transport, now)
+        self.ctx.track(tx, self, Purpose.REQUEST, self.dialog)
+        return tx
 
     # -- what the parts share ----------------------------------------------------------------
 
@@ -376,7 +449,7 @@ class InviteSession(RefCounted):
         reason: str | None = None,
         *,
         body: bytes = b"",
-        extra: list[tuple[str, object]] | None = None,
+        extra: Sequence[tuple[str, object]] | None = None,
     ) -> Response:
         """Our response to ``request`` in this dialog (with our To tag; a 101-299 also with
         Contact, Allow, Supported and the Record-Route copied)."""

@@ -17,13 +17,14 @@ import attrs
 
 from invsess.address import Address, is_ip, uri_host
 from invsess.dialog import Dialog, DialogState
+from invsess.inv.answer import HeaderList
 from invsess.inv.context import Purpose
-from invsess.inv.events import ForkedCall
+from invsess.inv.events import ForkedCall, InviteResponseReceived, detached
 from invsess.inv.prack import ReliableReceiver, is_reliable
 from invsess.inv.settings import Rel100
 from invsess.inv.states import InviteState, SessionInput
 from invsess.inv.timer import SessionTimer
-from invsess.sdp import NegotiatorState, SdpNegotiationError, parse_sdp
+from invsess.sdp import NegotiatorState, SdpNegotiationError, SessionDescription, parse_sdp
 from invsess.sip import (
     CSeq,
     LocalProtocolError,
@@ -56,8 +57,18 @@ def place_call(
     transport: str = "udp",
     from_uri: str | None = None,
     with_offer: bool = True,
+    sdp: SessionDescription | None = None,
+    display_name: str | None = None,
+    headers: HeaderList = (),
+    route: tuple[str, ...] = (),
+    deferred: bool = False,
 ) -> InviteSession:
-    """A new session and its INVITE, with our offer (or none, for a late offer), sent."""
+    """A new session and its INVITE, with our offer (``sdp``, else made from the layer's SDP;
+    none at all for a late offer: ``with_offer=False``, or no SDP anywhere), sent to
+    ``destination``. ``headers`` are added to the INVITE, ``route`` is a preloaded route set
+    (Route headers, RFC 3261 §8.1.2: ``destination`` is then the first route's address);
+    ``deferred``: the session's offers are answered by the application (an offer in the 2xx
+    holds our ACK back until then)."""
     endpoint, settings = ctx.endpoint, ctx.settings
     host, port = endpoint.listeners.get(transport.lower(), ("127.0.0.1", 5060))
     local = from_uri or f"sip:{settings.user}@{uri_host(host)}:{port}"
@@ -65,22 +76,24 @@ def place_call(
         "INVITE",
         target,
         via=endpoint.via(transport),
-        from_=NameAddress(parse_uri(local), None, (("tag", endpoint.new_tag()),)),
+        from_=NameAddress(parse_uri(local), display_name, (("tag", endpoint.new_tag()),)),
         to=NameAddress(parse_uri(target)),
         call_id=f"{endpoint.new_tag()}{endpoint.new_tag()}@{host}",
         cseq=1,
         contact=ctx.contact(transport),
+        headers=[("Route", r) for r in route],
     )
     dialog = Dialog.create_uac_initial(endpoint.factory, request, transport=transport)
-    session = ctx.new_session(dialog)
+    session = ctx.new_session(dialog, sdp)
+    session.offers.deferred = deferred
     session.uac = uac = UacInvite()
     if settings.rel100 is not Rel100.OFF:
         session.rel_receiver = ReliableReceiver()
     if settings.timer is not None:
         session.timer = SessionTimer(settings.timer)
-    for name, value in invite_headers(session):
+    for name, value in [*invite_headers(session), *headers]:
         request.headers.add(name, value)
-    if with_offer:
+    if with_offer and session.negotiator.has_capabilities:
         request.body = session.negotiator.create_offer().serialize()
         request.headers.set("Content-Type", SDP)
     uac.send_invite(session, request, destination, transport, now)
@@ -113,6 +126,8 @@ class UacInvite:
     provisional_seen: bool = False
     cancel_pending: bool = False  # hung up before any provisional: CANCEL when one comes
     cancel_sent: bool = False  # one CANCEL per INVITE: hanging up again changes nothing
+    #: The Reason header of our CANCEL (RFC 3326), when the application gave one.
+    cancel_reason: str | None = None
     #: Our ACK for the 2xx, sent again for each retransmission of it (while the INVITE lasts).
     ack: bytes | None = None
     #: Early dialogs of other forks, by To tag.
@@ -141,6 +156,12 @@ class UacInvite:
         if tx is not session.invite_tx:
             return  # the INVITE a 422 made us send again has taken over
         code = response.status_code
+        if (
+            code > 100
+            and session.state is not InviteState.DISCONNECTED
+            and not (code >= 200 and session.state in (InviteState.CONNECTING, InviteState.CONFIRMED))
+        ):  # retransmitted 2xx are not news
+            session.ctx.emit(InviteResponseReceived(session, detached(response)))
         with contextlib.suppress(ParseError):  # an unreadable Allow tells us nothing
             session.peer_allow = tuple(m.upper() for m in response.allow) or session.peer_allow
         if 200 <= code < 300:
@@ -179,6 +200,8 @@ class UacInvite:
             session.ctx.unroute_dialog(session)
             dialog.adopt(response)
             session.ctx.route_dialog(session)
+        elif session.state is InviteState.CONNECTING:
+            return  # a retransmitted 2xx while our ACK waits for the application's answer
         elif session.state in (InviteState.CONFIRMED, InviteState.DISCONNECTED):
             if self.ack is not None:  # a retransmitted 2xx: our ACK was lost
                 host, port, transport = session.next_hop()
@@ -190,9 +213,16 @@ class UacInvite:
         else:
             dialog.confirm(response)
         self.release_forks()  # RFC 3261 §13.2.2.4: the other early dialogs are over
+        cseq = tx.request.cseq.number if tx.request.cseq else 1
+        if self._offer_for_the_application(session, response):
+            session.process(SessionInput.RECV_2XX, now)
+            session.offers.hold_ack(session, cseq, now)
+            if session.timer is not None:
+                session.timer.restart(session.timer.granted(response), now)
+            return
         answer = self._negotiate(session, response)
         session.process(SessionInput.RECV_2XX, now)
-        self.send_ack(session, tx, answer)
+        self.send_ack(session, cseq, answer)
         session.process(SessionInput.SEND_ACK, now)
         if not session.early_sdp:  # else agreed at the reliable 1xx already
             session.media_updated()
@@ -203,6 +233,21 @@ class UacInvite:
         elif self.cancel_pending or session.bye_pending:
             self.cancel_pending = session.bye_pending = False
             session.send_bye(now)
+
+    @staticmethod
+    def _offer_for_the_application(session: InviteSession, response: Response) -> bool:
+        """True when the 2xx carries an offer (we sent none) that the application answers
+        itself: the offer is now the negotiator's, waiting."""
+        neg = session.negotiator
+        if not (session.offers.deferred and response.body and not session.early_sdp):
+            return False
+        if neg.state is not NegotiatorState.NULL:
+            return False
+        try:
+            neg.receive_offer(parse_sdp(response.body))
+        except (ParseError, SdpNegotiationError):
+            return False  # _negotiate finds it unusable too: ACK, then BYE (488)
+        return True
 
     @staticmethod
     def _negotiate(session: InviteSession, response: Response) -> bytes | None:
@@ -221,17 +266,20 @@ class UacInvite:
                 neg.receive_answer(sdp)
                 neg.negotiate()
                 return None
+            if not neg.has_capabilities:  # nothing to answer with: ACK, then BYE
+                session.cause = 488
+                return None
             neg.receive_offer(sdp)
             return neg.create_answer().serialize()
         except (ParseError, SdpNegotiationError):
             session.cause = 488
             return None
 
-    def send_ack(self, session: InviteSession, tx: Transaction[Any], body: bytes | None) -> None:
-        """The ACK of a 2xx to the INVITE (carrying our answer to a late offer), kept for resending."""
+    def send_ack(self, session: InviteSession, cseq: int, body: bytes | None) -> None:
+        """The ACK of a 2xx to the INVITE (``cseq``'s; carrying our answer to a late offer),
+        kept for resending."""
         endpoint = session.ctx.endpoint
         host, port, transport = session.next_hop()
-        cseq = tx.request.cseq.number if tx.request.cseq else 1
         ack = session.dialog.create_request(
             "ACK",
             via=endpoint.via(transport),
@@ -257,8 +305,11 @@ class UacInvite:
 
     # -- hanging up --------------------------------------------------------------------------
 
-    def hangup(self, session: InviteSession, now: float) -> None:
-        """CANCEL the INVITE — once a provisional response came (RFC 3261 §9.1)."""
+    def hangup(self, session: InviteSession, now: float, reason: str | None = None) -> None:
+        """CANCEL the INVITE — once a provisional response came (RFC 3261 §9.1); ``reason`` is
+        the value of its Reason header (RFC 3326)."""
+        if reason is not None and not self.cancel_sent:
+            self.cancel_reason = reason
         if self.provisional_seen:
             self.send_cancel(session, now)
         else:
@@ -287,7 +338,10 @@ class UacInvite:
             to=invite.to,
             call_id=invite.call_id,
             cseq=CSeq(invite.cseq.number, "CANCEL"),
-            headers=[("Route", r) for r in invite.route],
+            headers=[
+                *(("Route", r) for r in invite.route),
+                *((("Reason", self.cancel_reason),) if self.cancel_reason else ()),
+            ],
         )
         ctx = session.ctx
         cancel_tx = ctx.endpoint.send_request(cancel, tx.peer, tx.transport, now)
@@ -433,7 +487,7 @@ def _forked_session(
             neg.cancel_offer()
         forked.cause = 488
     forked.process(SessionInput.RECV_2XX, now)
-    uac.send_ack(forked, tx, answer)
+    uac.send_ack(forked, tx.request.cseq.number if tx.request.cseq else 1, answer)
     forked.process(SessionInput.SEND_ACK, now)
     forked.media_updated()
     if ctx.settings.timer is not None:
