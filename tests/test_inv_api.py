@@ -67,7 +67,6 @@ def pair(
     caller = layer(net, A, seed=21, user="alice", **(alice or {}))
     bob = layer(net, B, seed=22, user="bob", sdp=BOB_SDP, **bob_options)
     return net, caller, bob
-    return net, alice, bob
 
 
 def ring(net: SimNetwork, alice: SessionLayer, bob: SessionLayer, **invite: object):
