@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from invsess import __version__
-from invsess.aio import Call, ListenSpec, SendGuard, UserAgent
+from invsess.aio import Call, CallError, ListenSpec, SendGuard, UserAgent
 from invsess.demo import run_demo
 from invsess.demo_call import run_call
 from invsess.endpoint import KNOWN_METHODS, EndpointConfig
@@ -395,7 +395,7 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
         async def one() -> None:
             try:
                 placed = await agent.call(uri, transport=transport)
-            except LocalProtocolError as exc:
+            except (LocalProtocolError, CallError) as exc:
                 outcomes.append(f"error: {exc}")
                 return
             try:
@@ -403,7 +403,7 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
                 await asyncio.sleep(hold)
                 await placed.hangup()
                 outcomes.append(200)
-            except (LocalProtocolError, TimeoutError):
+            except (LocalProtocolError, CallError, TimeoutError):
                 if placed.state is not InviteState.DISCONNECTED:
                     with contextlib.suppress(LocalProtocolError, TimeoutError):
                         async with asyncio.timeout(answer_timeout):

@@ -1,8 +1,58 @@
 """The asyncio layer: transports (UDP, TCP, TLS; IPv4 and IPv6), the send guard, the driver,
-and the application API (:class:`UserAgent`, :class:`Call`)."""
+name resolution (RFC 3263), and the application API (:class:`UserAgent`, :class:`Call`, their
+events and errors)."""
 
-from invsess.aio.agent import Call, UserAgent
+from invsess.aio.agent import ACCEPT, Call, OfferHandler, RequestHandler, UserAgent
 from invsess.aio.endpoint import AsyncEndpoint, ListenSpec
+from invsess.aio.events import (
+    CallEnded,
+    CallError,
+    CallEvent,
+    CallFailed,
+    CallTimedOut,
+    DtmfReceived,
+    MediaChanged,
+    OfferArrived,
+    ProgressReceived,
+    Reject,
+    Reply,
+    RequestArrived,
+    SessionRefreshed,
+    StateChanged,
+    TransportFailed,
+)
 from invsess.aio.guard import LOOPBACK, SendGuard, SendRefusedError
+from invsess.aio.resolver import DnsResolver, ResolutionError, Resolver, SystemResolver, Target
 
-__all__ = ["LOOPBACK", "AsyncEndpoint", "Call", "ListenSpec", "SendGuard", "SendRefusedError", "UserAgent"]
+__all__ = [
+    "ACCEPT",
+    "LOOPBACK",
+    "AsyncEndpoint",
+    "Call",
+    "CallEnded",
+    "CallError",
+    "CallEvent",
+    "CallFailed",
+    "CallTimedOut",
+    "DnsResolver",
+    "DtmfReceived",
+    "ListenSpec",
+    "MediaChanged",
+    "OfferArrived",
+    "OfferHandler",
+    "ProgressReceived",
+    "Reject",
+    "Reply",
+    "RequestArrived",
+    "RequestHandler",
+    "ResolutionError",
+    "Resolver",
+    "SendGuard",
+    "SendRefusedError",
+    "SessionRefreshed",
+    "StateChanged",
+    "SystemResolver",
+    "Target",
+    "TransportFailed",
+    "UserAgent",
+]

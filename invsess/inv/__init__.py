@@ -23,6 +23,7 @@ from invsess.inv.events import (
     OfferReceived,
     OfferWithdrawn,
     SessionEvent,
+    SessionRefreshed,
     SessionStateChanged,
 )
 from invsess.inv.layer import SessionLayer
@@ -61,6 +62,7 @@ __all__ = [
     "SessionEvent",
     "SessionInput",
     "SessionLayer",
+    "SessionRefreshed",
     "SessionStateChanged",
     "SessionTableError",
     "TimerSettings",

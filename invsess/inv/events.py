@@ -30,6 +30,14 @@ def detached(response: Response) -> Response:
     return copy
 
 
+def detached_request(request: Request) -> Request:
+    """A copy of ``request`` in no pool (see :func:`detached`)."""
+    copy = parse_message(request.serialize())
+    if not isinstance(copy, Request):  # pragma: no cover - a request serialises as one
+        raise TypeError("a request did not parse back as a request")
+    return copy
+
+
 @attrs.frozen
 class IncomingCall:
     """A new INVITE: answer it with :meth:`SessionLayer.answer` (its request lives while it
@@ -70,6 +78,14 @@ class OfferWithdrawn:
 
     session: InviteSession
     code: int
+
+
+@attrs.frozen
+class SessionRefreshed:
+    """A refresh (ours or the peer's re-INVITE/UPDATE) restarted the session timer, RFC 4028."""
+
+    session: InviteSession
+    interval: int
 
 
 @attrs.frozen
@@ -137,6 +153,7 @@ SessionEvent = (
     | OfferReceived
     | OfferWithdrawn
     | InviteResponseReceived
+    | SessionRefreshed
     | DialogRequestReceived
     | DialogResponseReceived
     | RequestReceived
@@ -153,6 +170,8 @@ __all__ = [
     "OfferReceived",
     "OfferWithdrawn",
     "SessionEvent",
+    "SessionRefreshed",
     "SessionStateChanged",
     "detached",
+    "detached_request",
 ]

@@ -44,6 +44,7 @@ from invsess.inv.events import (
     OfferReceived,
     OfferWithdrawn,
     SessionEvent,
+    SessionRefreshed,
     SessionStateChanged,
 )
 from invsess.inv.session import InviteSession
@@ -471,5 +472,6 @@ __all__ = [
     "OfferWithdrawn",
     "SessionEvent",
     "SessionLayer",
+    "SessionRefreshed",
     "SessionStateChanged",
 ]

@@ -26,7 +26,7 @@ import attrs
 
 from invsess.errors import InternalError
 from invsess.inv.context import Purpose
-from invsess.inv.events import OfferKind, OfferReceived, OfferWithdrawn
+from invsess.inv.events import OfferKind, OfferReceived, OfferWithdrawn, SessionRefreshed
 from invsess.inv.states import InviteState, RequestRefusedError, SessionInput
 from invsess.inv.timer import TimerDecision, response_headers
 from invsess.inv.uas import send_2xx
@@ -255,7 +255,7 @@ class OfferExchange:
             if isinstance(tx, ClientInviteTransaction):  # an UPDATE's 2xx is not acknowledged
                 self._ack(session, tx)
             if timer is not None and session.state is InviteState.CONFIRMED:
-                timer.restart(timer.granted(response), now)
+                _restarted(session, timer.granted(response), now)
             if not ok:
                 session.cause = 488  # RFC 3264: an unacceptable answer ends the session
                 session.send_bye(now)
@@ -372,7 +372,7 @@ class OfferExchange:
         response = session.response(request, 200, body=body, extra=[*timer_headers, *headers])
         send_2xx(session, tx, response, now)
         if session.timer is not None:
-            session.timer.restart(decision, now)
+            _restarted(session, decision, now)
         if request.body:
             session.media_updated()
 
@@ -428,7 +428,7 @@ class OfferExchange:
         )
         session.ctx.endpoint.respond(tx, response, now)
         if session.timer is not None and session.state in (InviteState.CONNECTING, InviteState.CONFIRMED):
-            session.timer.restart(decision, now)  # an UPDATE in an early dialog refreshes nothing
+            _restarted(session, decision, now)  # an UPDATE in an early dialog refreshes nothing
         if answer:
             session.media_updated()
 
@@ -566,6 +566,16 @@ class OfferExchange:
             return False
         session.media_updated()
         return True
+
+
+def _restarted(session: InviteSession, decision: TimerDecision | None, now: float) -> None:
+    """A refresh went through: the session timer runs again (SessionRefreshed), or stops."""
+    timer = session.timer
+    if timer is None:
+        return
+    timer.restart(decision, now)
+    if decision is not None:
+        session.ctx.emit(SessionRefreshed(session, decision.interval))
 
 
 def _unusable_offer(exc: ParseError | SdpNegotiationError) -> RequestRefusedError:
