@@ -45,6 +45,8 @@ from invsess.aio.events import (
     DtmfReceived,
     MediaChanged,
     OfferArrived,
+    OfferFailed,
+    OfferRefusedError,
     ProgressReceived,
     Reject,
     Reply,
@@ -67,6 +69,7 @@ from invsess.inv import (
     InviteState,
     MediaUpdated,
     OfferReceived,
+    OfferRefused,
     OfferWithdrawn,
     Rel100,
     SessionLayer,
@@ -140,8 +143,9 @@ class Call:
 
     @property
     def state(self) -> InviteState:
-        """The session's state."""
-        return self.session.state
+        """The call's state as its events have told it (``session.state`` may be ahead by the
+        events not read yet: a call reported CONFIRMED has its media known)."""
+        return self.history[-1]
 
     @property
     def cause(self) -> int | None:
@@ -263,7 +267,7 @@ class Call:
         ``reason``, a ``Reason: SIP;cause=...;text=...`` header (RFC 3326). Waits for the end."""
         if self.state is InviteState.DISCONNECTED:
             return
-        self.agent.layer.hangup(self.session, self.agent.now(), code=code or 603, reason=reason)
+        self.agent.layer.hangup(self.session, self.agent.now(), code=code, reason=reason)
         self.agent.flush()
         async with self._changed:
             await self._changed.wait_for(lambda: self.state is InviteState.DISCONNECTED)
@@ -278,12 +282,13 @@ class Call:
         headers: Iterable[tuple[str, str]] | None = None,
     ) -> None:
         """Send a re-INVITE (a new offer: ``sdp``, or ours with ``direction``); returns when it
-        was agreed (or refused)."""
+        was agreed, raises :class:`OfferRefusedError` when the peer refused it."""
+        start = len(self._log)
         self.agent.layer.reinvite(
             self.session, self.agent.now(), direction=direction, sdp=sdp, headers=headers or ()
         )
         self.agent.flush()
-        await self._wait_agreed()
+        await self._wait_agreed(start)
 
     async def update(
         self,
@@ -292,24 +297,37 @@ class Call:
         sdp: SessionDescription | None = None,
         headers: Iterable[tuple[str, str]] | None = None,
     ) -> None:
-        """Send an UPDATE with a new offer (RFC 3311); returns when it was agreed (or refused)."""
+        """Send an UPDATE with a new offer (RFC 3311); returns when it was agreed, raises
+        :class:`OfferRefusedError` when the peer refused it."""
+        start = len(self._log)
         self.agent.layer.update(
             self.session, self.agent.now(), direction=direction, sdp=sdp, headers=headers or ()
         )
         self.agent.flush()
-        await self._wait_agreed()
+        await self._wait_agreed(start)
 
-    async def _wait_agreed(self) -> None:
+    async def _wait_agreed(self, start: int) -> None:
+        """Until our offer (sent when the log had ``start`` events) was agreed; raises
+        :class:`OfferRefusedError` when it was refused, CallFailed when the call ended."""
         session = self.session
-        async with asyncio.timeout(40), self._changed:
-            # Done when no request of ours is pending or waiting to retry (after a 491), and the
-            # last MediaUpdated seen is the agreement now active (not an earlier one still queued).
-            while self.state is not InviteState.DISCONNECTED and (
-                session.offers.pending is not None
-                or session.offers.retry_at is not None
-                or self.media is None
-                or self.media.local is not session.negotiator.active_local
-            ):
+        limit = 64 * session.ctx.endpoint.config.timers.t1 + 10  # the request's own timeout, and some
+        async with asyncio.timeout(limit), self._changed:
+            while True:
+                refused = next((e for e in self._log[start:] if isinstance(e, OfferFailed)), None)
+                if refused is not None:
+                    text = f"offer refused: {refused.code} {refused.reason}"
+                    raise OfferRefusedError(text, refused.code, refused.reason)
+                if self.state is InviteState.DISCONNECTED:
+                    raise self.failure("before the offer was answered")
+                # Agreed when no request of ours is pending or waiting to retry (after a 491),
+                # and the last MediaUpdated seen is the agreement now active.
+                if (
+                    session.offers.pending is None
+                    and session.offers.retry_at is None
+                    and self.media is not None
+                    and self.media.local is session.negotiator.active_local
+                ):
+                    return
                 await self._changed.wait()
 
     async def hold(self) -> None:
@@ -572,6 +590,8 @@ class UserAgent:
             arrived = OfferArrived(event.offer, event.kind, request)
             await call._record(arrived)
             self._spawn(self._answer_offer(call, arrived))
+        elif isinstance(event, OfferRefused):
+            await call._record(OfferFailed(event.code, event.reason))
         elif isinstance(event, OfferWithdrawn):
             log.info("offer withdrawn", call_id=call.call_id, code=event.code)
         elif isinstance(event, LayerRefreshed):

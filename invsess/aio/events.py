@@ -52,6 +52,14 @@ class OfferArrived:
 
 
 @attrs.frozen
+class OfferFailed:
+    """Our re-INVITE or UPDATE was refused (``code``; 408: no answer): the media stay as they were."""
+
+    code: int
+    reason: str
+
+
+@attrs.frozen
 class RequestArrived:
     """A request of the peer inside the call (INFO, MESSAGE, NOTIFY ...), answered with
     ``status`` by the call's ``on_request`` handler (or 200 for INFO/MESSAGE, 501 otherwise)."""
@@ -91,6 +99,7 @@ CallEvent = (
     | ProgressReceived
     | MediaChanged
     | OfferArrived
+    | OfferFailed
     | RequestArrived
     | DtmfReceived
     | SessionRefreshed
@@ -138,6 +147,11 @@ class CallFailed(CallError):  # noqa: N818 - named as what happened, like h11's 
         self.response = response
 
 
+class OfferRefusedError(CallError):
+    """Our re-INVITE or UPDATE was refused by the peer (``cause``: its status code); the call
+    goes on with the media agreed before."""
+
+
 class CallTimedOut(CallFailed):
     """No final response came in time (Timer B, or no answer to our CANCEL): cause 408."""
 
@@ -182,6 +196,8 @@ __all__ = [
     "DtmfReceived",
     "MediaChanged",
     "OfferArrived",
+    "OfferFailed",
+    "OfferRefusedError",
     "ProgressReceived",
     "Reject",
     "Reply",

@@ -81,6 +81,16 @@ class OfferWithdrawn:
 
 
 @attrs.frozen
+class OfferRefused:
+    """Our re-INVITE or UPDATE was refused for good (``code``: its final response, 408 when none
+    came; a 491 is retried first, RFC 3261 §14.1): the media agreed before stay."""
+
+    session: InviteSession
+    code: int
+    reason: str
+
+
+@attrs.frozen
 class SessionRefreshed:
     """A refresh (ours or the peer's re-INVITE/UPDATE) restarted the session timer, RFC 4028."""
 
@@ -152,6 +162,7 @@ SessionEvent = (
     | ForkedCall
     | OfferReceived
     | OfferWithdrawn
+    | OfferRefused
     | InviteResponseReceived
     | SessionRefreshed
     | DialogRequestReceived
@@ -168,6 +179,7 @@ __all__ = [
     "MediaUpdated",
     "OfferKind",
     "OfferReceived",
+    "OfferRefused",
     "OfferWithdrawn",
     "SessionEvent",
     "SessionRefreshed",

@@ -42,6 +42,7 @@ from invsess.inv.events import (
     MediaUpdated,
     OfferKind,
     OfferReceived,
+    OfferRefused,
     OfferWithdrawn,
     SessionEvent,
     SessionRefreshed,
@@ -246,10 +247,11 @@ class SessionLayer:
         self._after(session, now)
 
     def hangup(
-        self, session: InviteSession, now: float, *, code: int | None = 603, reason: str | None = None
+        self, session: InviteSession, now: float, *, code: int | None = None, reason: str | None = None
     ) -> None:
-        """End the call the way its state calls for: CANCEL, reject (``code``), or BYE; with
-        ``reason``, the CANCEL or BYE carries ``Reason: SIP;cause=code;text="reason"``."""
+        """End the call the way its state calls for: CANCEL, reject (``code``, 603 by default),
+        or BYE; with ``reason`` (or a ``code``), the CANCEL or BYE carries ``Reason:
+        SIP;cause=code;text="reason"`` (RFC 3326) and ``code`` becomes the session's cause."""
         session.hangup(now, code, reason)
         self._after(session, now)
 
@@ -469,6 +471,7 @@ __all__ = [
     "MediaUpdated",
     "OfferKind",
     "OfferReceived",
+    "OfferRefused",
     "OfferWithdrawn",
     "SessionEvent",
     "SessionLayer",

@@ -26,7 +26,7 @@ import attrs
 
 from invsess.errors import InternalError
 from invsess.inv.context import Purpose
-from invsess.inv.events import OfferKind, OfferReceived, OfferWithdrawn, SessionRefreshed
+from invsess.inv.events import OfferKind, OfferReceived, OfferRefused, OfferWithdrawn, SessionRefreshed
 from invsess.inv.states import InviteState, RequestRefusedError, SessionInput
 from invsess.inv.timer import TimerDecision, response_headers
 from invsess.inv.uas import send_2xx
@@ -134,6 +134,9 @@ class OfferExchange:
     pending: Transaction[Any] | None = None
     retry_at: float | None = None
     retry: Retry = Retry.REINVITE
+    #: The application's own offer and headers, sent again after a 491 (a B2BUA's other leg's).
+    retry_sdp: SessionDescription | None = None
+    retry_headers: tuple[tuple[str, str], ...] = ()
     #: The application answers the peer's offers itself (``SessionLayer.defer_offers``).
     deferred: bool = False
     incoming: IncomingOffer = attrs.field(factory=IncomingOffer)
@@ -212,6 +215,7 @@ class OfferExchange:
         """A re-INVITE or UPDATE, carrying our session timer (every one of them is a refresh)."""
         ctx = session.ctx
         self.retry_at = None
+        self.retry_sdp, self.retry_headers = sdp, extra
         body = session.negotiator.create_offer(sdp).serialize() if with_offer else b""
         headers: list[tuple[str, object]] = [*extra]
         if session.timer is not None:
@@ -277,14 +281,18 @@ class OfferExchange:
             if code == 503 and response.retry_after is not None:
                 delay = float(response.retry_after.delta)
             self.retry_at, self.retry = now + delay, retry
-        elif code in (408, 481) or refresh:
-            # The dialog is gone or unreachable, or a session refresh failed (RFC 4028 §10):
-            # BYE, and the session ends now.
-            session.fail(code, now)
+        else:
+            if not refresh:
+                session.ctx.emit(OfferRefused(session, code, response.reason))
+            if code in (408, 481) or refresh:
+                # The dialog is gone or unreachable, or a session refresh failed (RFC 4028 §10):
+                # BYE, and the session ends now.
+                session.fail(code, now)
 
     def on_timeout(self, session: InviteSession, now: float) -> None:
         """Our re-INVITE or UPDATE got no final response: the dialog is unreachable."""
         self.pending = None
+        session.ctx.emit(OfferRefused(session, 408, "Request Timeout"))
         if session.negotiator.state is NegotiatorState.LOCAL_OFFER:
             session.negotiator.cancel_offer()
         session.fail(408, now)
@@ -305,9 +313,9 @@ class OfferExchange:
                 if session.timer is not None:
                     session.timer.refresh(session, now)
             elif self.retry is Retry.UPDATE:
-                self.update(session, now)
+                self.update(session, now, sdp=self.retry_sdp, headers=self.retry_headers)
             else:
-                self.reinvite(session, now)
+                self.reinvite(session, now, sdp=self.retry_sdp, headers=self.retry_headers)
         except LocalProtocolError as exc:  # the session moved on (BYE sent, peer's offer, ...)
             session.log.info("retry dropped", reason=str(exc))
 
@@ -511,11 +519,12 @@ class OfferExchange:
             body = None
         if session.uac is not None:
             session.uac.send_ack(session, cseq, body)
+        if body is not None:
+            session.media_updated()
         session.process(SessionInput.SEND_ACK, now)
         if body is None:
             session.fail(488, now, text="No usable answer to the offer")
             return
-        session.media_updated()
         if session.bye_pending:
             session.send_bye(now)
 

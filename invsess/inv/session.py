@@ -291,9 +291,9 @@ class InviteSession(RefCounted):
             self.send_bye(now)
             return
         initial = self.state is InviteState.CONNECTING
-        self.process(SessionInput.RECV_ACK, now)
         if initial and not self.early_sdp:  # else agreed at the reliable 1xx already
-            self.media_updated()
+            self.media_updated()  # before CONFIRMED: a confirmed call's media are known
+        self.process(SessionInput.RECV_ACK, now)
         if self.bye_pending:
             self.send_bye(now)
 
@@ -350,27 +350,28 @@ class InviteSession(RefCounted):
 
     # -- the application's calls -------------------------------------------------------------
 
-    def hangup(self, now: float, code: int | None = 603, reason: str | None = None) -> None:
+    def hangup(self, now: float, code: int | None = None, reason: str | None = None) -> None:
         """End the call the way its state calls for: CANCEL, reject (``code``, 603 by default),
-        or BYE. A CANCEL or BYE carries ``Reason: SIP;cause=code;text="reason"`` (RFC 3326) when
-        ``reason`` is given."""
+        or BYE. With ``reason``, a CANCEL or BYE carries ``Reason: SIP;cause=code;text="reason"``
+        (RFC 3326; the cause defaults to 487 for a CANCEL, 200 for a BYE)."""
         if code is not None and not 300 <= code < 700:
             raise LocalProtocolError(f"a call is ended with a 3xx-6xx cause, not {code}")
         state = self.state
         if state is InviteState.DISCONNECTED:
             return
-        cause = code if code is not None else 603
-        header = f'SIP;cause={cause};text="{reason}"' if reason is not None else None
         if self.uac is not None and state in (InviteState.CALLING, InviteState.EARLY):
+            header = f'SIP;cause={code or 487};text="{reason}"' if reason is not None else None
             self.uac.hangup(self, now, header)
             return
         if self.uas is not None and state in (InviteState.INCOMING, InviteState.EARLY):
-            self.uas.answer(self, Answer(cause, reason), now)
+            self.uas.answer(self, Answer(code or 603, reason), now)
             return
-        if reason is not None:
-            self.cause, self.cause_text = cause, reason
+        if reason is not None or code is not None:
+            self.cause = code or 200
+            if reason is not None:
+                self.cause_text = reason
         if self.offers.incoming.waiting and self.offers.incoming.kind is OfferKind.ACK:
-            self.offers.reject_offer(self, cause, reason, now)  # our ACK first, then the BYE
+            self.offers.reject_offer(self, code or 488, reason, now)  # our ACK first, then the BYE
         elif self.uas is not None and state is InviteState.CONNECTING:
             self.bye_pending = True  # a UAS's BYE waits for the ACK
         else:

@@ -223,9 +223,9 @@ class UacInvite:
         answer = self._negotiate(session, response)
         session.process(SessionInput.RECV_2XX, now)
         self.send_ack(session, cseq, answer)
-        session.process(SessionInput.SEND_ACK, now)
         if not session.early_sdp:  # else agreed at the reliable 1xx already
-            session.media_updated()
+            session.media_updated()  # before CONFIRMED: a confirmed call's media are known
+        session.process(SessionInput.SEND_ACK, now)
         if session.timer is not None:
             session.timer.restart(session.timer.granted(response), now)
         if session.cause == 488:
