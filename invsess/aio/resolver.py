@@ -191,9 +191,13 @@ class DnsResolver:
         return out
 
     async def _addresses(self, host: str) -> list[str]:
-        """A, then AAAA, records of ``host``."""
+        """A, then AAAA, records of ``host`` (a failed AAAA lookup does not undo found A records)."""
         found = [str(r) for r in await self._query(host, "A")]
-        found += [str(r) for r in await self._query(host, "AAAA")]
+        try:
+            found += [str(r) for r in await self._query(host, "AAAA")]
+        except ResolutionError:
+            if not found:
+                raise
         if not found:
             raise ResolutionError(f"{host} has no A or AAAA record")
         return found
