@@ -282,6 +282,8 @@ class B2bua:
         client_ssl: ssl.SSLContext | None = None,
     ) -> B2bua:
         """A user agent without SDP of its own (every SDP is a leg's), bridging to ``to``."""
+        if not isinstance(parse_uri(to), SipUri):  # before any socket is opened
+            raise ValueError(f"--to must be a sip: or sips: URI, not {to!r}")
         if config is None:
             supported = option_tags(timer, rel100)
             prack = ("PRACK",) if "100rel" in supported else ()
