@@ -14,7 +14,7 @@ from invsess.logs import configure
 from invsess.sdp import parse_sdp
 
 
-def sdp(user: str, port: int):  # type: ignore[no-untyped-def]
+def sdp(user: str, port: int):
     return parse_sdp(
         f"v=0\r\no={user} 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
         f"m=audio {port} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=sendrecv\r\n"

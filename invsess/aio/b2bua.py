@@ -283,7 +283,7 @@ class B2bua:
     ) -> B2bua:
         """A user agent without SDP of its own (every SDP is a leg's), bridging to ``to``."""
         if not isinstance(parse_uri(to), SipUri):  # before any socket is opened
-            raise ValueError(f"--to must be a sip: or sips: URI, not {to!r}")
+            raise ValueError(f"--to must be a sip: or sips: URI, not {to!r}")  # noqa: TRY004 - a bad value
         if config is None:
             supported = option_tags(timer, rel100)
             prack = ("PRACK",) if "100rel" in supported else ()
