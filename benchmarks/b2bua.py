@@ -152,12 +152,22 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="each run places rate * seconds calls")
     parser.add_argument("--min-calls", type=int, default=1000, help="... and at least this many")
     parser.add_argument("--no-sippy", action="store_true", help="skip sippy's b2bua_simple")
+    parser.add_argument(
+        "--once",
+        type=int,
+        metavar="RATE",
+        help="one run of invsess at RATE with --min-calls calls; exit 1 unless clean",
+    )
     args = parser.parse_args()
     if not args.sipp or not Path(args.sipp).exists():
         raise SystemExit("SIPp not found: build it and pass --sipp PATH (or set INVSESS_SIPP)")
     print(f"SIPp UAC -> B2BUA -> SIPp UAS on 127.0.0.1, {os.cpu_count()} cores shared by all three")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        if args.once:
+            clean, detail = run_once(args.sipp, "invsess", args.once, args.min_calls, folder)
+            print(f"  invsess {args.once:5}/s: {'clean' if clean else 'NOT clean'}: {detail}")
+            raise SystemExit(0 if clean else 1)
         ours = clean_max(args.sipp, "invsess", args, folder)
         print(f"invsess B2BUA: clean max {ours} calls/s", flush=True)
         if args.no_sippy:
