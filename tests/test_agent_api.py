@@ -61,8 +61,8 @@ def uri(ua: UserAgent, user: str = "bob") -> str:
 
 
 async def done(*agents: UserAgent) -> None:
-    for ua in agents:
-        report = await ua.close()
+    # Up to 2 s each for the transactions (Timer D would keep a UDP caller's for 32 s).
+    for report in await asyncio.gather(*(ua.close(timeout=2) for ua in agents)):
         assert not report, report.format()
 
 
@@ -289,4 +289,25 @@ async def test_incoming_calls_stream_and_on_incoming_callback() -> None:
     await second.hangup(code=503, reason="maintenance")
     await got.wait_for(InviteState.DISCONNECTED)
     assert got.cause == 200
+    await done(alice, bob)
+
+
+async def test_requests_without_a_handler_get_their_default_answers() -> None:
+    alice = await agent("alice")
+    bob = await UserAgent.create(
+        ["udp:127.0.0.1:0"], sdp=sdp("bob", 40002), user="bob", guard=SendGuard.loopback_only(),
+        config=EndpointConfig(malloc_debug=True, allow=(*ALLOW, "NOTIFY"), timers=FAST, accept=ACCEPT),
+    )  # fmt: skip
+    call = await alice.call(uri(bob))
+    incoming = await bob.incoming(timeout=5)
+    await incoming.answer()
+    await call.wait_for(InviteState.CONFIRMED)
+    assert (await call.send_request("INFO")).status_code == 200  # legacy INFO usage
+    bad = await call.send_request("INFO", headers=[("Info-Package", "foo")])
+    assert (bad.status_code, bad.reason) == (469, "Bad Info Package")  # RFC 6086 §4.2.2
+    assert (await call.send_request("NOTIFY", headers=[("Event", "x")])).status_code == 501
+    assert (
+        await call.send_request("REFER", headers=[("Refer-To", "sip:x@y")])
+    ).status_code == 405  # not served
+    await call.hangup()
     await done(alice, bob)

@@ -101,6 +101,15 @@ Callback = Callable[["Call", Any], None]
 ACCEPT = ("application/sdp", "application/dtmf-relay", "application/dtmf", "text/plain")
 
 
+def _default_reply(request: Request) -> Reply:
+    """What a request in a call gets when the application has no ``on_request``: 200 for INFO
+    (legacy usage, DTMF) and MESSAGE; 469 for an INFO of an Info Package we never said we take
+    (RFC 6086 §4.2.2); 501 for the rest of what the endpoint lets through."""
+    if request.method == "INFO" and "Info-Package" in request.headers:
+        return Reply(469, "Bad Info Package")
+    return Reply(200 if request.method in ("INFO", "MESSAGE") else 501)
+
+
 class Call:
     """One call; made by :meth:`UserAgent.call` or handed out by :meth:`UserAgent.incoming`."""
 
@@ -643,7 +652,7 @@ class UserAgent:
         dtmf = parse_dtmf(request) if request.method == "INFO" else None
         handler = call.on_request
         if handler is None:
-            self._respond(call, event, Reply(200 if request.method in ("INFO", "MESSAGE") else 501), request)
+            self._respond(call, event, _default_reply(request), request)
         else:
             self._spawn(self._run_request_handler(call, event, handler, request))
         if dtmf is not None:
