@@ -96,7 +96,11 @@ def run_once(sipp: str, kind: str, rate: int, calls: int, folder: Path) -> tuple
         detail = f"{ok}/{calls} ok, {failed} failed, {retrans} retransmissions, {elapsed:.1f} s"
         clean = ok == calls and failed == 0
         if kind == "invsess":
-            b2bua.wait(timeout=120)
+            try:  # it exits once it has bridged every call (--calls)
+                b2bua.wait(timeout=120)
+            except subprocess.TimeoutExpired:  # some call never ended: not clean
+                b2bua.terminate()
+                b2bua.wait(timeout=30)
             err = (folder / f"{kind}.out").read_text()
             leaked = "0 leaked blocks" not in err
             bridged = f"outcomes: 200 x{calls}" in err

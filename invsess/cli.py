@@ -8,7 +8,7 @@ import signal
 import ssl
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,19 @@ import click
 from invsess import __version__
 from invsess.aio import Call, CallError, ListenSpec, SendGuard, UserAgent
 from invsess.b2bua import B2bua
+from invsess.cli_report import AnswererStats, CallerStats
 from invsess.demo import run_demo
 from invsess.demo_call import run_call
 from invsess.endpoint import KNOWN_METHODS, EndpointConfig
 from invsess.inv import InviteState, TimerSettings, option_tags
-from invsess.logs import configure
+from invsess.logs import configure, get_logger
+from invsess.memory import LeakReport
 from invsess.sdp import parse_sdp
-from invsess.sip import LocalProtocolError
+from invsess.sip import LocalProtocolError, ParseError, SipUri, parse_uri
 from invsess.trace import Trace, render_svg, render_text, write_pcap
 from invsess.transaction import TimerConfig
+
+log = get_logger("invsess.cli")
 
 
 @click.group()
@@ -48,10 +52,15 @@ def demo() -> None:
 
 
 DEFAULT_SDP = (
-    "v=0\r\no=invsess 1 1 IN IP4 {host}\r\ns=invsess\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
+    "v=0\r\no={user} 1 1 IN IP4 {host}\r\ns=invsess {user}\r\nc=IN IP4 {host}\r\nt=0 0\r\n"
     "m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
     "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n"
 )
+#: Each command's default RTP port: ``answer``'s and ``call``'s SDPs differ (o= user and port),
+#: so a trace of one talking to the other tells them apart.
+DEFAULT_RTP_PORT = {"answer": 40000, "call": 40002}
+#: Bodies an INFO may carry when --allow info is given (DTMF relay, as PJSIP sends it).
+INFO_BODIES = ("application/dtmf-relay", "application/dtmf")
 
 
 def _listen_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -82,7 +91,8 @@ def _listen_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 "--sdp",
                 "sdp_file",
                 type=click.Path(exists=True, dir_okay=False),
-                help="Our SDP (capabilities) from a file; default: PCMU, PCMA, telephone-event.",
+                help="Our SDP (capabilities) from a file; default: PCMU, PCMA, telephone-event "
+                "(answer: o=answer, port 40000; call: o=call, port 40002).",
             ),
             click.option("--t1", type=float, default=0.5, show_default=True, help="RFC 3261 T1 in seconds."),
             click.option(
@@ -105,6 +115,37 @@ def _listen_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 default="off",
                 show_default=True,
                 help="Reliable provisional responses (RFC 3262).",
+            ),
+            click.option(
+                "--lock-codec/--no-lock-codec",
+                default=True,
+                show_default=True,
+                help="After an answer that kept several of our codecs, offer the chosen one alone "
+                "(UPDATE or re-INVITE), as pjsua does.",
+            ),
+            click.option(
+                "--reinvite-after",
+                type=click.FloatRange(0),
+                default=None,
+                metavar="S",
+                help="Send one re-INVITE (with our SDP) S seconds after each call is confirmed.",
+            ),
+            click.option(
+                "--update-after",
+                type=click.FloatRange(0),
+                default=None,
+                metavar="S",
+                help="Send one UPDATE (with our SDP) S seconds after each call is confirmed "
+                "(answer with --ring: S seconds after the ringing response, in the early dialog; "
+                "give --100rel supported --ring-code 183 too, so the INVITE's answer went reliably).",
+            ),
+            click.option(
+                "--allow",
+                "allow",
+                multiple=True,
+                type=click.Choice(sorted(KNOWN_METHODS - {"ACK", "CANCEL"}), case_sensitive=False),
+                help="Serve this method too, in dialogs and out (200), repeatable; INVITE, BYE, "
+                "OPTIONS and UPDATE are always served.",
             ),
             click.option(
                 "--trace",
@@ -137,6 +178,7 @@ async def _agent(
     user: str,
     timer: TimerSettings | None,
     rel100: str,
+    lock_codec: bool,
 ) -> UserAgent:
     try:
         specs = [ListenSpec.parse(spec) for spec in listen]
@@ -153,26 +195,31 @@ async def _agent(
         sdp = parse_sdp(Path(sdp_file).read_bytes())
     else:
         host = specs[0].host if ":" not in specs[0].host else "127.0.0.1"
-        sdp = parse_sdp(DEFAULT_SDP.format(host=host, port=40000))
+        sdp = parse_sdp(DEFAULT_SDP.format(user=user, host=host, port=DEFAULT_RTP_PORT.get(user, 40000)))
     supported = option_tags(timer, rel100)
     prack = ("PRACK",) if "100rel" in supported else ()
     methods = tuple(
         dict.fromkeys(("INVITE", "BYE", "OPTIONS", "UPDATE", *prack, *(m.upper() for m in allow)))
     )
     timers = TimerConfig(t1=t1, t2=max(4.0, t1), t4=max(5.0, t1))
-    config = EndpointConfig(allow=methods, timers=timers, supported=supported)
-    agent = await UserAgent.create(
-        specs,
-        sdp=sdp,
-        user=user,
-        config=config,
-        trace=trace,
-        server_ssl=server_ssl,
-        client_ssl=client_ssl,
-        guard=SendGuard.loopback_only() if loopback_only else SendGuard(),
-        timer=timer,
-        rel100=rel100,
-    )
+    accept = ("application/sdp", *(INFO_BODIES if "INFO" in methods else ()))
+    config = EndpointConfig(allow=methods, timers=timers, supported=supported, accept=accept)
+    try:
+        agent = await UserAgent.create(
+            specs,
+            sdp=sdp,
+            user=user,
+            config=config,
+            trace=trace,
+            server_ssl=server_ssl,
+            client_ssl=client_ssl,
+            guard=SendGuard.loopback_only() if loopback_only else SendGuard(),
+            timer=timer,
+            rel100=rel100,
+            lock_codec=lock_codec,
+        )
+    except OSError as exc:  # a port in use, an address not ours: one line, not a traceback
+        raise click.ClickException(f"cannot listen on {', '.join(listen)}: {exc.strerror or exc}") from None
     for transport, (host, port) in agent.endpoint.listeners.items():
         click.echo(f"listening on {transport}:{host}:{port}", err=True)
     return agent
@@ -203,15 +250,57 @@ def timer_settings(spec: str | None, min_se: int | None) -> TimerSettings | None
         raise click.BadParameter(str(exc), param_hint="--timer/--min-se") from None
 
 
+async def _after(
+    delay: float, what: str, action: Callable[[], Awaitable[None]], counts: Counter[str]
+) -> None:
+    """Run ``action`` (a re-INVITE, an UPDATE, a hangup) once, ``delay`` seconds from now, and
+    count how it went; a call that ended meanwhile just cancels it."""
+    await asyncio.sleep(delay)
+    try:
+        await action()
+    except (LocalProtocolError, CallError, TimeoutError) as exc:  # CallError: refused, or ended
+        counts[f"{what} failed"] += 1
+        log.info("in-call request failed", what=what, error=str(exc))
+    else:
+        if what != "hangup":  # counted as "BYE sent" when the call is over
+            counts[f"{what} done"] += 1
+
+
+async def _close(agent: UserAgent, timeout: float = 5.0) -> LeakReport:
+    """Close the agent without waiting for nothing: only transactions still waiting for a
+    response are waited for (up to ``timeout``, said on the terminal); those that only absorb
+    retransmissions (RFC 3261 §17: 32 s after a 2xx or a BYE) end at once."""
+    endpoint = agent.endpoint
+    deadline = agent.now() + timeout
+    for session in agent.layer.sessions:  # interrupted: calls still up get their BYE (or CANCEL)
+        if session.state is not InviteState.DISCONNECTED:
+            agent.layer.hangup(session, agent.now())
+    agent.flush()
+
+    def waiting() -> int:
+        return sum(1 for tx in endpoint.transactions() if tx.state.name in _AWAITING_RESPONSE)
+
+    if waiting():
+        click.echo(
+            f"closing: waiting up to {timeout:g} s for {waiting()} request(s) still unanswered", err=True
+        )
+        while waiting() and agent.now() < deadline:
+            await asyncio.sleep(0.05)
+    return await agent.close(timeout=0.0)
+
+
+#: Transaction states in which a request still waits for its final response.
+_AWAITING_RESPONSE = frozenset({"CALLING", "TRYING", "PROCEEDING"})
+
+
+def _memory(agent: UserAgent, report: LeakReport) -> str:
+    stats = agent.endpoint.factory.statistics()
+    used = f"max_used_size {stats.max_used_size} bytes, used_size {stats.used_size}"
+    return f"{used}, {report.total_blocks} leaked blocks"
+
+
 @main.command()
 @_listen_options
-@click.option(
-    "--allow",
-    "allow",
-    multiple=True,
-    type=click.Choice(sorted(KNOWN_METHODS - {"ACK", "CANCEL"}), case_sensitive=False),
-    help="Serve this method too (repeatable); INVITE, BYE and OPTIONS are always served.",
-)
 @click.option(
     "--answer-code",
     type=click.IntRange(200, 699),
@@ -233,6 +322,13 @@ def timer_settings(spec: str | None, min_se: int | None) -> TimerSettings | None
     show_default=True,
     help="The provisional --ring sends (183: early media; with --100rel it carries our SDP answer).",
 )
+@click.option(
+    "--hangup-after",
+    type=click.FloatRange(0),
+    default=None,
+    metavar="S",
+    help="Hang up (BYE) S seconds after each call is confirmed; default: wait for the caller's BYE.",
+)
 @click.option("--calls", type=int, default=None, help="Stop after this many calls have ended.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 def answer(  # noqa: PLR0917 - click passes every option positionally by name
@@ -245,20 +341,26 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     timer_spec: str | None,
     min_se: int | None,
     rel100: str,
+    lock_codec: bool,
+    reinvite_after: float | None,
+    update_after: float | None,
+    allow: tuple[str, ...],
     trace_path: str | None,
     log_level: str,
-    allow: tuple[str, ...],
     answer_code: int,
     ring: float,
     ring_code: int,
+    hangup_after: float | None,
     calls: int | None,
     duration: float | None,
 ) -> None:
     """Answer calls until interrupted (or --calls/--duration): an auto-answering UAS for testing.
 
     INVITEs get --answer-code after --ring seconds of ringing (a CANCEL gets 200 and 487); OPTIONS
-    and --allow'ed methods get 200; everything else the answer RFC 3261 prescribes (405, 501, 481,
-    400, 420, ...). Prints counters and the leak report at exit; exits 1 if anything leaked.
+    and --allow'ed methods get 200, inside dialogs too (INFO); everything else the answer RFC 3261
+    prescribes (405, 501, 481, 400, 420, ...). --hangup-after, --reinvite-after and --update-after
+    make us act in each call. Prints the statistics and the leak report at exit; exits 1 if
+    anything leaked.
     """
     configure(log_level)
     timer = timer_settings(timer_spec, min_se)
@@ -277,26 +379,54 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
             user="answer",
             timer=timer,
             rel100=rel100,
+            lock_codec=lock_codec,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        ended = 0
+        stats = AnswererStats()
 
         async def handle(call: Call) -> None:
-            nonlocal ended
-            with contextlib.suppress(LocalProtocolError):  # cancelled while ringing, ...
+            stats.call_received()
+            actions: list[asyncio.Task[None]] = []
+            answered: int | None = None
+            was_up = False
+            try:
                 if ring > 0:
                     await call.answer(ring_code)
-                    await asyncio.sleep(ring)
-                await call.answer(answer_code)
-            with contextlib.suppress(LocalProtocolError):
-                await call.wait_for(InviteState.DISCONNECTED, timeout=None)
+                    if update_after is not None:  # RFC 3311: an UPDATE in the early dialog
+                        actions.append(
+                            loop.create_task(_after(update_after, "UPDATE", call.update, stats.actions))
+                        )
+                    with contextlib.suppress(TimeoutError):
+                        await call.wait_for(InviteState.DISCONNECTED, timeout=ring)  # a CANCEL ends it early
+                if call.state is not InviteState.DISCONNECTED:
+                    await call.answer(answer_code)
+                    answered = answer_code
+                if answered is not None and answered < 300:
+                    await call.wait_for(InviteState.CONFIRMED, timeout=None)
+                    was_up = True
+                    stats.call_up()
+                    for delay, what, action in (
+                        (reinvite_after, "re-INVITE", call.reinvite),
+                        (None if ring > 0 else update_after, "UPDATE", call.update),
+                        (hangup_after, "hangup", call.hangup),
+                    ):
+                        if delay is not None:
+                            actions.append(loop.create_task(_after(delay, what, action, stats.actions)))
+            except LocalProtocolError:  # cancelled while ringing, ended before the ACK ...
+                pass
+            await call.wait_for(InviteState.DISCONNECTED, timeout=None)
+            for task in actions:
+                task.cancel()
+            if call.session.bye_sent:
+                stats.actions["BYE sent"] += 1
+            cancelled = answered is None and call.cause == 487
+            stats.call_ended(call.cause, was_up=was_up, answered=answered, cancelled=cancelled)
             await call.close()
-            ended += 1
-            if calls is not None and ended >= calls:
+            if calls is not None and stats.ended >= calls:
                 stop.set()
 
         async def accept() -> None:
@@ -311,11 +441,12 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
         acceptor.cancel()
-        report = await agent.close()
+        report = await _close(agent)
         if trace is not None and trace_path:
-            trace.write(trace_path)
+            trace.rebased().write(trace_path)
             click.echo(f"trace: {len(trace)} events in {trace_path}", err=True)
-        click.echo(f"calls ended: {ended}; stats: {dict(agent.endpoint.stats)}", err=True)
+        for line in stats.summary(agent.endpoint.stats.items(), _memory(agent, report)):
+            click.echo(line, err=True)
         click.echo(report.format(), err=True)
         return 1 if report else 0
 
@@ -346,6 +477,14 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     show_default=True,
     help="Give up on a call not answered within this many seconds.",
 )
+@click.option(
+    "--progress",
+    type=click.FloatRange(0),
+    default=1.0,
+    show_default=True,
+    metavar="S",
+    help="Print a progress line every S seconds of a longer run (0: never).",
+)
 def call(  # noqa: PLR0917 - click passes every option positionally by name
     uri: str,
     listen: tuple[str, ...],
@@ -357,6 +496,10 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
     timer_spec: str | None,
     min_se: int | None,
     rel100: str,
+    lock_codec: bool,
+    reinvite_after: float | None,
+    update_after: float | None,
+    allow: tuple[str, ...],
     trace_path: str | None,
     log_level: str,
     calls: int,
@@ -364,17 +507,26 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
     hold: float,
     transport: str | None,
     answer_timeout: float,
+    progress: float,
 ) -> None:
     """Place --calls calls to URI at --rate per second, each held --hold seconds, then BYE.
 
-    Prints a summary; exits 0 only if every call was answered and ended cleanly.
+    Prints progress on long runs and a summary (outcomes, causes, call-setup time percentiles);
+    exits 0 only if every call was answered and ended cleanly. A call whose INVITE cannot be
+    sent (the send guard, a host name: nothing here resolves DNS, a refused TCP connection)
+    fails at once with 503 and says why.
     """
     configure(log_level)
     timer = timer_settings(timer_spec, min_se)
     if rate <= 0:
         raise click.BadParameter("must be positive", param_hint="--rate")
-    if transport and not any(spec.startswith(transport) for spec in listen):
-        listen = (*listen, f"{transport}:127.0.0.1:0")
+    try:
+        target = parse_uri(uri)
+    except ParseError as exc:
+        raise click.BadParameter(str(exc), param_hint="URI") from None
+    wanted = transport or (target.transport if isinstance(target, SipUri) else None) or "udp"
+    if not any(spec.startswith(wanted.lower()) for spec in listen):  # a listener to send from
+        listen = (*listen, f"{wanted.lower()}:127.0.0.1:0")
 
     async def run() -> int:
         trace = Trace() if trace_path else None
@@ -385,50 +537,80 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
             loopback_only=loopback_only,
             sdp_file=sdp_file,
             t1=t1,
-            allow=(),
+            allow=allow,
             trace=trace,
             user="call",
             timer=timer,
             rel100=rel100,
+            lock_codec=lock_codec,
         )
-        outcomes: list[int | str] = []
+        loop = asyncio.get_running_loop()
+        stats = CallerStats(started_at=agent.now())
 
         async def one() -> None:
+            started = agent.now()
+            stats.call_started(started)
             try:
                 placed = await agent.call(uri, transport=transport)
-            except (LocalProtocolError, CallError) as exc:
-                outcomes.append(f"error: {exc}")
+            except (LocalProtocolError, CallError) as exc:  # CallError: its host did not resolve
+                stats.call_ended("error", was_up=False, cause=str(exc))
                 return
+            actions: list[asyncio.Task[None]] = []
+            was_up = False
+            outcome: int | str
             try:
                 await placed.wait_for(InviteState.CONFIRMED, timeout=answer_timeout)
-                await asyncio.sleep(hold)
+                was_up = True
+                stats.call_up(agent.now() - started)
+                for delay, what, action in (
+                    (reinvite_after, "re-INVITE", placed.reinvite),
+                    (update_after, "UPDATE", placed.update),
+                ):
+                    if delay is not None:
+                        actions.append(loop.create_task(_after(delay, what, action, stats.actions)))
+                with contextlib.suppress(TimeoutError):  # the callee may hang up first
+                    await placed.wait_for(InviteState.DISCONNECTED, timeout=hold)
                 await placed.hangup()
-                outcomes.append(200)
-            except (LocalProtocolError, CallError, TimeoutError):
-                if placed.state is not InviteState.DISCONNECTED:
-                    with contextlib.suppress(LocalProtocolError, TimeoutError):
-                        async with asyncio.timeout(answer_timeout):
-                            await placed.hangup()
-                outcomes.append(placed.cause or "timeout")
+                outcome = placed.cause or 200
+            except (LocalProtocolError, CallError):  # ended before it was answered: its cause says why
+                outcome = placed.cause or "error"
+            except TimeoutError:
+                with contextlib.suppress(LocalProtocolError, TimeoutError):
+                    async with asyncio.timeout(answer_timeout):
+                        await placed.hangup()
+                outcome = "timeout"
             finally:
-                await placed.close()
+                for task in actions:
+                    task.cancel()
+            cause = placed.session.cause_text if placed.cause == 503 else ""
+            if outcome == "timeout":
+                cause = f"not answered within {answer_timeout:g} s (cancelled)"
+            stats.call_ended(outcome, was_up=was_up, cause=cause)
+            await placed.close()
 
+        async def report_progress() -> None:
+            while True:
+                await asyncio.sleep(progress)
+                click.echo(stats.progress(agent.now()), err=True)
+
+        reporter = loop.create_task(report_progress()) if progress > 0 else None
         tasks = []
         for i in range(calls):
             if i:
                 await asyncio.sleep(1.0 / rate)
-            tasks.append(asyncio.get_running_loop().create_task(one()))
+            tasks.append(loop.create_task(one()))
         await asyncio.gather(*tasks)
-        report = await agent.close()
+        if reporter is not None:
+            reporter.cancel()
+        elapsed = agent.now() - stats.started_at
+        report = await _close(agent)
         if trace is not None and trace_path:
-            trace.write(trace_path)
-        ok = outcomes.count(200)
-        failures = Counter(str(o) for o in outcomes if o != 200)
-        detail = ", ".join(f"{code} x{n}" for code, n in sorted(failures.items()))
-        click.echo(f"{calls} calls: {ok} succeeded, {calls - ok} failed" + (f" ({detail})" if detail else ""))
+            trace.rebased().write(trace_path)
+        for line in stats.summary(calls, elapsed):
+            click.echo(line)
         if report:
             click.echo(report.format(), err=True)
-        return 0 if ok == calls and not report else 1
+        return 0 if stats.succeeded == calls and not report else 1
 
     raise SystemExit(asyncio.run(run()))
 
@@ -546,6 +728,7 @@ def b2bua(  # noqa: PLR0917 - click passes every option positionally by name
 
 @main.command()
 @click.argument("trace_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--call-id", "call_id", help="Draw this call only (its messages and session states).")
 @click.option("--svg", "svg_path", type=click.Path(dir_okay=False), help="Also draw the ladder as SVG here.")
 @click.option(
     "--pcap", "pcap_path", type=click.Path(dir_okay=False), help="Also export the messages as pcap here."
@@ -553,12 +736,21 @@ def b2bua(  # noqa: PLR0917 - click passes every option positionally by name
 @click.option(
     "--colour/--no-colour", "colour", default=None, help="Colour the terminal ladder (default: on a TTY)."
 )
-def ladder(trace_file: str, svg_path: str | None, pcap_path: str | None, colour: bool | None) -> None:
-    """Draw the call flow of a JSON-lines trace as a ladder diagram."""
+def ladder(
+    trace_file: str, call_id: str | None, svg_path: str | None, pcap_path: str | None, colour: bool | None
+) -> None:
+    """Draw the call flow of a JSON-lines trace as a ladder diagram, timed from its first event."""
     try:
         trace = Trace.read(trace_file)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    if call_id is not None:
+        calls = trace.call_ids()
+        if call_id not in calls:
+            known = ", ".join(calls[:10]) + (f" ... ({len(calls)} calls)" if len(calls) > 10 else "")
+            raise click.ClickException(f"no call {call_id!r} in {trace_file}; its calls: {known or 'none'}")
+        trace = trace.for_call(call_id)
+    trace = trace.rebased()
     use_colour = sys.stdout.isatty() if colour is None else colour
     click.echo(render_text(trace, colour=use_colour), color=use_colour)
     if svg_path:

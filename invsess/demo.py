@@ -3,8 +3,9 @@
 Until the SIP layers land this plays the dialog/session life cycle with the memory layer alone:
 a dialog owns a pool, its "INVITE session" is allocated from that pool, both are reference
 counted. First the documented release order (session first, dialog second), which frees
-everything; then the wrong order (dialog first) under MALLOC_DEBUG, which fails at the first touch
-of the freed session with a full report.
+everything; then the wrong order (dialog first) under MALLOC_DEBUG, which fails at the release
+itself (the session in the pool is still referenced) and again at the first touch of the freed
+session, each time with a full report.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 import attrs
 
-from invsess.memory import PoolFactory, RefCounted, UseAfterFreeError
+from invsess.memory import DanglingReferenceError, PoolFactory, RefCounted, UseAfterFreeError
 from invsess.memory.pool import Pool
 
 
@@ -83,7 +84,12 @@ def run_demo(echo: Callable[[str], None] = print) -> int:
     factory = PoolFactory(malloc_debug=True)
     dialog, session = make_call(factory, "3848276298220188511")
     session.disconnect()
-    dialog.dec_ref("app")  # wrong: the pool holding the session is released here
+    try:
+        dialog.dec_ref("app")  # wrong: the pool holding the session is released here
+    except DanglingReferenceError as err:
+        echo(err.report.format())  # caught at the release: the session is still referenced
+    echo("")
+    echo("-- and the next touch of the session, had the program gone on --")
     try:
         session.dec_ref("app")
     except UseAfterFreeError as err:

@@ -26,8 +26,9 @@ from invsess.sip import (
     Uri,
     Via,
     make_request,
+    parse_uri,
 )
-from invsess.sip.headers import ContactStar
+from invsess.sip.headers import ContactStar, parse_name_address
 
 
 class DialogState(enum.Enum):
@@ -96,16 +97,17 @@ class Dialog(RefCounted):
     """One dialog; create it with :meth:`create_uac` or :meth:`create_uas`."""
 
     __slots__ = (
+        "_id",
+        "_local_uri",
+        "_remote_target",
+        "_remote_uri",
         "call_id",
         "local_contact",
         "local_cseq",
         "local_tag",
-        "local_uri",
         "pool",
         "remote_cseq",
         "remote_tag",
-        "remote_target",
-        "remote_uri",
         "role",
         "route_set",
         "secure",
@@ -140,12 +142,15 @@ class Dialog(RefCounted):
         self.call_id = call_id
         self.local_tag = local_tag
         self.remote_tag = remote_tag
-        self.local_uri = local_uri
-        self.remote_uri = remote_uri
+        self._id: DialogId | None = None
+        # The URIs are kept as their text (RFC 3261 §12 state, not the parsed objects of the
+        # messages the dialog was made from): parsed when read, sent as they are.
+        self._local_uri = str(local_uri)
+        self._remote_uri = str(remote_uri)
+        self._remote_target = str(remote_target)
         self.local_cseq = local_cseq
         self.remote_cseq = remote_cseq
         self.route_set = route_set
-        self.remote_target = remote_target
         self.local_contact = local_contact
         self.secure = secure
         self.transport = transport
@@ -166,8 +171,34 @@ class Dialog(RefCounted):
 
     @property
     def id(self) -> DialogId:
-        """(Call-ID, local tag, remote tag)."""
-        return self.call_id, self.local_tag, self.remote_tag
+        """(Call-ID, local tag, remote tag): one tuple, shared by every table keyed by it."""
+        dialog_id = self._id
+        if dialog_id is None or dialog_id[2] != self.remote_tag:
+            dialog_id = self._id = (self.call_id, self.local_tag, self.remote_tag)
+        return dialog_id
+
+    @property
+    def local_uri(self) -> NameAddress:
+        """Our URI, with our tag (the From of what we send)."""
+        return parse_name_address(self._local_uri, "From")
+
+    @property
+    def remote_uri(self) -> NameAddress:
+        """The peer's URI, with its tag (the To of what we send)."""
+        return parse_name_address(self._remote_uri, "To")
+
+    @remote_uri.setter
+    def remote_uri(self, value: NameAddress) -> None:
+        self._remote_uri = str(value)
+
+    @property
+    def remote_target(self) -> Uri:
+        """Where in-dialog requests go (the peer's Contact), unless the route set says otherwise."""
+        return parse_uri(self._remote_target)
+
+    @remote_target.setter
+    def remote_target(self, value: Uri) -> None:
+        self._remote_target = str(value)
 
     # -- creation ----------------------------------------------------------------------------
 
@@ -241,17 +272,30 @@ class Dialog(RefCounted):
         self._go(DialogInput.RECV_1XX if response.status_code < 200 else DialogInput.RECV_2XX)
 
     def _take_identity(self, response: Response) -> None:
-        """The remote tag, URI, target and route set a dialog-creating response gives."""
+        """The remote tag, URI, target and route set a dialog-creating response gives.
+
+        A 2xx without a To tag still creates the dialog, with a null remote tag (RFC 3261
+        §12.1.2, for RFC 2543 peers); a 1xx without one creates none.
+        """
         to = response.to
         target = _contact_uri(response)
-        if to is None or to.tag is None:  # the peer's fault: a dialog-creating response has one
+        if to is None or (to.tag is None and response.status_code < 200):
             raise RemoteProtocolError("a dialog-creating response without a To tag", status_code=400)
         if target is None:
             raise RemoteProtocolError("a dialog-creating response without a Contact", status_code=400)
-        self.remote_tag = to.tag
+        self.remote_tag = to.tag or ""
         self.remote_uri = to
         self.route_set = tuple(reversed(response.record_route))
         self.remote_target = target
+
+    def learn_remote_tag(self, tag: str) -> None:
+        """Fill in the null remote tag of a dialog a 2xx without To tag created, from the From
+        tag of the peer's first request in it (as PJSIP accepts). The dialog's id changes:
+        whoever routes by it must re-register it."""
+        if self.remote_tag or self.role is not DialogRole.UAC:
+            raise LocalProtocolError(f"dialog {self.id} has a remote tag already, or is not ours")
+        self.remote_tag = tag
+        self.remote_uri = self.remote_uri.with_tag(tag)
 
     def adopt(self, response: Response) -> None:
         """EARLY -> CONFIRMED with another fork's identity (RFC 3261 §13.2.2.4).
@@ -372,8 +416,8 @@ class Dialog(RefCounted):
             method,
             uri,
             via=via,
-            from_=self.local_uri,
-            to=self.remote_uri,
+            from_=self._local_uri,
+            to=self._remote_uri,
             call_id=self.call_id,
             cseq=CSeq(number, method),
             contact=self.local_contact
@@ -384,9 +428,9 @@ class Dialog(RefCounted):
             content_type=content_type,
         )
 
-    def _request_uri_and_routes(self) -> tuple[Uri, tuple[NameAddress, ...]]:
+    def _request_uri_and_routes(self) -> tuple[Uri | str, tuple[NameAddress, ...]]:
         if not self.route_set:
-            return self.remote_target, ()
+            return self._remote_target, ()
         first = self.route_set[0].uri
         if isinstance(first, SipUri) and first.lr:
             return self.remote_target, self.route_set

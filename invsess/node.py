@@ -4,7 +4,8 @@
 :class:`~invsess.testing.ScriptedPeer` implement it, so the asyncio driver, the simulated and
 loopback networks and the virtual clock drive any of them the same way, as aioquic's adapters
 drive a ``QuicConnection``: feed bytes and the time in (:meth:`Node.receive`), take bytes out
-(:meth:`Node.datagrams_to_send`), keep one timer armed at :meth:`Node.next_deadline` and call
+(:meth:`Node.datagrams_to_send`) and report what could not be sent
+(:meth:`Node.transport_error`), keep one timer armed at :meth:`Node.next_deadline` and call
 :meth:`Node.handle_timers` when it is due, and read what happened with :meth:`Node.next_event`.
 
 A node never reads a clock, sleeps or touches a socket: time is always an argument.
@@ -16,7 +17,7 @@ from typing import Protocol, TypeVar
 
 from invsess.address import Address
 from invsess.memory import LeakReport
-from invsess.transaction.base import Outgoing
+from invsess.transaction.base import TRANSPORT_ERROR, Outgoing
 
 EventT_co = TypeVar("EventT_co", covariant=True)
 
@@ -40,6 +41,13 @@ class Node(Protocol[EventT_co]):
 
     def handle_timers(self, now: float) -> None:
         """Fire everything due at ``now``. A driver may call it early; nothing fires before its time."""
+
+    def transport_error(
+        self, destination: Address, transport: str, now: float, *, reason: str = TRANSPORT_ERROR
+    ) -> None:
+        """A send to ``destination`` failed (the send guard refused it, a host name nothing here
+        resolves, a TCP connection refused or lost): what was talking to it fails now, as if it
+        got a 503 (RFC 3261 §8.1.3.1), instead of waiting for its timers."""
 
     def next_event(self) -> EventT_co | None:
         """The next thing that happened, or None."""

@@ -1,4 +1,10 @@
-"""A pair of endpoints wired in memory, driven in virtual time (h11's ConnectionPair model)."""
+"""Two endpoints for the transaction and endpoint tests, made of the shipped harness.
+
+The plugin's :class:`~invsess.testing.plugin.EndpointFactory` makes them and a
+:class:`~invsess.testing.SimNetwork` (no latency: a message arrives when it is sent) joins them;
+losses are the network's :meth:`~invsess.testing.SimNetwork.drop_if`. :class:`EndpointPair`
+names the two ends (h11's ConnectionPair) and reads the wire in the shape these tests assert on.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,9 @@ from collections.abc import Callable
 
 from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.sip import NameAddress, Request, make_request, parse_uri
+from invsess.testing import LinkProfile, SimNetwork
+from invsess.testing.plugin import EndpointFactory
+from invsess.trace import MessageEvent
 from invsess.transaction import Outgoing, TimerConfig
 
 UAC_ADDR = ("127.0.0.1", 5061)
@@ -13,7 +22,7 @@ UAS_ADDR = ("127.0.0.1", 5062)
 
 
 class EndpointPair:
-    """``uac`` and ``uas`` exchanging bytes through :meth:`pump`, with a drop filter."""
+    """``uac`` and ``uas`` exchanging messages with no delay; ``drop`` loses some of them."""
 
     def __init__(
         self,
@@ -24,19 +33,38 @@ class EndpointPair:
     ) -> None:
         timers = timers or TimerConfig()
         self.transport = transport
-        self.uac = Endpoint(EndpointConfig(seed=1, malloc_debug=True, timers=timers))
-        self.uas = Endpoint(
-            uas_config
+        self.net = SimNetwork(0, default=LinkProfile(latency=0.0))
+        endpoints = EndpointFactory(self.net)
+        self.uac = endpoints(UAC_ADDR, config=EndpointConfig(seed=1, malloc_debug=True, timers=timers),
+                             transports=(transport,))  # fmt: skip
+        self.uas = endpoints(
+            UAS_ADDR,
+            config=uas_config
             or EndpointConfig(
                 seed=2, malloc_debug=True, timers=timers, allow=("INVITE", "OPTIONS", "BYE", "MESSAGE")
-            )
+            ),
+            transports=(transport,),
         )
-        self.uac.add_listener(transport, UAC_ADDR)
-        self.uas.add_listener(transport, UAS_ADDR)
-        self.now = 0.0
-        self.wire: list[tuple[float, str, Outgoing]] = []
         #: Return True to lose a message: (time, direction "uac>uas"/"uas>uac", outgoing).
         self.drop: Callable[[float, str, Outgoing], bool] = lambda *_: False
+        self.net.drop_if(
+            lambda e: self.drop(e.time, _direction(e), Outgoing(e.data, e.destination, e.transport))
+        )
+
+    @property
+    def now(self) -> float:
+        """The network's clock."""
+        return self.net.now
+
+    @now.setter
+    def now(self, when: float) -> None:
+        """Move the clock to ``when`` without firing anything (the next pump happens then)."""
+        self.net.now = when
+
+    @property
+    def wire(self) -> list[tuple[float, str, Outgoing]]:
+        """Every message sent, dropped or not: (time, direction, outgoing)."""
+        return [(e.time, _direction(e), Outgoing(e.data, e.destination, e.transport)) for e in self.net.trace]
 
     def request(
         self, method: str = "INVITE", *, body: bytes = b"", headers=(), call_id: str = "call-1", cseq: int = 1
@@ -55,33 +83,12 @@ class EndpointPair:
         )
 
     def pump(self) -> None:
-        """Deliver everything queued, both ways, until quiet."""
-        moved = True
-        while moved:
-            moved = False
-            for src, dst, name, addr in (
-                (self.uac, self.uas, "uac>uas", UAC_ADDR),
-                (self.uas, self.uac, "uas>uac", UAS_ADDR),
-            ):
-                for out in src.datagrams_to_send():
-                    moved = True
-                    self.wire.append((self.now, name, out))
-                    if not self.drop(self.now, name, out):
-                        dst.receive(out.data, addr, out.transport, self.now)
+        """Deliver everything queued, both ways, until quiet (the clock does not move)."""
+        self.net.run_until(self.net.now)
 
     def advance(self, to: float) -> None:
-        """Run both endpoints' timers in order up to ``to``, pumping after each."""
-        while True:
-            deadlines = [
-                d for d in (self.uac.next_deadline(), self.uas.next_deadline()) if d is not None and d <= to
-            ]
-            if not deadlines:
-                break
-            self.now = min(deadlines)
-            self.uac.handle_timers(self.now)
-            self.uas.handle_timers(self.now)
-            self.pump()
-        self.now = to
+        """Run both endpoints' timers and the deliveries they cause, in order, up to ``to``."""
+        self.net.run_until(to)
 
     def sent(self, direction: str, first_line: bytes) -> list[float]:
         """Times at which messages starting with ``first_line`` went ``direction``."""
@@ -109,3 +116,7 @@ class EndpointPair:
                 detail = event.request.method
             out.append((type(event).__name__, detail))
         return out
+
+
+def _direction(event: MessageEvent) -> str:
+    return "uac>uas" if event.source == UAC_ADDR else "uas>uac"

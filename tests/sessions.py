@@ -1,21 +1,28 @@
-"""Alice and Bob as two SessionLayers on one simulated network, for the session tests."""
+"""Alice and Bob for the session tests, made of the shipped harness.
+
+Everything here is the plugin's: the network (simulated, or real loopback sockets with
+``--sip-network=loopback``), the user agents (:class:`~invsess.testing.plugin.UserAgentFactory`)
+and the event loop (:class:`~invsess.testing.CallDriver`). :class:`World` only names two agents
+and keeps a log of their events in the shape the session tests read; :func:`layer_at` and
+:func:`finish` are the same factory and driver for tests that script the other side.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import (
     IncomingCall,
     InviteSession,
     MediaUpdated,
+    SessionEvent,
     SessionLayer,
     SessionStateChanged,
-    option_tags,
 )
 from invsess.sdp import SessionDescription, parse_sdp
-from invsess.testing import LinkProfile, SimNetwork
+from invsess.testing import CallDriver, LinkProfile, SimNetwork
 from invsess.testing.loopback import LoopbackNetwork
+from invsess.testing.plugin import UserAgentFactory
 from invsess.transaction import TimerConfig
 
 #: "sim" or "loopback": set from the plugin's --sip-network switch by conftest.py.
@@ -31,6 +38,7 @@ ALICE_SDP = parse_sdp(
 BOB_SDP = parse_sdp(
     "v=0\r\no=bob 1 1 IN IP4 127.0.0.2\r\ns=-\r\nc=IN IP4 127.0.0.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
 )
+DEFAULT_ALLOW = ("INVITE", "BYE", "UPDATE", "PRACK")
 
 
 def agreed_direction(session: InviteSession) -> str:
@@ -40,8 +48,17 @@ def agreed_direction(session: InviteSession) -> str:
     return local.media[0].direction
 
 
+def network(seed: int, profile: LinkProfile | None = None) -> SimNetwork:
+    """The network of the plugin's switch: simulated, or real loopback sockets (closed by conftest)."""
+    if NETWORK == "loopback":
+        net = LoopbackNetwork(seed, default=profile or LinkProfile())
+        OPEN.append(net)
+        return net
+    return SimNetwork(seed, default=profile or LinkProfile())
+
+
 class World:
-    """Alice and Bob, each a SessionLayer, on one simulated network."""
+    """Alice and Bob, user agents of the plugin's factory on one network, driven by a CallDriver."""
 
     def __init__(
         self,
@@ -50,64 +67,45 @@ class World:
         *,
         alice: dict[str, Any] | None = None,
         bob: dict[str, Any] | None = None,
-        allow: tuple[str, ...] = ("INVITE", "BYE", "UPDATE", "PRACK"),
+        allow: tuple[str, ...] = DEFAULT_ALLOW,
         bob_allow: tuple[str, ...] | None = None,
     ) -> None:
         """``alice``/``bob``: SessionLayer keyword arguments (``timer=``, ``rel100=``)."""
-        if NETWORK == "loopback":
-            self.net: SimNetwork = LoopbackNetwork(seed, default=profile or LinkProfile())
-            OPEN.append(self.net)
-        else:
-            self.net = SimNetwork(seed, default=profile or LinkProfile())
-        supported = ("100rel", "timer")
+        self.net = network(seed, profile)
         # On the real clock, T1 = 20 ms keeps waits for the transactions' ends (64*T1) short.
         timers = TimerConfig(t1=0.02, t2=0.08, t4=0.1) if NETWORK == "loopback" else TimerConfig()
-        self.alice = SessionLayer(
-            Endpoint(
-                EndpointConfig(seed=seed, malloc_debug=True, allow=allow, supported=supported, timers=timers)
-            ),
-            ALICE_SDP,
-            user="alice",
-            **(alice or {}),
-        )
-        self.bob = SessionLayer(
-            Endpoint(
-                EndpointConfig(
-                    seed=seed + 100,
-                    malloc_debug=True,
-                    allow=bob_allow or allow,
-                    supported=supported,
-                    timers=timers,
-                )
-            ),
-            BOB_SDP,
-            user="bob",
-            **(bob or {}),
-        )
-        self.net.attach(self.alice, A)  # type: ignore[arg-type]
-        self.net.attach(self.bob, B)  # type: ignore[arg-type]
+        agents = UserAgentFactory(self.net)
+        common = {"supported": ("100rel", "timer"), "timers": timers}
+        self.alice = agents(A, sdp=ALICE_SDP, user="alice", seed=seed, allow=allow, **common, **(alice or {}))
+        self.bob = agents(B, sdp=BOB_SDP, user="bob", seed=seed + 100, allow=bob_allow or allow, **common,
+                          **(bob or {}))  # fmt: skip
+        self.driver = CallDriver(self.net, [self.alice, self.bob])
+        self.driver.watch(self._seen)
+        #: (who, kind, detail) per event: ("bob", "state", ("EARLY", None)), ("bob", "incoming",
+        #: session), ("alice", "media", "sendonly").
         self.log: list[tuple[str, str, object]] = []
 
+    def _seen(self, layer: SessionLayer, event: SessionEvent, now: float) -> None:
+        who = "alice" if layer is self.alice else "bob"
+        if isinstance(event, SessionStateChanged):
+            self.log.append((who, "state", (event.new.name, event.cause)))
+        elif isinstance(event, IncomingCall):
+            self.log.append((who, "incoming", event.session))
+        elif isinstance(event, MediaUpdated):
+            media = event.local.media
+            self.log.append((who, "media", media[0].direction if media else None))
+
     def drain(self) -> list[tuple[str, str, object]]:
-        """Every pending event of both sides, read while valid: (who, kind, detail)."""
-        out: list[tuple[str, str, object]] = []
-        for who, layer in (("alice", self.alice), ("bob", self.bob)):
-            while (event := layer.next_event()) is not None:
-                if isinstance(event, SessionStateChanged):
-                    out.append((who, "state", (event.new.name, event.cause)))
-                elif isinstance(event, IncomingCall):
-                    out.append((who, "incoming", event.session))
-                elif isinstance(event, MediaUpdated):
-                    neg = event.session.negotiator
-                    out.append(
-                        (who, "media", neg.active_local.media[0].direction if neg.active_local else None)
-                    )
-        self.log += out
-        return out
+        """Read every pending event of both sides; returns the new log entries."""
+        before = len(self.log)
+        self.driver.pump()
+        return self.log[before:]
 
     def run(self, seconds: float = 0.5) -> list[tuple[str, str, object]]:
-        self.net.run_until(self.net.now + seconds)
-        return self.drain()
+        """Run the network ``seconds`` on, reading events all along; returns the new log entries."""
+        before = len(self.log)
+        self.driver.run(seconds)
+        return self.log[before:]
 
     def states(self, who: str) -> list[str]:
         return [d[0] for w, k, d in self.log if w == who and k == "state"]  # type: ignore[index]
@@ -128,12 +126,7 @@ class World:
         return alice, bob
 
     def settle(self) -> None:
-        self.net.run_until_idle(limit=120)
-        self.drain()
-        self.drain()  # the second pass runs the releases due after the DISCONNECTED events
-        for layer in (self.alice, self.bob):
-            assert layer.sessions == []
-            assert not layer.endpoint.close(), layer.endpoint.leak_report().format()
+        finish(self.net, self.alice, self.bob, limit=120)
 
 
 def layer_at(
@@ -143,24 +136,18 @@ def layer_at(
     seed: int,
     user: str,
     sdp: SessionDescription = ALICE_SDP,
-    allow: tuple[str, ...] = ("INVITE", "BYE", "UPDATE", "PRACK"),
+    allow: tuple[str, ...] = DEFAULT_ALLOW,
     **options: Any,
 ) -> SessionLayer:
-    """One session layer (MALLOC_DEBUG) attached to ``net``; ``options``: timer=, rel100=.
-    The endpoint supports what the layer does."""
-    supported = option_tags(options.get("timer"), options.get("rel100", "off"))
-    config = EndpointConfig(seed=seed, malloc_debug=True, allow=allow, supported=supported)
-    layer = SessionLayer(Endpoint(config), sdp, user=user, **options)
-    net.attach(layer, address)  # type: ignore[arg-type]
-    return layer
+    """One user agent of the plugin's factory on ``net`` (MALLOC_DEBUG; its endpoint supports
+    what the layer does); ``options``: ``timer=``, ``rel100=``, ``keep_forks=`` ..."""
+    return UserAgentFactory(net)(address, sdp=sdp, user=user, seed=seed, allow=allow, **options)
 
 
 def finish(net: SimNetwork, *layers: SessionLayer, limit: float = 200.0) -> None:
-    """Run until idle, read every event (the releases run), and require nothing left or leaked."""
-    net.run_until_idle(limit=limit)
-    for layer in layers:
-        while layer.next_event() is not None:
-            pass
+    """Settle (a CallDriver runs until nothing is pending, reading every event, so the releases
+    run), then require no session left and nothing leaked."""
+    CallDriver(net, layers).settle(limit)
     for layer in layers:
         assert layer.sessions == []
         assert not layer.endpoint.close(), layer.endpoint.leak_report().format()

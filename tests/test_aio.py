@@ -104,7 +104,7 @@ async def test_tcp_connection_refused_ends_the_transaction(pair: tuple[AsyncEndp
     uac.flush()
     event = await uac.next_event(timeout=5)
     assert isinstance(event, TransactionTerminated)
-    assert event.reason == "transport error"
+    assert event.reason.startswith("transport error: tcp connection to 127.0.0.1:9 failed")
 
 
 async def test_send_guard_refuses_off_host_destinations(pair: tuple[AsyncEndpoint, AsyncEndpoint]) -> None:
@@ -219,3 +219,34 @@ def test_listen_spec() -> None:
     for bad in ("sctp:127.0.0.1:5060", "udp:127.0.0.1", "udp:localhost:5060", "udp:[::1]:99999", "udp"):
         with pytest.raises(ValueError):
             ListenSpec.parse(bad)
+
+
+@pytest.mark.parametrize(
+    ("uri", "why"),
+    [
+        ("sip:bob@bob.invalid", "not an IP address"),  # nothing here resolves names
+        ("sip:bob@192.0.2.1:5060", "refusing to send to 192.0.2.1:5060"),  # the send guard
+        ("sip:bob@127.0.0.1:9;transport=tcp", "tcp connection to 127.0.0.1:9 failed"),  # refused
+    ],
+)
+async def test_a_call_whose_invite_cannot_be_sent_ends_at_once(uri: str, why: str) -> None:
+    """The known bug: the asyncio driver told the endpoint, the session layer never heard of
+    it, and the call stayed CALLING for ever. Now it ends at once with 503 (RFC 3261 §8.1.3.1)
+    and releases everything."""
+    from invsess.aio import UserAgent
+    from invsess.inv import InviteState
+
+    from .sessions import ALICE_SDP
+
+    config = EndpointConfig(malloc_debug=True, timers=FAST, allow=("INVITE", "BYE"))
+    agent = await UserAgent.create(
+        ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"], sdp=ALICE_SDP, config=config, guard=SendGuard.loopback_only()
+    )
+    call = await agent.call(uri)
+    await call.wait_for(InviteState.DISCONNECTED, timeout=2.0)  # not Timer B's 64*T1
+    assert call.cause == 503
+    assert call.session.cause_text.startswith("transport error") and why in call.session.cause_text
+    assert call.history[0] is InviteState.CALLING  # and no EARLY, no ringing: nothing was sent
+    await call.close()
+    assert agent.endpoint.transactions() == []
+    assert not await agent.close(timeout=1.0)

@@ -35,8 +35,8 @@ def run_calls(calls: int, seed: int) -> tuple[dict[str, int], str]:
         BOB_SDP,
         user="bob",
     )
-    net.attach(alice, A)  # type: ignore[arg-type]
-    net.attach(bob, B)  # type: ignore[arg-type]
+    net.attach(alice, A)
+    net.attach(bob, B)
     outcome: dict[str, int] = {}
     ended: dict[str, tuple[list[str], int | None]] = {}  # by Call-ID: ids are reused after a free
     confirmed: set[str] = set()
@@ -120,7 +120,7 @@ def test_a_partition_under_confirmed_calls_with_session_timers() -> None:
             seed=seed, malloc_debug=True, allow=("INVITE", "BYE", "UPDATE"), supported=("timer",)
         )
         layers[name] = SessionLayer(Endpoint(config), sdp, user=name, timer=TimerSettings(session_expires=90))
-        net.attach(layers[name], addr)  # type: ignore[arg-type]
+        net.attach(layers[name], addr)
     alice, bob = layers["alice"], layers["bob"]
     deadlines: dict[str, float] = {}
     ended: dict[str, tuple[float, int | None]] = {}

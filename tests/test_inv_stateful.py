@@ -57,8 +57,8 @@ class Calls(RuleBasedStateMachine):
             user="bob",
             **layer_options,
         )
-        self.net.attach(self.alice, A)  # type: ignore[arg-type]
-        self.net.attach(self.bob, B)  # type: ignore[arg-type]
+        self.net.attach(self.alice, A)
+        self.net.attach(self.bob, B)
         self.held: list[tuple[SessionLayer, InviteSession]] = []
         self.ended: set[int] = set()
 

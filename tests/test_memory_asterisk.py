@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from invsess.demo import make_call, run_demo
-from invsess.memory import PoolFactory, UseAfterFreeError
+from invsess.memory import DanglingReferenceError, PoolFactory, UseAfterFreeError
 
 
 def release_dialog(dialog):
@@ -36,7 +36,13 @@ def wrong_order_report() -> str:
     factory = PoolFactory(malloc_debug=True)
     dialog, session = make_call(factory, "c2")
     session.disconnect()
-    release_dialog(dialog)
+    with pytest.raises(DanglingReferenceError) as released:
+        release_dialog(dialog)  # the session in the pool is still referenced by "app"
+    dangling = released.value.report
+    assert dangling.type_name == "DemoSession"
+    assert [(h.owner, h.count) for h in dangling.holders] == [("app", 1)]
+    assert dangling.holders[0].taken_at[0].function == "make_call"
+    assert any(f.function == "release_dialog" for f in dangling.released.stack)
     with pytest.raises(UseAfterFreeError) as info:
         release_session(session)
     report = info.value.report
@@ -48,7 +54,7 @@ def wrong_order_report() -> str:
     assert any(f.function == "release_dialog" for f in report.freed.stack)
     assert report.allocated_at[0].function == "make_call"
     assert report.context == {"call_id": "c2", "state": "DISCONNECTED"}
-    return report.format()
+    return dangling.format() + "\n" + report.format()
 
 
 def test_wrong_order_fails_at_first_touch_deterministically() -> None:
@@ -69,6 +75,15 @@ def test_wrong_order_in_normal_mode_runs_on_stale_memory() -> None:
     release_dialog(dialog)
     release_session(session)  # "works", like C on a caching pool: that is the danger
     assert factory.statistics().used_size == 0
+    # ... but the leak report says what happened at the release, as a warning.
+    report = factory.leak_report()
+    assert report and not report.entries
+    line = release_dialog.__code__.co_firstlineno + 1
+    assert report.format().splitlines() == [
+        "0 leaked blocks",
+        f"warning: pool 'dlg-c3' was released at tests/test_memory_asterisk.py:{line} in release_dialog while "
+        "DemoSession block #2 was still referenced by 'app' x1 (dialog session count 1 -> 0 (dec_ref by 'app'))",
+    ]
 
 
 def test_demo_prints_both_scenarios() -> None:

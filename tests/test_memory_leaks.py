@@ -81,3 +81,37 @@ def test_snapshot_diff_shows_growth_per_site() -> None:
     other.release()
     assert [d.count_diff for d in factory.snapshot().compare_to(after)] == [-1]
     assert after.statistics.used_size > before.statistics.used_size
+
+
+def test_snapshot_diff_formats_like_a_leak_report() -> None:
+    factory = PoolFactory()
+    pool = factory.create_pool("p")
+    before = factory.snapshot()
+    leak_messages(pool, 2)
+    held = pool.alloc(Held)
+    diff = factory.snapshot().compare_to(before)
+    assert len(diff) == 2 and diff  # a sequence of SiteDiff, truthy when something changed
+    assert [d.type_name for d in diff] == ["Msg", "Held"]
+    lines = diff.format().splitlines()
+    assert (
+        lines[0]
+        == f"used_size 0 -> {diff.after.used_size} (+{diff.after.used_size} bytes, +3 blocks) at 2 sites"
+    )
+    assert lines[1].startswith("  tests/test_memory_leaks.py:") and "in leak_messages: Msg" in lines[1]
+    assert "(+2)" in lines[1]
+    assert diff.format(limit=1).splitlines()[-1] == "  ... 1 more sites"
+    assert str(diff) == diff.format()
+    assert not factory.snapshot().compare_to(factory.snapshot())
+    del held
+
+
+def test_library_frames_print_from_the_package_wherever_it_lives(tmp_path, monkeypatch) -> None:
+    import invsess
+    from invsess.memory.report import Frame
+
+    package_file = invsess.__file__
+    monkeypatch.chdir(tmp_path)  # a working directory the library is not under
+    assert str(Frame(package_file, 3, "f")) == "invsess/__init__.py:3 in f"
+    outside = tmp_path / "app.py"
+    assert str(Frame(str(outside), 7, "main")) == "app.py:7 in main"
+    assert str(Frame("/elsewhere/lib.py", 1, "g")) == "/elsewhere/lib.py:1 in g"

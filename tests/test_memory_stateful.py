@@ -1,10 +1,13 @@
 """Random pool/alloc/ref/release sequences against a model of what must happen.
 
 Correct orders leak nothing and raise nothing; every use-after-free and double free is raised at
-the first bad touch, never later, and never falsely.
+the first bad touch, never later, and never falsely; a pool released while an object in it is
+still referenced raises DanglingReferenceError at that release (after completing it), and only then.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import attrs
 import pytest
@@ -13,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
 
 from invsess.memory import (
+    DanglingReferenceError,
     DoubleFreeError,
     Pool,
     PoolExhaustedError,
@@ -43,6 +47,18 @@ class PoolModel:
     pool: Pool
     released: bool = False
     objs: list[ObjModel] = attrs.field(factory=list)
+
+    def still_referenced(self) -> bool:
+        """Would releasing this pool now leave an object in it referenced?"""
+        return any(sum(om.refs.values()) for om in self.objs)
+
+
+def releasing(pm: PoolModel):
+    """The context an action that releases ``pm`` runs in: it raises DanglingReferenceError
+    exactly when an object of the pool is still referenced (decided before the action)."""
+    if pm.still_referenced():
+        return pytest.raises(DanglingReferenceError)
+    return contextlib.nullcontext()
 
 
 @attrs.define(eq=False)
@@ -112,8 +128,9 @@ class MemoryMachine(RuleBasedStateMachine):
             with pytest.raises(expected):
                 om.obj.dec_ref(owner)
             return
-        om.obj.dec_ref(owner)
         om.refs[owner] -= 1
+        with releasing(om.pool) if total == 1 and om.owns_pool else contextlib.nullcontext():
+            om.obj.dec_ref(owner)
         if total == 1:
             om.destroyed = True
             if om.owns_pool:
@@ -127,7 +144,8 @@ class MemoryMachine(RuleBasedStateMachine):
             with pytest.raises(DoubleFreeError):
                 pm.pool.release()
         else:
-            pm.pool.release("test")
+            with releasing(pm):
+                pm.pool.release("test")
             pm.released = True
 
     @rule(om=objs)
@@ -142,14 +160,17 @@ class MemoryMachine(RuleBasedStateMachine):
 
     @rule(om=consumes(objs))
     def correct_teardown_of_one(self, om: ObjModel) -> None:
-        """Drop every reference in a correct order: never raises."""
+        """Drop every reference of one object: raises only if that releases its pool while
+        another object in it is still referenced."""
         if om.obj is None or om.pool.released:
             return
         for owner, n in list(om.refs.items()):
             for _ in range(n):
-                om.obj.dec_ref(owner)
                 om.refs[owner] -= 1
-                if sum(om.refs.values()) == 0:
+                last = sum(om.refs.values()) == 0
+                with releasing(om.pool) if last and om.owns_pool else contextlib.nullcontext():
+                    om.obj.dec_ref(owner)
+                if last:
                     om.destroyed = True
                     if om.owns_pool:
                         om.pool.released = True
@@ -164,7 +185,9 @@ class MemoryMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         for pm in self.all_pools:
             if not pm.released:
-                pm.pool.release("teardown")
+                with releasing(pm):
+                    pm.pool.release("teardown")
+                pm.released = True
         assert not self.factory.leak_report()
         stats = self.factory.statistics()
         assert (stats.used_size, stats.real_used_size, stats.fragments) == (0, 0, 0)

@@ -269,3 +269,91 @@ async def test_pjsip_session_timers_and_100rel_both_ways() -> None:
     TCP, all four at once (one 45-second wait for all)."""
     await asyncio.gather(*(flow(t) for flow in (_we_call_pjsip_and_refresh, _pjsip_calls_us_and_refreshes)
                            for t in ("udp", "tcp")))  # fmt: skip
+
+
+# -- #12: what PJSIP shows of the offer/answer edge cases and of the command line ------------------
+
+
+@pytest.mark.skipif(not HAVE_PJSUA2, reason="pjsua2-python is not installed (.ci/run installs it)")
+async def test_sdp_in_pjsips_unreliable_183_is_the_answer() -> None:
+    """PJSIP rings with an unreliable 183 carrying its SDP, then answers 200 with it again: the
+    183's SDP is the answer (early media), the 200's is not negotiated a second time."""
+    trace = Trace()
+    ua = await agent_for_pjsip("udp", trace=trace)
+    proc = await asyncio.create_subprocess_exec(
+        *pjsip("uas", "udp", "--ring", "183", "--ring-for", "0.5"), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    call = await ua.call(f"sip:pjsip@127.0.0.1:{await pjsip_port(proc)}")
+    await call.wait_for(InviteState.EARLY, timeout=20)
+    early = call.media
+    assert early is not None  # agreed at the 183: early media without 100rel
+    ringing = next(m for m in trace.messages() if m.first_line.startswith("SIP/2.0 183"))
+    assert b"application/sdp" in ringing.data and b"RSeq" not in ringing.data
+    await call.wait_for(InviteState.CONFIRMED, timeout=20)
+    ok = next(m for m in trace.messages() if m.first_line.startswith("SIP/2.0 200") and b"INVITE" in m.data)
+    assert b"application/sdp" in ok.data  # PJSIP repeats it ...
+    await asyncio.sleep(0.2)
+    assert call.media is early  # ... and it is not taken again
+    await call.hangup()
+    out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode(errors="replace")
+    assert "STATE DISCONNECTED 200" in out, out
+    await call.close()
+    assert not await ua.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.skipif(not HAVE_PJSUA2, reason="pjsua2-python is not installed (.ci/run installs it)")
+async def test_pjsip_calls_invsess_answer_which_reinvites_takes_info_and_hangs_up(tmp_path: Path) -> None:
+    """`invsess answer --allow info --reinvite-after --hangup-after` with PJSIP calling: PJSIP's
+    DTMF by SIP INFO gets 200, our re-INVITE is answered, our BYE ends the call."""
+    port, trace_file = _free_port(), tmp_path / "answer.jsonl"
+    answer = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "invsess.cli", "answer", "--listen", f"udp:127.0.0.1:{port}", "--allow", "info",
+        "--reinvite-after", "0.5", "--hangup-after", "2", "--calls", "1", "--trace", str(trace_file),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert answer.stderr is not None
+    assert "listening on udp" in (await asyncio.wait_for(answer.stderr.readline(), 20)).decode()
+    caller = await asyncio.create_subprocess_exec(
+        *pjsip("uac", f"sip:bob@127.0.0.1:{port}", "udp", "--dtmf-info", "--hangup-after", "20"), cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out = (await asyncio.wait_for(caller.communicate(), 40))[0].decode(errors="replace")
+    _, err = await asyncio.wait_for(answer.communicate(), 20)
+    report = err.decode(errors="replace")
+    assert "DTMF-INFO sent" in out and "STATE DISCONNECTED 200" in out, out
+    assert answer.returncode == 0, report
+    assert "calls ended: 1 (cause 200 x1)" in report and "BYE sent x1, re-INVITE done x1" in report, report
+    trace = Trace.read(trace_file)
+    info = [m for m in trace.messages() if m.first_line.startswith("INFO ")]
+    assert info and b"application/dtmf-relay" in info[0].data
+    assert any(m.first_line.startswith("SIP/2.0 200") and b" INFO\r\n" in m.data for m in trace.messages())
+    assert any(m.first_line.startswith("BYE ") and m.source == ("127.0.0.1", port) for m in trace.messages())
+
+
+@pytest.mark.skipif(not HAVE_PJSUA2, reason="pjsua2-python is not installed (.ci/run installs it)")
+async def test_invsess_call_updates_and_reinvites_pjsip() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *pjsip("uas", "udp"), cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    port = await pjsip_port(proc)
+    placed = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "invsess.cli", "call", f"sip:pjsip@127.0.0.1:{port}", "--hold", "2",
+        "--update-after", "0.3", "--reinvite-after", "1", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(placed.communicate(), 40)
+    summary = stdout.decode()
+    assert placed.returncode == 0, summary + stderr.decode()
+    assert "1 calls: 1 succeeded, 0 failed" in summary
+    assert "in-call requests: UPDATE done x1, re-INVITE done x1" in summary, summary
+    out = (await asyncio.wait_for(proc.communicate(), 30))[0].decode(errors="replace")
+    assert "STATE DISCONNECTED 200" in out, out

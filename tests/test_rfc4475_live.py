@@ -1,15 +1,18 @@
 """RFC 4475 over real UDP to a live endpoint: every ``outcome`` of expected.tsv holds.
 
 Answers go where RFC 3261 §18.2.2 sends them: ``received`` is the loopback source and the port
-comes from the Via (5060 by default, 5050 for quotbal), or from ``rport``. So the test listens on
-127.0.0.1:5060 and :5050 and sends from :5060. The send guard allows loopback only: the corpus
-names 192.0.2.x and 255.255.255.255, and nothing may ever go there.
+comes from the Via (5060 by default, 5050 for quotbal), or from ``rport``. So the test listens
+on ports 5060 and 5050 of a random address of 127.0.0.0/8 (another one if either is taken) and
+sends from its :5060; whatever else arrives there (another SIP process's traffic) is ignored.
+The send guard allows loopback only: the corpus names 192.0.2.x and 255.255.255.255, and
+nothing may ever go there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import re
 import socket
 import subprocess
@@ -20,29 +23,35 @@ import pytest
 
 from invsess.aio import AsyncEndpoint, SendGuard
 from invsess.endpoint import CancelReceived, Endpoint, EndpointConfig
-from invsess.sip import Response, make_response, parse_message
+from invsess.sip import ParseError, Response, make_response, parse_message
 from invsess.transaction import RequestReceived, TimerConfig
 
 from .conftest import RFC4475, rfc4475_rows
 
 ROWS = rfc4475_rows()
 ALLOW = ("INVITE", "OPTIONS", "BYE")
+#: How long an expected answer may take on a busy machine (an answer is normally in ~1 ms).
+PATIENCE = 5.0
 
 
 def receivers() -> tuple[socket.socket, socket.socket]:
-    socks: list[socket.socket] = []
-    for port in (5060, 5050):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    """Sockets on ports 5060 and 5050 of one random loopback address (no fixed address needed)."""
+    rng = random.Random()
+    for _ in range(50):
+        host = f"127.{rng.randint(1, 254)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
+        socks: list[socket.socket] = []
         try:
-            s.bind(("127.0.0.1", port))
+            for port in (5060, 5050):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind((host, port))
+                s.setblocking(False)
         except OSError:
             for t in socks:
                 t.close()
-            s.close()
-            pytest.skip(f"127.0.0.1:{port} is taken on this machine")
-        s.setblocking(False)
-        socks.append(s)
-    return socks[0], socks[1]
+            continue
+        return socks[0], socks[1]
+    pytest.fail("no loopback address had ports 5060 and 5050 free")
 
 
 def call_id_of(data: bytes) -> str | None:
@@ -50,19 +59,27 @@ def call_id_of(data: bytes) -> str | None:
     return match.group(1).decode("utf-8", "surrogateescape") if match else None
 
 
-def collect(socks: tuple[socket.socket, ...], quiet: float, call_id: str | None) -> list[Response]:
-    """The answers to the message with ``call_id`` (earlier calls' retransmissions are ignored)."""
+def collect(
+    socks: tuple[socket.socket, ...], call_id: str | None, *, wanted: bool, quiet: float
+) -> list[Response]:
+    """The answers to the message with ``call_id`` (earlier calls' retransmissions are ignored).
+
+    When an answer is ``wanted``, wait for a final one however loaded the machine is (up to
+    :data:`PATIENCE`), then ``quiet`` more for any second one; else ``quiet`` proves there is none.
+    """
     out: list[Response] = []
-    deadline = time.monotonic() + quiet
+    start = time.monotonic()
+    deadline = start + (PATIENCE if wanted else quiet)
     while time.monotonic() < deadline:
         for s in socks:
-            with contextlib.suppress(BlockingIOError):
-                data = s.recv(65535)
-                msg = parse_message(data)
-                assert isinstance(msg, Response)
-                if msg.headers.get("Call-ID") == call_id:
+            with contextlib.suppress(BlockingIOError, ParseError):
+                msg = parse_message(s.recv(65535))
+                # Anything but an answer to this message (some other process sending here) is
+                # not ours to judge.
+                if isinstance(msg, Response) and msg.headers.get("Call-ID") == call_id:
                     out.append(msg)
-                    deadline = time.monotonic() + quiet
+                    if msg.status_code >= 200:
+                        deadline = time.monotonic() + quiet
         time.sleep(0.005)
     return out
 
@@ -98,7 +115,9 @@ def run_corpus(target: tuple[str, int], quiet: float) -> None:
         for row in ROWS:
             data = (RFC4475 / row["file"]).read_bytes()
             rx5060.sendto(data, target)
-            check(row["outcome"], collect((rx5060, rx5050), quiet, call_id_of(data)), row["file"])
+            wanted = not row["outcome"].startswith("drop")
+            answers = collect((rx5060, rx5050), call_id_of(data), wanted=wanted, quiet=quiet)
+            check(row["outcome"], answers, row["file"])
     finally:
         rx5060.close()
         rx5050.close()
@@ -127,7 +146,7 @@ async def test_corpus_against_an_in_process_endpoint() -> None:
     worker = asyncio.get_running_loop().create_task(tu())
     try:
         await asyncio.to_thread(run_corpus, target, 0.15)
-    except BaseException:  # a skip (the ports are taken) or a failure: close what we opened
+    except BaseException:  # a failure: close what we opened
         worker.cancel()
         await aep.close(timeout=1.0)
         raise

@@ -130,7 +130,7 @@ def test_nothing_acceptable_is_488_and_the_session_stays() -> None:
     with pytest.raises(SdpNegotiationError):
         bob2.create_answer()
     assert bob2.state is NegotiatorState.DONE
-    assert bob2.active_local is agreed
+    assert bob2.active_local == agreed
 
 
 def test_answers_that_break_the_rules() -> None:
@@ -160,7 +160,7 @@ def test_cancelled_offer_returns_to_the_agreed_session() -> None:
     alice.create_offer()  # re-INVITE ... answered 491
     alice.cancel_offer()
     assert alice.state is NegotiatorState.DONE
-    assert alice.active_local is agreed
+    assert alice.active_local == agreed
 
 
 def test_a_received_offer_can_be_abandoned_too() -> None:
@@ -173,7 +173,7 @@ def test_a_received_offer_can_be_abandoned_too() -> None:
     agreed = bob.active_remote
     bob.receive_offer(ALICE)  # alice.local, the same offer
     bob.cancel_offer()
-    assert bob.state.name == "DONE" and bob.active_remote is agreed  # (mypy narrowed .state above)
+    assert bob.state.name == "DONE" and bob.active_remote == agreed  # (mypy narrowed .state above)
     alice.release()
     bob.release()
 

@@ -13,7 +13,7 @@ from invsess.inv.timer import (
     uac_decide,
     uas_decide,
 )
-from invsess.memory import UseAfterFreeError
+from invsess.memory import DanglingReferenceError, UseAfterFreeError
 from invsess.sip import Request, Response, make_response, parse_message
 from invsess.testing import ScriptedPeer, SimNetwork
 
@@ -225,7 +225,7 @@ def test_glare_between_two_refreshes_is_resolved_by_491_and_retry() -> None:
     w.drain()
     w.bob.reinvite(bob, w.net.now, direction="sendonly")  # crosses Alice's refresh
     alice.timer.refresh_at = w.net.now  # Alice refreshes with a re-INVITE now, too
-    alice.peer_allow = ("INVITE",)
+    alice.peer_allow = frozenset({"INVITE"})
     w.run(10.0)
     assert sum(1 for e in w.net.trace if e.first_line.startswith("SIP/2.0 491")) >= 1
     assert alice.state is InviteState.CONFIRMED and bob.state is InviteState.CONFIRMED
@@ -274,7 +274,8 @@ _BOB_SDP = (
 
 
 @pytest.mark.parametrize(
-    ("code", "ends"), [(500, True), (404, True), (491, False), (503, False), (422, False)]
+    ("code", "ends"),
+    [(500, True), (404, False), (491, False), (503, False), (422, False)],  # 404: again with SDP
 )
 def test_what_a_failed_refresh_does(code: int, ends: bool) -> None:
     net, alice, peer, session, invite = _scripted_call(TimerSettings(session_expires=90))
@@ -342,7 +343,8 @@ def test_the_timer_never_touches_a_session_released_in_the_wrong_order() -> None
     bob.dialog.add_ref("app")
     w.net.partition(A, B)
     w.run(300.0)  # Bob's expiry BYE, its timeout, the release of everything the layer held
-    bob.dialog.dec_ref("app")  # wrong order: the dialog first ...
+    with pytest.raises(DanglingReferenceError):  # caught at the release: the session is still held
+        bob.dialog.dec_ref("app")  # wrong order: the dialog first ...
     with pytest.raises(UseAfterFreeError):
         _ = bob.state  # ... so the session is freed memory now, and says so
     w.run(600.0)  # nothing of the layer's touches it (that would raise inside run)

@@ -29,7 +29,7 @@ def sample_trace(loss: float = 0.0) -> Trace:
     for i in range(3):
         a.send_request(options(a, ("127.0.0.2", 5060), f"t{i}"), ("127.0.0.2", 5060), "udp", net.now)
     net.run_until_idle()
-    trace = Trace.from_network(net)
+    trace = Trace([*net.trace])
     trace.state(0.5, ("127.0.0.2", 5060), "tsx z9hG4bKx", "TRYING", "COMPLETED")
     for endpoint, _ in factory.endpoints:
         assert not endpoint.close()
@@ -129,6 +129,22 @@ def test_cli_ladder(tmp_path: Path) -> None:
 def test_message_event_first_line() -> None:
     event = MessageEvent(0.0, ("a", 1), ("b", 2), "udp", b"BYE sip:x SIP/2.0\r\n\r\n")
     assert event.first_line == "BYE sip:x SIP/2.0"
+
+
+def test_one_call_of_a_trace_timed_from_its_start() -> None:
+    a, b = ("127.0.0.1", 5060), ("127.0.0.2", 5060)
+    trace = Trace()
+    trace.message(10.0, a, b, "udp", b"INVITE sip:x SIP/2.0\r\nCall-ID: one@a\r\n\r\nCall-ID: body@a")
+    trace.message(10.5, a, b, "udp", b"INVITE sip:x SIP/2.0\r\ni:two@a\r\n\r\n")  # compact, no space
+    trace.state(11.0, a, "session", "NULL", "CALLING", "two@a")
+    trace.state(11.5, a, "tsx z9hG4bKx", "TRYING", "COMPLETED")  # no call: in no call's ladder
+    assert trace.call_ids() == ["one@a", "two@a"]
+    two = trace.for_call("two@a").rebased()
+    assert [(e.time, type(e).__name__) for e in two] == [(0.0, "MessageEvent"), (0.5, "StateEvent")]
+    assert Trace.loads(trace.dumps()) == trace  # the state's call_id survives JSON lines
+    assert "call_id" not in trace.events[3].to_json()
+    assert Trace().rebased() == Trace()
+    assert "* session: NULL -> CALLING" in render_text(two)
 
 
 FAILING = """

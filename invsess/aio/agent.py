@@ -329,12 +329,12 @@ class Call:
                 if self.state is InviteState.DISCONNECTED:
                     raise self.failure("before the offer was answered")
                 # Agreed when no request of ours is pending or waiting to retry (after a 491),
-                # and the last MediaUpdated seen is the agreement now active.
+                # and the last MediaUpdated seen is the agreement now in force.
                 if (
                     session.offers.pending is None
                     and session.offers.retry_at is None
                     and self.media is not None
-                    and self.media.local is session.negotiator.active_local
+                    and self.media.generation == session.negotiator.generation
                 ):
                     return
                 await self._changed.wait()
@@ -426,6 +426,7 @@ class UserAgent:
         rel100: Rel100 | str = Rel100.OFF,
         resolver: Resolver | None = None,
         offer_timeout: float = 30.0,
+        lock_codec: bool = False,
     ) -> UserAgent:
         """Open the listeners and start reading events.
 
@@ -434,6 +435,8 @@ class UserAgent:
         reliable provisional responses (see :class:`~invsess.inv.SessionLayer`); without a
         ``config``, the default one is made to match them (PRACK allowed, "timer"/"100rel"
         supported) and serves INFO and MESSAGE too. ``resolver``: see :mod:`invsess.aio.resolver`.
+        ``lock_codec`` re-offers one codec after an answer that kept several (pjsua's option;
+        see :mod:`invsess.inv.lock`).
         """
         if config is None:
             supported = option_tags(timer, rel100)
@@ -442,8 +445,9 @@ class UserAgent:
             config = EndpointConfig(allow=allow, supported=supported, accept=ACCEPT)
         endpoint = Endpoint(config)
         layer = SessionLayer(
-            endpoint, sdp, user=user, timer=timer, rel100=rel100, offer_timeout=offer_timeout
-        )
+            endpoint, sdp, user=user, timer=timer, rel100=rel100, offer_timeout=offer_timeout,
+            lock_codec=lock_codec,
+        )  # fmt: skip
         aio = AsyncEndpoint(
             endpoint, core=layer, guard=guard, trace=trace, server_ssl=server_ssl, client_ssl=client_ssl
         )

@@ -18,13 +18,13 @@ from invsess.address import Address, format_address
 from invsess.aio.guard import SendGuard, SendRefusedError
 from invsess.aio.transport import StreamTransport, UdpTransport
 from invsess.endpoint import AnyEvent, Endpoint
-from invsess.inv import SessionEvent
+from invsess.inv import SessionEvent, SessionStateChanged
 from invsess.logs import get_logger
 from invsess.memory import LeakReport
 from invsess.node import Node
 from invsess.sip.errors import LocalProtocolError
 from invsess.trace import Trace
-from invsess.transaction import Outgoing
+from invsess.transaction import TRANSPORT_ERROR, Outgoing
 
 log = get_logger("invsess.aio")
 
@@ -146,9 +146,11 @@ class AsyncEndpoint:
         self.flush()
 
     def flush(self) -> None:
-        """Send everything the core queued, re-arm the timer, wake event readers."""
-        for item in self.endpoint.datagrams_to_send():
-            self._send(item)
+        """Send everything the core queued, re-arm the timer, wake event readers. A send that
+        fails is reported to the core, which may queue more (a CANCEL, a BYE): sent too."""
+        while items := self.endpoint.datagrams_to_send():
+            for item in items:
+                self._send(item)
         self._arm()
         self._wakeup.set()
 
@@ -174,15 +176,26 @@ class AsyncEndpoint:
                 self._record_sent(item, "refused")
             self.refused += 1
             log.warning("send refused", error=str(exc))
-            self.endpoint.transport_error(item.destination, item.transport)
+            self.core.transport_error(
+                item.destination, item.transport, self.now(), reason=f"{TRANSPORT_ERROR}: {exc}"
+            )
 
     def _record_sent(self, item: Outgoing, fate: str) -> None:
         if self.trace is not None:
             local = self.endpoint.listeners.get(item.transport, ("0.0.0.0", 0))  # noqa: S104 - a label only
             self.trace.message(self.now(), local, item.destination, item.transport, item.data, fate)
 
-    def _connection_failed(self, destination: Address, transport: str) -> None:
-        self.endpoint.transport_error(destination, transport)
+    def _record_state(self, event: SessionStateChanged) -> None:
+        if self.trace is not None:
+            dialog = event.session.dialog
+            where = self.endpoint.listeners.get(dialog.transport, ("0.0.0.0", 0))  # noqa: S104 - a label only
+            self.trace.state(self.now(), where, "session", event.old.name, event.new.name, dialog.call_id)
+
+    def _connection_failed(self, destination: Address, transport: str, error: str = "") -> None:
+        reason = f"{TRANSPORT_ERROR}: {transport} connection to {format_address(destination)} failed"
+        self.core.transport_error(
+            destination, transport, self.now(), reason=f"{reason}: {error}" if error else reason
+        )
         self.flush()
 
     def _arm(self) -> None:
@@ -212,10 +225,13 @@ class AsyncEndpoint:
                 stream.close_idle(self.now())
 
     async def next_event(self, timeout: float | None = None) -> AnyEvent | SessionEvent | None:
-        """The next event from the core (raises TimeoutError after ``timeout``)."""
+        """The next event from the core (raises TimeoutError after ``timeout``). With a trace,
+        a session's change of state is recorded in it as it is read."""
         async with asyncio.timeout(timeout):
             while True:
                 event = self.core.next_event()
+                if isinstance(event, SessionStateChanged) and self.trace is not None:
+                    self._record_state(event)
                 if event is not None:
                     return event
                 self._wakeup.clear()

@@ -127,7 +127,7 @@ class StreamTransport:
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
         idle_timeout: float = 300.0,
-        on_error: Callable[[Address, str], None] | None = None,
+        on_error: Callable[[Address, str, str], None] | None = None,
     ) -> None:
         self._feed = feed
         self.kind = kind
@@ -190,7 +190,7 @@ class StreamTransport:
             if self.connections.get(destination) is conn:
                 del self.connections[destination]
             if self._on_error is not None:
-                self._on_error(destination, self.kind)
+                self._on_error(destination, self.kind, exc.strerror or str(exc))
 
     def close_idle(self, now: float) -> None:
         """Close connections idle for longer than ``idle_timeout``."""

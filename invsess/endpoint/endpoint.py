@@ -44,6 +44,7 @@ from invsess.sip import (
 )
 from invsess.transaction import (
     MAGIC_COOKIE,
+    TRANSPORT_ERROR,
     AckReceived,
     ClientInviteTransaction,
     ClientNonInviteTransaction,
@@ -273,12 +274,17 @@ class Endpoint:
         """Every live transaction."""
         return [*self._server.values(), *self._client.values()]
 
-    def transport_error(self, destination: Address, transport: str) -> None:
-        """A send to ``destination`` failed: end the transactions that were talking to it."""
+    def transport_error(
+        self, destination: Address, transport: str, now: float = 0.0, *, reason: str = TRANSPORT_ERROR
+    ) -> None:
+        """A send to ``destination`` failed (refused by the send guard, a name nothing here
+        resolves, a TCP connection refused or lost): end the transactions talking to it, as RFC
+        3261 §8.1.3.1 says, each with a TransactionTerminated whose reason starts with
+        "transport error" (``reason`` says what failed). ``now`` is the node interface's."""
         for tx in self.transactions():
             peer = tx.response_destination if isinstance(tx, ServerTransaction) else tx.peer
             if peer == destination and tx.transport == transport.lower():
-                tx.transport_error()
+                tx.transport_error(reason)
                 self._touch(tx)
 
     def register_dialog(self, dialog_id: tuple[str, str, str]) -> None:
@@ -288,6 +294,12 @@ class Endpoint:
     def unregister_dialog(self, dialog_id: tuple[str, str, str]) -> None:
         """In-dialog requests for this dialog get 481 again."""
         self._dialogs.discard(dialog_id)
+
+    def _knows_dialog(self, call_id: str, local_tag: str, remote_tag: str) -> bool:
+        """A registered dialog; or one whose 2xx came without To tag (RFC 3261 §12.1.2): its
+        null remote tag is filled in by the peer's first request, so any From tag may do."""
+        dialogs = self._dialogs
+        return (call_id, local_tag, remote_tag) in dialogs or (call_id, local_tag, "") in dialogs
 
     def leak_report(self) -> LeakReport:
         """Pools still alive (transactions, undelivered events): empty once idle."""
@@ -420,6 +432,15 @@ class Endpoint:
             return
         key = self._server_key(request, "INVITE" if method == "INVITE" else method)
         existing = self._server.get(key)
+        if existing is not None and _cseq_number(existing.request) != _cseq_number(request):
+            # The branch of a transaction we have, another CSeq: not a retransmission but a
+            # broken new request (a re-INVITE re-using its INVITE's Via branch). Absorbing it
+            # would leave it unanswered for ever; PJSIP answers 400 (sip_transaction.c).
+            self.stats["branch reused with another CSeq"] += 1
+            warning = ("Warning", '399 invsess "Retransmission with different CSeq"')
+            response = make_response(request, 400, to_tag=self.new_tag(), headers=[warning])
+            self._stateless(request, response, source, transport)
+            return
         if existing is not None:
             existing.receive_request(request, source, now)
             self._touch(existing)
@@ -461,7 +482,7 @@ class Endpoint:
             return 501, None, [("Allow", cfg.allow_header)]
         if method not in cfg.allow:
             return 405, None, [("Allow", cfg.allow_header)]
-        if to_tag is not None and (request.call_id or "", to_tag, from_tag or "") not in self._dialogs:
+        if to_tag is not None and not self._knows_dialog(request.call_id or "", to_tag, from_tag or ""):
             return 481, None, []  # an in-dialog request for a dialog we do not have
         if len(self._server) + len(self._client) >= cfg.max_transactions:
             return 503, None, [("Retry-After", str(cfg.retry_after))]
@@ -570,6 +591,10 @@ def _merge_key(request: Request) -> MergeKey:
     from_tag = request.from_.tag if request.from_ else None
     cseq = request.cseq.number if request.cseq else 0
     return from_tag, request.call_id, cseq, request.method
+
+
+def _cseq_number(request: Request) -> int | None:
+    return request.cseq.number if request.cseq is not None else None
 
 
 def _accepts_any(request: Request, ours: tuple[str, ...]) -> bool:

@@ -17,7 +17,7 @@ import enum
 import heapq
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -33,6 +33,23 @@ from invsess.sip import NameAddress, parse_uri
 if TYPE_CHECKING:
     from invsess.inv.session import InviteSession
     from invsess.transaction import Transaction
+
+
+#: Distinct Allow sets kept for sharing (a peer cannot make the table grow past this).
+_MAX_INTERNED = 256
+_interned: dict[frozenset[str], frozenset[str]] = {}
+
+
+def methods_of(allow: Iterable[str]) -> frozenset[str]:
+    """A peer's Allow as a set of method names, shared between the sessions that see the same one
+    (almost every peer sends the same list in every call)."""
+    methods = frozenset(m.upper() for m in allow)
+    shared = _interned.get(methods)
+    if shared is not None:
+        return shared
+    if len(_interned) < _MAX_INTERNED:
+        _interned[methods] = methods
+    return methods
 
 
 class Purpose(enum.Enum):
@@ -186,4 +203,4 @@ class SessionContext:
         return contact
 
 
-__all__ = ["Purpose", "Route", "SessionContext", "SessionHandle"]
+__all__ = ["Purpose", "Route", "SessionContext", "SessionHandle", "methods_of"]

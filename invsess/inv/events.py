@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from invsess.inv.states import InviteState
-from invsess.sdp import SessionDescription
+from invsess.sdp import SessionDescription, parse_sdp
 from invsess.sip import Request, Response, parse_message
 from invsess.transaction import RequestReceived
 
@@ -148,11 +148,28 @@ class ForkedCall:
 
 @attrs.frozen
 class MediaUpdated:
-    """An offer/answer exchange completed; ``local`` and ``remote`` are the SDPs agreed then."""
+    """An offer/answer exchange completed: ``local`` and ``remote`` are the SDPs agreed then.
+
+    The event carries the agreed SDPs as bytes (``local_sdp``, ``remote_sdp``, as sent and
+    received) and parses them when ``local`` or ``remote`` is read. ``generation`` counts the
+    session's negotiations: it equals ``session.negotiator.generation`` while this agreement is
+    the one in force.
+    """
 
     session: InviteSession
-    local: SessionDescription
-    remote: SessionDescription
+    local_sdp: bytes
+    remote_sdp: bytes
+    generation: int
+
+    @property
+    def local(self) -> SessionDescription:
+        """Our side of the agreement."""
+        return parse_sdp(self.local_sdp)
+
+    @property
+    def remote(self) -> SessionDescription:
+        """The peer's side of the agreement."""
+        return parse_sdp(self.remote_sdp)
 
 
 SessionEvent = (

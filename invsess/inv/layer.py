@@ -11,8 +11,9 @@ asyncio driver, the simulated and loopback networks and the virtual clock run it
 application calls :meth:`invite`, :meth:`answer`, :meth:`hangup`, :meth:`reinvite` and
 :meth:`update`, and pulls :class:`IncomingCall`, :class:`SessionStateChanged`,
 :class:`MediaUpdated` and :class:`ForkedCall` events with :meth:`next_event` (plus
-``RequestReceived`` for requests outside any dialog other than INVITE, which the application
-answers with ``endpoint.respond``).
+``RequestReceived`` for the requests the endpoint serves that no session handles — outside
+any dialog other than INVITE, or inside one: INFO, MESSAGE ... — which the application answers
+with ``endpoint.respond``).
 
 What it does by itself: the ACK for a 2xx (and again for each retransmitted 2xx); the UAS's 2xx
 retransmission until the ACK, and BYE when the ACK never comes (64*T1); a CANCEL held until a
@@ -30,6 +31,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from invsess.address import Address
+from invsess.dialog import DialogRole
 from invsess.endpoint import AnyEvent, CancelReceived, Endpoint
 from invsess.inv.answer import Answer, header_list
 from invsess.inv.context import Purpose, SessionContext
@@ -58,6 +60,7 @@ from invsess.memory import LeakReport
 from invsess.sdp import SessionDescription
 from invsess.sip import LocalProtocolError, RemoteProtocolError, Request, make_response
 from invsess.transaction import (
+    TRANSPORT_ERROR,
     AckReceived,
     Outgoing,
     RequestReceived,
@@ -85,6 +88,7 @@ class SessionLayer:
         timer: TimerSettings | None = None,
         rel100: Rel100 | str = Rel100.OFF,
         keep_forks: bool = False,
+        lock_codec: bool = False,
         offer_timeout: float = 30.0,
     ) -> None:
         """``local_sdp`` is what we offer and answer with (our capabilities); None for a layer
@@ -93,14 +97,20 @@ class SessionLayer:
         ``timer`` turns on session timers (RFC 4028) with those settings; ``rel100`` is
         "off", "supported" (reliable 1xx when the peer supports them too) or "required";
         ``keep_forks`` keeps the 2xx of a second fork as a call of its own (a
-        :class:`ForkedCall` event) instead of ending it with BYE.
+        :class:`ForkedCall` event) instead of ending it with BYE; ``lock_codec`` offers again
+        with one codec when the answer to our offer kept several (pjsua's option).
 
         The endpoint must be configured to match, or requests using these extensions would be
         turned away before reaching us: ``supported`` must list "timer" and "100rel", ``allow``
         must list PRACK. A mismatch raises ValueError naming the missing setting.
         """
         settings = LayerSettings(
-            user=user, timer=timer, rel100=Rel100(rel100), keep_forks=keep_forks, offer_timeout=offer_timeout
+            user=user,
+            timer=timer,
+            rel100=Rel100(rel100),
+            keep_forks=keep_forks,
+            lock_codec=lock_codec,
+            offer_timeout=offer_timeout,
         )
         config = endpoint.config
         missing = [f"supported: {tag!r}" for tag in settings.supported if tag not in config.supported]
@@ -140,6 +150,14 @@ class SessionLayer:
     def receive(self, data: bytes, source: Address, transport: str, now: float) -> None:
         """Feed bytes, then run the session logic on what the endpoint made of them."""
         self.endpoint.receive(data, source, transport, now)
+        self._process(now)
+
+    def transport_error(
+        self, destination: Address, transport: str, now: float, *, reason: str = TRANSPORT_ERROR
+    ) -> None:
+        """A send to ``destination`` failed: its transactions end, and the sessions they were
+        for treat it as a 503 (RFC 3261 §8.1.3.1): a call not yet answered ends now."""
+        self.endpoint.transport_error(destination, transport, now, reason=reason)
         self._process(now)
 
     def datagrams_to_send(self) -> list[Outgoing]:
@@ -407,10 +425,23 @@ class SessionLayer:
         if isinstance(event, TransactionTerminated):
             route.dialog.dec_tsx()
 
-    def _session_of(self, request: Request) -> InviteSession | None:
-        to_tag = request.to.tag if request.to else ""
-        from_tag = request.from_.tag if request.from_ else ""
-        handle = self._ctx.dialogs.get((request.call_id or "", to_tag or "", from_tag or ""))
+    def _session_of(self, request: Request, *, learn: bool = False) -> InviteSession | None:
+        """The session of the dialog ``request`` is in. With ``learn``, a request of the peer
+        in a dialog whose 2xx came without a To tag names the remote tag (RFC 3261 §12.1.2)."""
+        ctx = self._ctx
+        call_id = request.call_id or ""
+        to_tag = (request.to.tag if request.to else "") or ""
+        from_tag = (request.from_.tag if request.from_ else "") or ""
+        handle = ctx.dialogs.get((call_id, to_tag, from_tag))
+        if handle is None and learn and from_tag:
+            handle = ctx.dialogs.get((call_id, to_tag, ""))
+            session = handle.session if handle is not None else None
+            if session is None or session.dialog.role is not DialogRole.UAC:
+                return None
+            ctx.unroute_dialog(session)
+            session.dialog.learn_remote_tag(from_tag)
+            ctx.route_dialog(session)
+            session.log.info("remote tag learnt from the peer's request", remote_tag=from_tag)
         return handle.session if handle is not None else None
 
     def _on_request(self, tx: ServerTransaction[Any], request: Request, now: float) -> None:
@@ -425,7 +456,7 @@ class SessionLayer:
                 else:  # MESSAGE, OPTIONS when not auto-answered, ...: the application answers
                     ctx.emit(RequestReceived(tx, request, tx.peer))
                 return
-            session = self._session_of(request)
+            session = self._session_of(request, learn=True)
             if session is None or session.state is InviteState.DISCONNECTED:
                 # A stray BYE for a session that just ended still gets its 200.
                 code = 200 if request.method == "BYE" else 481

@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 from invsess.errors import InternalError
-from invsess.inv.context import Purpose
+from invsess.inv.answers import take_answer
+from invsess.inv.context import Purpose, methods_of
 from invsess.inv.events import OfferKind, OfferReceived, OfferRefused, OfferWithdrawn, SessionRefreshed
+from invsess.inv.lock import lock_codec
 from invsess.inv.states import InviteState, RequestRefusedError, SessionInput
 from invsess.inv.timer import TimerDecision, response_headers
 from invsess.inv.uas import send_2xx
@@ -36,6 +38,7 @@ from invsess.transaction import ClientInviteTransaction, ServerInviteTransaction
 
 if TYPE_CHECKING:
     from invsess.inv.session import InviteSession
+    from invsess.inv.timer import SessionTimer
     from invsess.transaction import ServerTransaction, Transaction
 
 SDP = "application/sdp"
@@ -170,7 +173,7 @@ class OfferExchange:
         session.process(SessionInput.REINVITE, now)
         if session.bye_sent:
             raise LocalProtocolError("the session is ending: a BYE was sent")
-        if self.pending is not None or session.ack_wait.waiting:
+        if self.pending is not None or session.ack_wait is not None:
             raise LocalProtocolError("an INVITE transaction is already in progress in this dialog")
         if self.incoming.waiting or session.negotiator.state is not NegotiatorState.DONE:
             raise LocalProtocolError("an offer of the peer is waiting for our answer")
@@ -209,21 +212,25 @@ class OfferExchange:
         now: float,
         *,
         with_offer: bool,
+        body: SessionDescription | None = None,
         sdp: SessionDescription | None = None,
         extra: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        """A re-INVITE or UPDATE, carrying our session timer (every one of them is a refresh)."""
+        """A re-INVITE or UPDATE, carrying our session timer (every one of them is a refresh);
+        with our offer (``body``, or what our capabilities make; ``sdp``: the application's, as
+        it is) or without; ``extra`` headers (the application's)."""
         ctx = session.ctx
         self.retry_at = None
         self.retry_sdp, self.retry_headers = sdp, extra
-        body = session.negotiator.create_offer(sdp).serialize() if with_offer else b""
+        neg = session.negotiator
+        body_bytes = neg.create_offer(body, sdp=sdp).serialize() if with_offer else b""
         headers: list[tuple[str, object]] = [*extra]
         if session.timer is not None:
             headers += [("Supported", "timer"), *session.timer.request_headers()]
         host, port, transport = session.next_hop()
         request = session.dialog.create_request(
-            method, via=ctx.endpoint.via(transport), headers=headers, body=body,
-            content_type=SDP if body else None,
+            method, via=ctx.endpoint.via(transport), headers=headers, body=body_bytes,
+            content_type=SDP if body_bytes else None,
         )  # fmt: skip
         tx = ctx.endpoint.send_request(request, (host, port), transport, now)
         self.pending = tx
@@ -265,6 +272,7 @@ class OfferExchange:
                 session.send_bye(now)
             elif tx.request.body:
                 session.media_updated()
+                lock_codec(session, now)
             return
         if neg.state is NegotiatorState.LOCAL_OFFER:
             neg.cancel_offer()
@@ -281,6 +289,12 @@ class OfferExchange:
             if code == 503 and response.retry_after is not None:
                 delay = float(response.retry_after.delta)
             self.retry_at, self.retry = now + delay, retry
+        elif refresh and timer is not None and _wants_sdp(timer, tx, code):
+            # A refresh without SDP refused with a 4xx (400 or 488 asking for a body, ...):
+            # once more at once, and from now on, with our current SDP before giving up
+            # (PJSIP's sip_timer.c does the same).
+            timer.with_sdp = True
+            self.retry_at, self.retry = now, Retry.REFRESH
         else:
             if not refresh:
                 session.ctx.emit(OfferRefused(session, code, response.reason))
@@ -288,6 +302,21 @@ class OfferExchange:
                 # The dialog is gone or unreachable, or a session refresh failed (RFC 4028 §10):
                 # BYE, and the session ends now.
                 session.fail(code, now)
+
+    def on_transport_error(self, session: InviteSession, tx: Transaction[Any], now: float) -> None:
+        """Our re-INVITE or UPDATE could not be sent: a 503 (RFC 3261 §8.1.3.1). The offer is
+        void; a session refresh is tried again after the back-off, as after a 503 response."""
+        if self.pending is not tx:
+            return
+        self.pending = None
+        if session.negotiator.state is NegotiatorState.LOCAL_OFFER:
+            session.negotiator.cancel_offer()
+        timer = session.timer
+        if timer is not None and timer.refresh_tx is tx:
+            low, high = (2.1, 4.0) if session.uac is not None else (0.0, 2.0)
+            self.retry_at, self.retry = now + session.ctx.random.uniform(low, high), Retry.REFRESH
+        else:
+            session.ctx.emit(OfferRefused(session, 503, "Service Unavailable"))
 
     def on_timeout(self, session: InviteSession, now: float) -> None:
         """Our re-INVITE or UPDATE got no final response: the dialog is unreachable."""
@@ -340,13 +369,13 @@ class OfferExchange:
             self.incoming.go(IncomingInput.RECEIVE)  # refused: 500 with Retry-After
         if (
             self.pending is not None
-            or session.ack_wait.waiting
+            or session.ack_wait is not None
             or neg.state not in (NegotiatorState.NULL, NegotiatorState.DONE)
         ):
             raise RequestRefusedError("an offer/answer exchange is in progress", 491)
         decision = session.timer.decide(request) if session.timer is not None else None
         if request.allow:
-            session.peer_allow = tuple(m.upper() for m in request.allow)
+            session.peer_allow = methods_of(request.allow)
         if request.body:
             try:
                 neg.receive_offer(parse_sdp(request.body))
@@ -373,7 +402,7 @@ class OfferExchange:
             if request.body:
                 body = neg.create_answer(sdp).serialize()
             else:
-                body = neg.create_offer(sdp).serialize()  # a late offer: the answer comes in the ACK
+                body = neg.create_offer(sdp=sdp).serialize()  # a late offer: the answer comes in the ACK
         except (ParseError, SdpNegotiationError) as exc:
             raise _unusable_offer(exc) from None
         timer_headers = response_headers(decision, request) if decision is not None else []
@@ -566,12 +595,14 @@ class OfferExchange:
 
     @staticmethod
     def answer_in_ack(session: InviteSession, ack: Request) -> bool:
-        """The answer to the offer of our 2xx, in its ACK; False when it is unusable."""
+        """The answer to the offer of our 2xx, in its ACK; False when there is none or it is
+        unusable (the offer is void then: the negotiator is back in its stable state)."""
         neg = session.negotiator
-        try:
-            neg.receive_answer(parse_sdp(ack.body))
-            neg.negotiate()
-        except (ParseError, SdpNegotiationError):
+        if not ack.body:
+            if neg.state is NegotiatorState.LOCAL_OFFER:
+                neg.cancel_offer()
+            return False
+        if not take_answer(session, ack.body):
             return False
         session.media_updated()
         return True
@@ -585,6 +616,15 @@ def _restarted(session: InviteSession, decision: TimerDecision | None, now: floa
     timer.restart(decision, now)
     if decision is not None:
         session.ctx.emit(SessionRefreshed(session, decision.interval))
+
+
+def _wants_sdp(timer: SessionTimer, tx: Transaction[Any], code: int) -> bool:
+    """A 4xx to a refresh without SDP, not about the dialog (408/481) or a retry (491/422):
+    the peer may want a body in it; worth one more try with SDP."""
+    return not tx.request.body and not timer.with_sdp and 400 <= code < 500 and code not in _NOT_ABOUT_SDP
+
+
+_NOT_ABOUT_SDP = frozenset({408, 481, 491, 422})
 
 
 def _unusable_offer(exc: ParseError | SdpNegotiationError) -> RequestRefusedError:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from invsess.inv.answer import Answer
+from invsess.inv.answers import take_answer
 from invsess.inv.context import Purpose
 from invsess.inv.settings import Rel100
 from invsess.inv.states import InviteState, RequestRefusedError, SessionInput
@@ -161,12 +162,13 @@ class ReliableSender:
         neg = session.negotiator
         if not session.early_sdp:
             try:
+                agreed = neg.active_local_bytes
                 if neg.state is NegotiatorState.REMOTE_OFFER:
                     body = neg.create_answer(answer.sdp).serialize()
-                elif neg.state is NegotiatorState.DONE and neg.active_local is not None:
-                    body = neg.active_local.serialize()
+                elif neg.state is NegotiatorState.DONE and agreed is not None:
+                    body = agreed
                 elif neg.state is NegotiatorState.NULL:
-                    body, offer = neg.create_offer(answer.sdp).serialize(), True
+                    body, offer = neg.create_offer(sdp=answer.sdp).serialize(), True
             except SdpNegotiationError as exc:
                 session.log.warning("no SDP for the reliable provisional", error=str(exc))
             session.early_sdp = bool(body)
@@ -288,18 +290,20 @@ class ReliableReceiver:
         body = b""
         neg = session.negotiator
         if leg is session.dialog and response.body and not session.early_sdp:
-            try:
-                if neg.state is NegotiatorState.LOCAL_OFFER:
-                    neg.receive_answer(parse_sdp(response.body))
-                    neg.negotiate()
+            session.early_sdp = True  # the first SDP is the answer (or offer): later ones are not
+            if neg.state is NegotiatorState.LOCAL_OFFER:
+                if take_answer(session, response.body):
                     session.media_updated()
-                elif neg.state is NegotiatorState.NULL:  # we sent no offer: the 1xx offers
+                else:  # unusable: the caller cancels the INVITE (UacInvite, cause 488)
+                    session.cause, session.cause_text = 488, "Not Acceptable Here"
+            elif neg.state is NegotiatorState.NULL:  # we sent no offer: the 1xx offers
+                try:
                     neg.receive_offer(parse_sdp(response.body))
                     body = neg.create_answer().serialize()
                     session.media_updated()
-                session.early_sdp = True
-            except (ParseError, SdpNegotiationError) as exc:
-                session.log.warning("unusable SDP in a reliable 1xx", error=str(exc))
+                except (ParseError, SdpNegotiationError) as exc:
+                    session.log.warning("unusable SDP offer in a reliable 1xx", error=str(exc))
+                    session.cause, session.cause_text = 488, "Not Acceptable Here"
         cseq = tx.request.cseq.number if tx.request.cseq else 1
         host, port, transport = session.next_hop(leg)
         endpoint = session.ctx.endpoint

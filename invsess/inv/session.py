@@ -36,6 +36,7 @@ from invsess.inv.events import (
     SessionStateChanged,
     detached,
 )
+from invsess.inv.lock import lock_codec
 from invsess.inv.offer import OfferExchange
 from invsess.inv.states import (
     TRANSITIONS,
@@ -46,18 +47,23 @@ from invsess.inv.states import (
     SessionInput,
     SessionTableError,
 )
-from invsess.inv.uas import AckWait
 from invsess.logs import get_logger
 from invsess.memory import RefCounted
 from invsess.sdp import NegotiatorState, SdpNegotiator
 from invsess.sip import LocalProtocolError, Request, Response, make_response
-from invsess.transaction import ClientInviteState, ClientInviteTransaction, ServerInviteTransaction, Timer
+from invsess.transaction import (
+    TRANSPORT_ERROR,
+    ClientInviteState,
+    ClientInviteTransaction,
+    ServerInviteTransaction,
+    Timer,
+)
 
 if TYPE_CHECKING:
     from invsess.inv.prack import ReliableReceiver, ReliableSender
     from invsess.inv.timer import SessionTimer
     from invsess.inv.uac import UacInvite
-    from invsess.inv.uas import UasInvite
+    from invsess.inv.uas import AckWait, UasInvite
     from invsess.transaction import Transaction
 
 SDP = "application/sdp"
@@ -103,20 +109,22 @@ class InviteSession(RefCounted):
         self.state = InviteState.NULL
         #: The status code behind the end (200 for a BYE), once the session is ending.
         self.cause: int | None = None
-        self.cause_text = "session ended"  # the text of the Reason header of our BYE
+        #: What ended it, in words: the text of the Reason header of our BYE, or the transport
+        #: failure that ended it.
+        self.cause_text = "session ended"
         #: The INVITE transaction that set the session up (None once it has terminated).
         self.invite_tx: ClientInviteTransaction | ServerInviteTransaction | None = None
         #: Where the INVITE went (or where its responses go): the next hop when the dialog's
         #: is a host name (nothing here resolves names).
         self.peer: Address | None = None
-        self.peer_allow: tuple[str, ...] = ()  # the peer's Allow: may a refresh be an UPDATE?
+        self.peer_allow: frozenset[str] = frozenset()  # the peer's Allow: may a refresh be an UPDATE?
         self.early_sdp = False  # the INVITE's offer/answer went in a reliable 1xx (or its PRACK)
         self.bye_pending = False  # hung up before a BYE may go (a UAS waits for the ACK)
         self.bye_sent = False
         # The parts (None where the role or the layer's settings do not use them).
         self.uac: UacInvite | None = None
         self.uas: UasInvite | None = None
-        self.ack_wait = AckWait()
+        self.ack_wait: AckWait | None = None  # our 2xx, until its ACK
         self.offers = OfferExchange()
         self.timer: SessionTimer | None = None
         self.rel_sender: ReliableSender | None = None  # UAS: this INVITE's 1xx go reliably
@@ -199,7 +207,7 @@ class InviteSession(RefCounted):
     def _end(self, old: InviteState, now: float) -> None:
         """The END effect: nothing of the session may fire after this (PJSIP #2007 logged
         through a freed session on expiry): timers, retransmissions and forks stop now."""
-        self.ack_wait.stop()
+        self.ack_wait = None
         self.offers.retry_at = None
         tx = self.invite_tx
         ringing = isinstance(tx, ClientInviteTransaction) and tx.state is ClientInviteState.PROCEEDING
@@ -248,7 +256,8 @@ class InviteSession(RefCounted):
 
     def handle_timers(self, now: float) -> None:
         """Fire what is due at ``now``, part by part."""
-        self.ack_wait.handle_timer(self, now)
+        if self.ack_wait is not None:
+            self.ack_wait.handle_timer(self, now)
         if self.rel_sender is not None:
             self.rel_sender.handle_timer(self, now)
         self.offers.handle_timer(self, now)
@@ -277,25 +286,33 @@ class InviteSession(RefCounted):
             if self.rel_sender is None:
                 raise RequestRefusedError("no reliable provisional response of ours is waiting", 481)
             self.rel_sender.on_prack(self, tx, request, now)
-        else:  # INFO, MESSAGE, ...: the endpoint let through only methods we allow
+        else:
+            # INFO, MESSAGE, NOTIFY ...: the endpoint let it through (its ``allow`` lists it),
+            # so the application answers it (``SessionLayer.respond``), knowing its session.
             self.process(SessionInput.RECV_REQUEST, now)
             self.ctx.emit(DialogRequestReceived(self, tx, request))
 
     def on_ack(self, ack: Request, now: float) -> None:
         """The ACK of a 2xx of ours (to the INVITE, or to a re-INVITE)."""
-        if not self.ack_wait.acked():
+        if self.ack_wait is None:
             return  # a retransmitted ACK, or one for a 2xx we are not waiting on
+        self.ack_wait = None
         offered = self.negotiator.state is NegotiatorState.LOCAL_OFFER  # our 2xx carried an offer
-        if ack.body and offered and not self.offers.answer_in_ack(self, ack):
-            self.cause = 488  # RFC 3264: an unusable answer ends the session
+        initial = self.state is InviteState.CONNECTING
+        if offered and not self.offers.answer_in_ack(self, ack) and (initial or ack.body):
+            # RFC 3264: an unusable answer ends the session, and so does none at all to the
+            # offer of our 2xx to an INVITE without SDP: there is no session to talk over. A
+            # re-INVITE's offer left unanswered is void: the session goes on as it was.
+            self.cause = 488
             self.send_bye(now)
             return
-        initial = self.state is InviteState.CONNECTING
         if initial and not self.early_sdp:  # else agreed at the reliable 1xx already
             self.media_updated()  # before CONFIRMED: a confirmed call's media are known
         self.process(SessionInput.RECV_ACK, now)
         if self.bye_pending:
             self.send_bye(now)
+        elif offered and ack.body:
+            lock_codec(self, now)  # the ACK answered the offer of our 2xx
 
     def on_response(self, purpose: Purpose, tx: Transaction[Any], response: Response, now: float) -> None:
         """A response to a request of ours, by what that request was for."""
@@ -338,15 +355,27 @@ class InviteSession(RefCounted):
 
     def on_terminated(self, purpose: Purpose, tx: Transaction[Any], now: float) -> None:
         """A transaction of the session is gone; the INVITE's, if it ends a setup that never got
-        a usable final response, ends the session (it must not wait for ever)."""
-        if purpose is Purpose.REQUEST and tx.terminated_reason == "transport error":
-            self.ctx.emit(DialogResponseReceived(self, tx, None))  # it could not be sent
-            return
+        a usable final response, ends the session (it must not wait for ever). One ended by a
+        transport failure counts as a 503 (RFC 3261 §8.1.3.1)."""
+        reason = tx.terminated_reason or ""
+        failed = reason.startswith(TRANSPORT_ERROR) and self.state is not InviteState.DISCONNECTED
+        if failed:
+            self.log.info("transport failure", purpose=purpose.value, reason=reason)
+            if purpose is Purpose.REQUEST:
+                self.ctx.emit(DialogResponseReceived(self, tx, None))  # it could not be sent
+                return
+            self.cause_text = reason
+            if purpose is Purpose.BYE:
+                self.end(SessionInput.BYE_DONE, self.cause or 503, now)
+            elif purpose in (Purpose.REINVITE, Purpose.UPDATE):
+                self.offers.on_transport_error(self, tx, now)
         if tx is not self.invite_tx:
             return
         self.invite_tx = None  # its request and pool are gone: keep only what we still need
         if self.uac is not None:
-            self.uac.invite_terminated(self, now)
+            self.uac.invite_terminated(self, now, 503 if failed else 408)
+        elif failed and self.state in (InviteState.INCOMING, InviteState.EARLY):
+            self.end(SessionInput.REJECT, 503, now)  # our answer cannot reach the caller
 
     # -- the application's calls -------------------------------------------------------------
 
@@ -469,8 +498,9 @@ class InviteSession(RefCounted):
     def media_updated(self) -> None:
         """Tell the application what the last offer/answer agreed (MediaUpdated)."""
         neg = self.negotiator
-        if neg.active_local is not None and neg.active_remote is not None:
-            self.ctx.emit(MediaUpdated(self, neg.active_local, neg.active_remote))
+        local, remote = neg.active_local_bytes, neg.active_remote_bytes
+        if local is not None and remote is not None:
+            self.ctx.emit(MediaUpdated(self, local, remote, neg.generation))
 
 
 __all__ = ["InviteSession"]

@@ -37,16 +37,18 @@ class LayerSettings:
     ``user`` is the user part of our Contact and From. ``timer`` turns on session timers
     (RFC 4028) with those settings; ``rel100`` is "off", "supported" (reliable 1xx when the peer
     supports them too) or "required"; ``keep_forks`` keeps the 2xx of a second fork as a call of
-    its own instead of ending it with BYE. ``offer_timeout`` is how long an offer of the peer
-    that the application answers itself (see ``SessionLayer.defer_offers``) may wait for that
-    answer before it is refused with 504 (an UPDATE's wait is also kept under the peer's
-    Timer F, 64*T1).
+    its own instead of ending it with BYE; ``lock_codec`` offers again with one codec when an
+    answer to our offer kept several (pjsua's ``lock_codec``, :mod:`invsess.inv.lock`).
+    ``offer_timeout`` is how long an offer of the peer that the application answers itself
+    (see ``SessionLayer.defer_offers``) may wait for that answer before it is refused with 504
+    (an UPDATE's wait is also kept under the peer's Timer F, 64*T1).
     """
 
     user: str = "invsess"
     timer: TimerSettings | None = None
     rel100: Rel100 = attrs.field(default=Rel100.OFF, converter=Rel100)
     keep_forks: bool = False
+    lock_codec: bool = False
     offer_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
 
     @property

@@ -155,6 +155,8 @@ class SessionTimer:
     expire_at: float | None = None
     retried_422: int = 0
     refresh_tx: object = None
+    #: Refresh UPDATEs carry our SDP: the peer refused one without (PJSIP's ``with_sdp``).
+    with_sdp: bool = False
 
     def __attrs_post_init__(self) -> None:
         self.interval = self.interval or self.settings.session_expires
@@ -240,14 +242,14 @@ class SessionTimer:
         self.refresh_at = None
         busy = (
             session.offers.busy
-            or session.ack_wait.waiting
+            or session.ack_wait is not None
             or session.negotiator.state is not NegotiatorState.DONE
         )
         if busy or session.state is not InviteState.CONFIRMED or session.bye_sent:
             self.refresh_at = now + DEFER_INTERVAL
             return
         method = "UPDATE" if "UPDATE" in session.peer_allow else "INVITE"
-        session.offers.send(session, method, now, with_offer=method == "INVITE")
+        session.offers.send(session, method, now, with_offer=method == "INVITE" or self.with_sdp)
         self.refresh_tx = session.offers.pending
         session.log.info("session refresh", method=method)
 

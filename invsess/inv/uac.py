@@ -18,8 +18,10 @@ import attrs
 from invsess.address import Address, is_ip, uri_host
 from invsess.dialog import Dialog, DialogState
 from invsess.inv.answer import HeaderList
-from invsess.inv.context import Purpose
+from invsess.inv.answers import take_answer
+from invsess.inv.context import Purpose, methods_of
 from invsess.inv.events import ForkedCall, InviteResponseReceived, detached
+from invsess.inv.lock import lock_codec
 from invsess.inv.prack import ReliableReceiver, is_reliable
 from invsess.inv.settings import Rel100
 from invsess.inv.states import InviteState, SessionInput
@@ -134,6 +136,8 @@ class UacInvite:
     forks: dict[str, Dialog] = attrs.field(factory=dict)
     #: The ACK sent for each other fork's 2xx, by To tag.
     fork_acks: dict[str, SentAck] = attrs.field(factory=dict)
+    #: The To tag ('' for none) of the unreliable 1xx whose SDP answered our offer.
+    early_answer: str | None = None
 
     def send_invite(
         self, session: InviteSession, request: Request, destination: Address, transport: str, now: float
@@ -163,7 +167,7 @@ class UacInvite:
         ):  # retransmitted 2xx are not news
             session.ctx.emit(InviteResponseReceived(session, detached(response)))
         with contextlib.suppress(ParseError):  # an unreadable Allow tells us nothing
-            session.peer_allow = tuple(m.upper() for m in response.allow) or session.peer_allow
+            session.peer_allow = methods_of(response.allow) or session.peer_allow
         if 200 <= code < 300:
             self._on_2xx(session, tx, response, now)
         elif session.state is InviteState.DISCONNECTED:
@@ -180,11 +184,31 @@ class UacInvite:
         leg = self._early_leg(session, tx, response) if to_tag and code > 100 else None
         if leg is not None and session.rel_receiver is not None and is_reliable(response):
             session.rel_receiver.on_1xx(session, leg, tx, response, now)
+        elif code > 100 and response.body and _own_leg(session, to_tag):
+            self._early_answer(session, response)
         if code > 100 and to_tag:
             session.process(SessionInput.RECV_1XX, now)
-        if self.cancel_pending:
+            lock_codec(session, now)  # an early UPDATE, if the answer came reliably
+        if self.cancel_pending or (session.cause == 488 and not self.cancel_sent):
+            # Hung up before any provisional, or the answer in this one is unusable (RFC
+            # 3264 §6): the call cannot go on, so it is cancelled, with the cause in a Reason.
             self.cancel_pending = False
             self.send_cancel(session, now)
+
+    def _early_answer(self, session: InviteSession, response: Response) -> None:
+        """SDP in an unreliable 1xx (RFC 3261 §13.2.1, RFC 3264): the first SDP from the callee
+        is the answer to our offer, whatever response carries it; SDP in later responses of
+        the INVITE is not negotiated again. An unusable one (unreadable, no codec in common,
+        m-lines that do not match the offer's) marks the call for cancelling (cause 488)."""
+        if self.early_answer is not None or session.early_sdp:
+            return  # answered already: the same answer again, or one we may not take
+        if session.negotiator.state is not NegotiatorState.LOCAL_OFFER:
+            return  # we offered nothing (a late offer): an unreliable 1xx cannot offer
+        self.early_answer = (response.to.tag if response.to else None) or ""
+        if take_answer(session, response.body):
+            session.media_updated()  # early media, before the call is answered
+        else:
+            session.cause, session.cause_text = 488, "Not Acceptable Here"
 
     def _on_2xx(self, session: InviteSession, tx: Transaction[Any], response: Response, now: float) -> None:
         dialog = session.dialog
@@ -208,6 +232,8 @@ class UacInvite:
                 session.ctx.endpoint.send_stateless_bytes(self.ack, (host, port), transport)
             return
         elif dialog.state is DialogState.NULL:
+            # RFC 3261 §12.1.2: a 2xx without a To tag still makes the dialog (with a null
+            # remote tag, which the peer's first request may fill in): ACKed and confirmed.
             dialog.establish(response)
             session.ctx.route_dialog(session)
         else:
@@ -220,10 +246,10 @@ class UacInvite:
             if session.timer is not None:
                 session.timer.restart(session.timer.granted(response), now)
             return
-        answer = self._negotiate(session, response)
+        answer, agreed = self._negotiate(session, response)
         session.process(SessionInput.RECV_2XX, now)
         self.send_ack(session, cseq, answer)
-        if not session.early_sdp:  # else agreed at the reliable 1xx already
+        if agreed:  # else agreed at a 1xx already, or nothing to agree
             session.media_updated()  # before CONFIRMED: a confirmed call's media are known
         session.process(SessionInput.SEND_ACK, now)
         if session.timer is not None:
@@ -233,15 +259,16 @@ class UacInvite:
         elif self.cancel_pending or session.bye_pending:
             self.cancel_pending = session.bye_pending = False
             session.send_bye(now)
+        else:
+            lock_codec(session, now)
 
-    @staticmethod
-    def _offer_for_the_application(session: InviteSession, response: Response) -> bool:
+    def _offer_for_the_application(self, session: InviteSession, response: Response) -> bool:
         """True when the 2xx carries an offer (we sent none) that the application answers
         itself: the offer is now the negotiator's, waiting."""
         neg = session.negotiator
         if not (session.offers.deferred and response.body and not session.early_sdp):
             return False
-        if neg.state is not NegotiatorState.NULL:
+        if neg.state is not NegotiatorState.NULL or self.early_answer is not None:
             return False
         try:
             neg.receive_offer(parse_sdp(response.body))
@@ -249,31 +276,42 @@ class UacInvite:
             return False  # _negotiate finds it unusable too: ACK, then BYE (488)
         return True
 
-    @staticmethod
-    def _negotiate(session: InviteSession, response: Response) -> bytes | None:
-        """Negotiate with a 2xx; returns our answer when the 2xx carried the (late) offer."""
+    def _negotiate(self, session: InviteSession, response: Response) -> tuple[bytes | None, bool]:
+        """Negotiate with a 2xx: (our answer when the 2xx carried the (late) offer, whether a
+        session was agreed now)."""
         neg = session.negotiator
         if session.early_sdp:
-            return None  # done in a reliable 1xx and its PRACK: an SDP in the 2xx repeats it
+            return None, False  # done in a reliable 1xx and its PRACK: an SDP in the 2xx repeats it
+        if self.early_answer is not None:
+            tag = (response.to.tag if response.to else None) or ""
+            if not response.body or tag == self.early_answer or session.cause == 488:
+                return None, False  # the INVITE's answer came in a 1xx of this dialog already
+            # Rung with early media at one fork, answered at another: that fork's SDP answers
+            # our offer again (PJSIP follows the fork that answered, sip_inv.c).
+            neg.create_offer()
+            if take_answer(session, response.body):
+                return None, True
+            session.cause = 488
+            return None, False
         if not response.body:
             if neg.state is NegotiatorState.LOCAL_OFFER:
                 neg.cancel_offer()
                 session.cause = 488  # an offer went unanswered: nothing to talk over
-            return None
+            return None, False
+        if neg.state is NegotiatorState.LOCAL_OFFER:
+            if take_answer(session, response.body):
+                return None, True
+            session.cause = 488
+            return None, False
         try:
-            sdp = parse_sdp(response.body)
-            if neg.state is NegotiatorState.LOCAL_OFFER:
-                neg.receive_answer(sdp)
-                neg.negotiate()
-                return None
             if not neg.has_capabilities:  # nothing to answer with: ACK, then BYE
                 session.cause = 488
-                return None
-            neg.receive_offer(sdp)
-            return neg.create_answer().serialize()
+                return None, False
+            neg.receive_offer(parse_sdp(response.body))
+            return neg.create_answer().serialize(), True
         except (ParseError, SdpNegotiationError):
             session.cause = 488
-            return None
+            return None, False
 
     def send_ack(self, session: InviteSession, cseq: int, body: bytes | None) -> None:
         """The ACK of a 2xx to the INVITE (``cseq``'s; carrying our answer to a late offer),
@@ -294,14 +332,16 @@ class UacInvite:
         """No final response: Timer B (408), or none 64*T1 after our CANCEL (487, §9.1)."""
         session.end(SessionInput.INVITE_FAILED, 487 if timer is Timer.GIVE_UP else 408, now)
 
-    def invite_terminated(self, session: InviteSession, now: float) -> None:
+    def invite_terminated(self, session: InviteSession, now: float, cause: int = 408) -> None:
         """The INVITE transaction is gone: no 2xx can come any more, so the ACKs kept for its
-        retransmissions go; a setup still without a usable final response ends now."""
+        retransmissions go; a setup still without a usable final response ends now (with
+        ``cause``: 503 when a transport failure ended the transaction)."""
         self.ack = None
         self.fork_acks.clear()
         if session.state in (InviteState.CALLING, InviteState.EARLY):
-            session.log.warning("INVITE transaction ended without a usable final response")
-            session.end(SessionInput.INVITE_FAILED, 408, now)
+            if cause == 408:  # (a transport failure was logged where it happened)
+                session.log.warning("INVITE transaction ended without a usable final response")
+            session.end(SessionInput.INVITE_FAILED, cause, now)
 
     # -- hanging up --------------------------------------------------------------------------
 
@@ -330,6 +370,11 @@ class UacInvite:
             or invite.top_via is None
         ):
             return
+        headers: list[tuple[str, object]] = [("Route", r) for r in invite.route]
+        if self.cancel_reason:  # the application's (RFC 3326)
+            headers.append(("Reason", self.cancel_reason))
+        elif session.cause:  # RFC 3326: why we give up (488: the answer was unusable)
+            headers.append(("Reason", f'SIP;cause={session.cause};text="{session.cause_text}"'))
         cancel = make_request(
             "CANCEL",
             invite.uri,
@@ -338,10 +383,7 @@ class UacInvite:
             to=invite.to,
             call_id=invite.call_id,
             cseq=CSeq(invite.cseq.number, "CANCEL"),
-            headers=[
-                *(("Route", r) for r in invite.route),
-                *((("Reason", self.cancel_reason),) if self.cancel_reason else ()),
-            ],
+            headers=headers,
         )
         ctx = session.ctx
         cancel_tx = ctx.endpoint.send_request(cancel, tx.peer, tx.transport, now)
@@ -454,6 +496,12 @@ class UacInvite:
         bye = fork.create_request("BYE", via=endpoint.via(transport))
         ctx.track(endpoint.send_request(bye, (host, port), transport, now), None, Purpose.FORK_BYE, fork)
         fork.dec_ref("fork")  # the BYE transaction keeps the fork's dialog until it ends
+
+
+def _own_leg(session: InviteSession, to_tag: str | None) -> bool:
+    """True for a response of the session's own dialog (or of none yet): not another fork's."""
+    dialog = session.dialog
+    return not to_tag or dialog.state is DialogState.NULL or to_tag == dialog.remote_tag
 
 
 def _fork_hop(fork: Dialog, tx: Transaction[Any]) -> tuple[Address, str]:

@@ -17,7 +17,7 @@ import attrs
 from invsess.address import Address
 from invsess.dialog import Dialog
 from invsess.inv.answer import Answer
-from invsess.inv.context import Purpose
+from invsess.inv.context import Purpose, methods_of
 from invsess.inv.events import IncomingCall
 from invsess.inv.prack import ReliableSender, peer_offers_100rel
 from invsess.inv.settings import Rel100
@@ -36,54 +36,36 @@ if TYPE_CHECKING:
 @attrs.define(slots=True)
 class AckWait:
     """Our 2xx to an INVITE (the first or a re-INVITE), retransmitted at T1, 2*T1 ... T2 over
-    UDP until the ACK comes; after 64*T1 without one, BYE and the session ends."""
+    UDP until the ACK comes; after 64*T1 without one, BYE and the session ends. A session has
+    one only while it waits (``session.ack_wait`` is None otherwise)."""
 
-    wire: bytes | None = None
-    destination: Address | None = None
-    transport: str = "udp"
-    next_at: float | None = None
-    interval: float = 0.0
-    deadline: float | None = None
+    wire: bytes
+    destination: Address
+    transport: str
+    next_at: float | None
+    interval: float
+    deadline: float
 
-    @property
-    def waiting(self) -> bool:
-        """True while a 2xx of ours waits for its ACK."""
-        return self.wire is not None
-
-    def start(self, tx: ServerInviteTransaction, wire: bytes, now: float) -> None:
+    @classmethod
+    def start(cls, tx: ServerInviteTransaction, wire: bytes, now: float) -> AckWait:
         """Our 2xx went out through ``tx``: retransmit it (over UDP) and wait for the ACK."""
-        timers = tx.timers
-        self.wire, self.destination, self.transport = wire, tx.response_destination, tx.transport
-        self.interval = timers.t1
-        self.next_at = None if tx.reliable else now + timers.t1
-        self.deadline = now + 64 * timers.t1
-
-    def acked(self) -> bool:
-        """The ACK came: True if a 2xx was waiting for it (then nothing is retransmitted)."""
-        waiting = self.wire is not None
-        self.stop()
-        return waiting
-
-    def stop(self) -> None:
-        """Nothing to wait for any more."""
-        self.wire = self.destination = self.next_at = self.deadline = None
+        t1 = tx.timers.t1
+        next_at = None if tx.reliable else now + t1
+        return cls(wire, tx.response_destination, tx.transport, next_at, t1, now + 64 * t1)
 
     def next_deadline(self) -> float | None:
         """The next retransmission or the end of the wait."""
-        if self.next_at is None:
-            return self.deadline
-        return self.next_at if self.deadline is None else min(self.next_at, self.deadline)
+        return self.deadline if self.next_at is None else min(self.next_at, self.deadline)
 
     def handle_timer(self, session: InviteSession, now: float) -> None:
         """Retransmit the 2xx, or, with no ACK after 64*T1, BYE and end the session."""
-        if self.deadline is not None and now >= self.deadline:
-            self.stop()
+        if now >= self.deadline:
+            session.ack_wait = None
             session.cause = 408
             session.send_bye(now)
             session.end(SessionInput.ACK_TIMEOUT, 408, now)
         elif self.next_at is not None and now >= self.next_at:
-            if self.wire is not None and self.destination is not None:
-                session.ctx.endpoint.send_stateless_bytes(self.wire, self.destination, self.transport)
+            session.ctx.endpoint.send_stateless_bytes(self.wire, self.destination, self.transport)
             self.interval = min(self.interval * 2, session.ctx.endpoint.config.timers.t2)
             self.next_at = now + self.interval
 
@@ -123,7 +105,7 @@ def accept_invite(
     # Everything that reads the request (and may find a header unreadable) comes first:
     # refusals go out before anything is allocated.
     sender, decision = check_invite(ctx, request)
-    peer_allow = tuple(m.upper() for m in request.allow)
+    peer_allow = methods_of(request.allow)
     try:
         dialog = Dialog.create_uas(
             endpoint.factory,
@@ -266,13 +248,14 @@ class UasInvite:
         an offer, our offer. None when the answer does not fit the offer: 488 went out."""
         neg = session.negotiator
         try:
+            agreed = neg.active_local_bytes
             if neg.state is NegotiatorState.REMOTE_OFFER:
                 return neg.create_answer(sdp).serialize()
-            if neg.state is NegotiatorState.DONE and neg.active_local is not None:
-                return neg.active_local.serialize()  # the answer of an earlier response
+            if neg.state is NegotiatorState.DONE and agreed is not None:
+                return agreed  # the answer of an earlier response
             if neg.state is NegotiatorState.LOCAL_OFFER and neg.local_offer is not None:
                 return neg.local_offer.serialize()  # our offer, in an unreliable 1xx already
-            return neg.create_offer(sdp).serialize()  # late offer: the answer comes in the ACK
+            return neg.create_offer(sdp=sdp).serialize()  # late offer: the answer comes in the ACK
         except SdpNegotiationError:
             session.ctx.endpoint.respond(tx, session.response(tx.request, 488), now)
             session.end(SessionInput.REJECT, 488, now)
@@ -307,7 +290,7 @@ class UasInvite:
 def send_2xx(session: InviteSession, tx: ServerInviteTransaction, response: Response, now: float) -> None:
     """Send a 2xx to an INVITE and wait for its ACK, retransmitting it meanwhile."""
     session.ctx.endpoint.respond(tx, response, now)
-    session.ack_wait.start(tx, response.serialize(), now)
+    session.ack_wait = AckWait.start(tx, response.serialize(), now)
 
 
 __all__ = ["AckWait", "UasInvite", "accept_invite", "check_invite", "send_2xx"]

@@ -18,6 +18,8 @@ from invsess.memory.pool import (
     malloc_debug_from_env,
 )
 from invsess.memory.report import (
+    DanglingReference,
+    DanglingReferenceError,
     DoubleFreeError,
     Frame,
     FreeRecord,
@@ -25,6 +27,7 @@ from invsess.memory.report import (
     MemoryErrorReport,
     PoolError,
     PoolExhaustedError,
+    ReferenceHolder,
     ReferenceOwnerError,
     UseAfterFreeError,
 )
@@ -36,6 +39,7 @@ from invsess.memory.stats import (
     PoolStatistics,
     SiteDiff,
     SiteStatistics,
+    SnapshotDiff,
 )
 
 __all__ = [
@@ -46,6 +50,8 @@ __all__ = [
     "Block",
     "BlockHeader",
     "Buffer",
+    "DanglingReference",
+    "DanglingReferenceError",
     "DoubleFreeError",
     "Frame",
     "FreeRecord",
@@ -60,10 +66,12 @@ __all__ = [
     "PoolExhaustedError",
     "PoolFactory",
     "PoolStatistics",
+    "ReferenceHolder",
     "ReferenceOwnerError",
     "RefCounted",
     "SiteDiff",
     "SiteStatistics",
+    "SnapshotDiff",
     "UseAfterFreeError",
     "align",
     "is_freed",

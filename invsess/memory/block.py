@@ -28,6 +28,7 @@ from invsess.memory.report import (
     FreeRecord,
     MemoryErrorReport,
     RawFrame,
+    ReferenceHolder,
     ReferenceOwnerError,
     UseAfterFreeError,
     capture_raw_stack,
@@ -46,8 +47,11 @@ _T = TypeVar("_T")
 _getframe = sys._getframe
 
 
-#: The header as stored in a block: (block id, pool, size, site code, site line, debug stack).
+#: A block's header, read out of its slots: (block id, pool, size, site code, site line, stack).
 RawHeader = tuple[int, "Pool", int, Any, int, tuple[RawFrame, ...]]
+#: Where a block was allocated: (code, line, debug stack); one tuple shared by every block
+#: allocated at the same place (see :func:`shared_site`).
+Site = tuple[Any, int, tuple[RawFrame, ...]]
 
 
 @attrs.frozen
@@ -79,8 +83,13 @@ class Block:
     deterministic for the same input; override it for objects whose size depends on content.
     """
 
-    __slots__ = ("_blk",)
-    _blk: RawHeader
+    # The header lives in slots of the block itself (a tuple per block would cost more than the
+    # block); the site is shared. Read it with header_of(): it stays readable when poisoned.
+    __slots__ = ("_blk_id", "_blk_pool", "_blk_site", "_blk_size")
+    _blk_id: int
+    _blk_pool: Pool
+    _blk_size: int
+    _blk_site: Site
     #: True only on poisoned variants; the debug guards read it from the type, never the instance.
     _invsess_freed_: ClassVar[bool] = False
     #: True on MALLOC_DEBUG variants (and their poisoned subclasses).
@@ -102,18 +111,39 @@ class Block:
 def header_of(obj: object) -> BlockHeader | None:
     """The readable header of a block, freed or not, without touching it; None if not a block."""
     try:
-        raw: RawHeader = object.__getattribute__(obj, "_blk")
+        block_id, pool, size, code, line, stack = raw_header(obj)
     except AttributeError:
         return None
-    block_id, pool, size, code, line, stack = raw
     site = Frame(code.co_filename, line, code.co_name)
     return BlockHeader(block_id, pool, type(obj).__name__, size, site, resolve(stack))
 
 
 def raw_header(obj: object) -> RawHeader:
-    """The stored header tuple (for the pool's own book-keeping)."""
-    raw: RawHeader = object.__getattribute__(obj, "_blk")
-    return raw
+    """The header's fields, read past any poisoning (for the pool's own book-keeping)."""
+    get = object.__getattribute__
+    code, line, stack = get(obj, "_blk_site")
+    return get(obj, "_blk_id"), get(obj, "_blk_pool"), get(obj, "_blk_size"), code, line, stack
+
+
+def shared(table: dict[Any, Any], value: _T, bound: int) -> _T:
+    """One object for every equal ``value`` kept in ``table`` (an allocation site, a stack): the
+    blocks and pools made at the same place share it. Past ``bound`` distinct values (a program
+    with unbounded distinct stacks), each keeps its own."""
+    kept: _T | None = table.get(value)
+    if kept is None:
+        if len(table) >= bound:
+            return value
+        table[value] = kept = value
+    return kept
+
+
+_sites: dict[Site, Site] = {}
+_MAX_SITES = 16384
+
+
+def shared_site(site: Site) -> Site:
+    """The one tuple of an allocation site (and stack)."""
+    return shared(_sites, site, _MAX_SITES)
 
 
 _fixed_sizes: dict[type, int] = {}
@@ -139,10 +169,14 @@ class RefCounted(Block):
     does not free memory: that happens when the pool the object lives in is released.
     """
 
-    __slots__ = ("_ref_count", "_ref_destroyed", "_ref_owners")
+    __slots__ = ("_ref_count", "_ref_destroyed", "_ref_owners", "_ref_taken")
     _ref_count: int
-    _ref_owners: dict[str, int]
+    #: One entry per reference held, naming its owner: a tuple of a few names is a fraction of
+    #: the size of a dict, and every session and dialog has one.
+    _ref_owners: tuple[str, ...]
     _ref_destroyed: tuple[str, tuple[RawFrame, ...]] | None
+    #: MALLOC_DEBUG only: where each owner took its latest reference (for dangling-reference reports).
+    _ref_taken: dict[str, tuple[RawFrame, ...]] | None
     #: How reports name this count, e.g. "dialog session count".
     ref_label: ClassVar[str] = "reference count"
 
@@ -152,8 +186,9 @@ class RefCounted(Block):
     def __attrs_pre_init__(self) -> None:
         # attrs subclasses do not call super().__init__(); attrs calls this hook instead.
         self._ref_count = 0
-        self._ref_owners = {}
+        self._ref_owners = ()
         self._ref_destroyed = None
+        self._ref_taken = None
 
     @property
     def ref_count(self) -> int:
@@ -162,8 +197,18 @@ class RefCounted(Block):
 
     @property
     def ref_owners(self) -> dict[str, int]:
-        """A copy of who holds references, and how many each."""
-        return dict(self._ref_owners)
+        """Who holds references, and how many each (a new dict)."""
+        owners: dict[str, int] = {}
+        for owner in self._ref_owners:
+            owners[owner] = owners.get(owner, 0) + 1
+        return owners
+
+    def reference_holders(self) -> tuple[ReferenceHolder, ...]:
+        """Who holds references now, and (under MALLOC_DEBUG) where each took its latest one."""
+        taken = self._ref_taken or {}
+        return tuple(
+            ReferenceHolder(owner, n, resolve(taken.get(owner, ()))) for owner, n in self.ref_owners.items()
+        )
 
     def add_ref(self, owner: str) -> int:
         """Take a reference on behalf of ``owner``; returns the new count."""
@@ -172,14 +217,18 @@ class RefCounted(Block):
                 f"add_ref({owner!r}) on {type(self).__name__} that was already destroyed "
                 f"({self.ref_label} reached 0)"
             )
-        self._ref_owners[owner] = self._ref_owners.get(owner, 0) + 1
+        self._ref_owners = (*self._ref_owners, owner)
         self._ref_count += 1
+        if type(self)._invsess_debug_:
+            taken = self._ref_taken
+            if taken is None:
+                taken = self._ref_taken = {}
+            taken[owner] = capture_raw_stack(_TAKEN_STACK_DEPTH, depth=1)
         return self._ref_count
 
     def dec_ref(self, owner: str) -> int:
         """Drop a reference held by ``owner``; destroys the object when the count reaches 0."""
-        held = self._ref_owners.get(owner, 0)
-        if held == 0:
+        if owner not in self._ref_owners:
             if self._ref_count == 0:
                 first = None
                 if self._ref_destroyed is not None:
@@ -187,19 +236,28 @@ class RefCounted(Block):
                     first = FreeRecord(f"destruction of {type(self).__name__}", why, resolve(raw), {})
                 raise_double_free(self, f"dec_ref({owner!r}) with {self.ref_label} 0", first)
             raise ReferenceOwnerError(
-                f"{owner!r} holds no reference to {type(self).__name__}; held by {self._ref_owners}"
+                f"{owner!r} holds no reference to {type(self).__name__}; held by {self.ref_owners}"
             )
-        if held == 1:
-            del self._ref_owners[owner]
-        else:
-            self._ref_owners[owner] = held - 1
+        owners = self._ref_owners
+        i = owners.index(owner)
+        self._ref_owners = owners = owners[:i] + owners[i + 1 :]
+        if self._ref_taken is not None and owner not in owners:
+            self._ref_taken.pop(owner, None)
         old = self._ref_count
         self._ref_count = old - 1
-        if old == 1:
+        if old == 1 and self._ref_destroyed is None:  # (set already: destroyed with its pool)
             reason = f"{self.ref_label} 1 -> 0 (dec_ref by {owner!r})"
             self._ref_destroyed = _destroy_record(self, reason)
             self._on_last_ref(reason)
         return old - 1
+
+    def destroy_with_pool(self, reason: str) -> None:
+        """The pool this object lives in is being released while it is still referenced: it is
+        destroyed with it (``_on_last_ref`` runs now, so what it owns goes too, instead of
+        leaking behind the freed object), and never again by a stale ``dec_ref``."""
+        if self._ref_destroyed is None:
+            self._ref_destroyed = _destroy_record(self, reason)
+            self._on_last_ref(reason)
 
     def _on_last_ref(self, reason: str) -> None:
         """Called once, when the count reaches zero; subclasses release what they hold."""
@@ -207,6 +265,8 @@ class RefCounted(Block):
 
 #: Frames kept for "first freed at" of a reference count: the pool release keeps the full stack.
 _DESTROY_STACK_DEPTH = 2
+#: Frames kept for where a reference was taken: the caller of add_ref and its caller.
+_TAKEN_STACK_DEPTH = 2
 
 
 def _destroy_record(obj: RefCounted, reason: str) -> tuple[str, tuple[RawFrame, ...]]:
@@ -370,6 +430,8 @@ __all__ = [
     "block_size_of",
     "debug_variant",
     "header_of",
+    "shared",
+    "shared_site",
     "is_freed",
     "poison",
     "raise_double_free",

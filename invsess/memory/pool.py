@@ -23,22 +23,29 @@ from typing import Any, TypeVar
 from invsess.memory.block import (
     Block,
     RawHeader,
+    RefCounted,
     _fixed_sizes,  # the hot path reads the size cache directly
     align,
     block_size_of,
     debug_variant,
     poison,
     raw_header,
+    shared,
+    shared_site,
 )
 from invsess.memory.report import (
+    DanglingReference,
+    DanglingReferenceError,
     DoubleFreeError,
     Frame,
     FreeRecord,
     MemoryErrorReport,
     PoolExhaustedError,
+    RawFrame,
     UseAfterFreeError,
     capture_raw_stack,
     capture_stack,
+    resolve,
 )
 from invsess.memory.stats import (
     LeakEntry,
@@ -78,6 +85,7 @@ class Pool:
         "_context",
         "_created",
         "_released",
+        "_releasing",
         "_reserved",
         "_serial",
         "_tail_free",
@@ -110,9 +118,13 @@ class Pool:
         self._used = 0
         self._tail_free = capacity
         self._released: FreeRecord | None = None
+        self._releasing = False
         self._context: Callable[[], Mapping[str, Any]] | None = None
         self._serial = serial
-        self._created = capture_stack(factory.stack_depth if factory.malloc_debug else 1)
+        # Kept raw (code objects and lines), resolved into frames only if a report needs them,
+        # and shared: the pools of every call are made at the same few places.
+        depth = factory.stack_depth if factory.malloc_debug else 1
+        self._created = shared(_stacks, capture_raw_stack(depth), _MAX_SHARED_STACKS)
 
     def __repr__(self) -> str:
         state = "released" if self._released else f"{len(self._blocks)} blocks, {self._used} bytes"
@@ -178,7 +190,10 @@ class Pool:
         else:
             self._charge(size)
         factory._next_block_id += 1
-        _set_header(obj, "_blk", (factory._next_block_id, self, size, code, line, stack))
+        _set_header(obj, "_blk_id", factory._next_block_id)
+        _set_header(obj, "_blk_pool", self)
+        _set_header(obj, "_blk_size", size)
+        _set_header(obj, "_blk_site", shared_site((code, line, stack)))
         self._blocks.append(obj)
         return obj
 
@@ -215,24 +230,55 @@ class Pool:
         """
         factory = self.factory
         if self._released is not None:
+            if self._releasing:  # a destructor run by this very release asks for it again
+                return
             raise DoubleFreeError(self._report("double-free", f"release ({reason})"))
         context = dict(self._context()) if self._context is not None else {}
-        stack = capture_stack(factory.stack_depth if factory.malloc_debug else 1)
+        # A block still referenced is memory someone will touch after this free: the wrong
+        # order of release. Found here, it is reported at the release rather than at a touch
+        # that may never come (a test would pass silently).
+        referenced = [b for b in self._blocks if isinstance(b, RefCounted) and b.ref_count]
+        depth = factory.stack_depth if factory.malloc_debug or referenced else 1
+        stack = capture_stack(depth)
         record = FreeRecord(f"release of pool {self.name!r}", reason, stack, context)
+        dangling = tuple(self._dangling(b, record) for b in referenced)
         self._released = record
+        self._context = None  # it refers to the pool's owner: no cycle may outlive the release
         blocks, self._blocks = self._blocks, []
         factory._pool_released(self, record)
-        if factory.malloc_debug:
-            for block in blocks:
-                poison(block)
+        try:
+            self._releasing = True
+            for held in referenced:
+                held.destroy_with_pool(f"pool {self.name!r} released under it ({reason})")
+        finally:
+            self._releasing = False
+            if factory.malloc_debug:
+                for block in blocks:
+                    poison(block)
         self._used = 0
         self._reserved = 0
         self._chunks = 0
         self._tail_free = 0
+        if dangling:
+            if factory.malloc_debug:
+                raise DanglingReferenceError(dangling)
+            factory._dangling.extend(dangling)
+
+    def _dangling(self, block: RefCounted, record: FreeRecord) -> DanglingReference:
+        header = block.block_header
+        return DanglingReference(
+            header.type_name,
+            header.block_id,
+            self.name,
+            block.reference_holders(),
+            header.alloc_stack or (header.site,),
+            record,
+        )
 
     def _report(self, kind: str, access: str) -> MemoryErrorReport:
         where = capture_stack(self.factory.stack_depth, depth=3)
-        return MemoryErrorReport(kind, access, "Pool", None, self.name, where, self._created, self._released)
+        created = resolve(self._created)
+        return MemoryErrorReport(kind, access, "Pool", None, self.name, where, created, self._released)
 
     def statistics(self, entry: int = 0) -> PoolStatistics:
         """This pool as a Kamailio ``pkg.stats`` entry."""
@@ -248,6 +294,10 @@ class Pool:
             total_frags=self._chunks,
             desc=self.name,
         )
+
+
+_stacks: dict[tuple[RawFrame, ...], tuple[RawFrame, ...]] = {}
+_MAX_SHARED_STACKS = 4096
 
 
 def _site(raw: RawHeader) -> Frame:
@@ -280,13 +330,16 @@ class PoolFactory:
         self.stack_depth = stack_depth
         #: The most recent frees (pool name, reason, stack, context), newest last.
         self.quarantine: deque[FreeRecord] = deque(maxlen=quarantine_size)
-        self._pools: dict[int, Pool] = {}
+        self._pools: dict[Pool, None] = {}  # live pools in creation order (keyed by identity)
         self._serial = 0
         self._next_block_id = 0
         self._used = 0
         self._reserved = 0
         self._max_reserved = 0
         self._fragments = 0
+        #: Without MALLOC_DEBUG: pools released while blocks in them were still referenced
+        #: (the newest ``quarantine_size``); the leak report shows them as warnings.
+        self._dangling: deque[DanglingReference] = deque(maxlen=quarantine_size)
 
     def __repr__(self) -> str:
         mode = "MALLOC_DEBUG" if self.malloc_debug else "normal"
@@ -314,7 +367,7 @@ class PoolFactory:
         pool = Pool(
             self, name, capacity=capacity, increment=align(increment), max_size=max_size, serial=self._serial
         )
-        self._pools[id(pool)] = pool
+        self._pools[pool] = None
         return pool
 
     def _reserve(self, nbytes: int, pool_name: str) -> None:
@@ -330,7 +383,7 @@ class PoolFactory:
         self._max_reserved = max(self._max_reserved, self._reserved)
 
     def _pool_released(self, pool: Pool, record: FreeRecord) -> None:
-        del self._pools[id(pool)]
+        del self._pools[pool]
         self._used -= pool._used
         self._reserved -= pool._reserved
         self._fragments -= pool._chunks
@@ -340,7 +393,7 @@ class PoolFactory:
     @property
     def pools(self) -> list[Pool]:
         """The live pools, oldest first."""
-        return list(self._pools.values())
+        return list(self._pools)
 
     def statistics(self) -> MemoryStatistics:
         """Factory-wide figures with Kamailio's ``shmem`` names."""
@@ -355,13 +408,13 @@ class PoolFactory:
 
     def pool_statistics(self) -> list[PoolStatistics]:
         """One Kamailio ``pkg.stats``-shaped row per live pool."""
-        return [pool.statistics(i) for i, pool in enumerate(self._pools.values())]
+        return [pool.statistics(i) for i, pool in enumerate(self._pools)]
 
     def snapshot(self) -> MemorySnapshot:
         """Live blocks grouped by allocation site now, for :meth:`MemorySnapshot.compare_to`."""
         rows = (
             (_site(raw_header(b)), type(b).__name__, raw_header(b)[2])
-            for pool in self._pools.values()
+            for pool in self._pools
             for b in pool._blocks
         )
         return MemorySnapshot(group_sites(rows), self.statistics())
@@ -371,7 +424,7 @@ class PoolFactory:
 
         ``ignore`` excludes pools that are alive on purpose (e.g. the endpoint's own).
         """
-        pools = [p for p in self._pools.values() if ignore is None or not ignore(p)]
+        pools = [p for p in self._pools if ignore is None or not ignore(p)]
         grouped: dict[tuple[Any, str], tuple[list[int], set[str], dict[str, int]]] = {}
         for pool in pools:
             for block in pool._blocks:
@@ -380,13 +433,17 @@ class PoolFactory:
                 acc[0][0] += 1
                 acc[0][1] += raw[2]
                 acc[1].add(pool.name)
-                owners = getattr(block, "_ref_owners", None)
-                if owners:
-                    for owner, n in owners.items():
+                if isinstance(block, RefCounted):
+                    for owner, n in block.ref_owners.items():
                         acc[2][owner] = acc[2].get(owner, 0) + n
         entries = [
             LeakEntry(site, type_name, cs[0], cs[1], tuple(sorted(names)), owners)
             for (site, type_name), (cs, names, owners) in grouped.items()
         ]
         entries.sort(key=lambda e: (-e.size, str(e.site), e.type_name))
-        return LeakReport(tuple(entries), tuple(p.name for p in pools))
+        return LeakReport(tuple(entries), tuple(p.name for p in pools), tuple(self._dangling))
+
+    @property
+    def dangling(self) -> list[DanglingReference]:
+        """Releases that left blocks referenced (recorded without MALLOC_DEBUG, which raises)."""
+        return list(self._dangling)

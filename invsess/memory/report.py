@@ -19,6 +19,10 @@ from invsess.errors import InvsessError, UsageError
 
 #: Frames from files in this folder are the allocator itself: a report starts below them.
 _MEMORY_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: The folder holding the ``invsess`` package: its frames print as ``invsess/...`` wherever it is
+#: installed, so a report reads the same from a checkout, a wheel, or another working directory.
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
+_PACKAGE_DIR = _PACKAGE_PARENT + "invsess" + os.sep
 
 
 @attrs.frozen
@@ -34,9 +38,13 @@ class Frame:
 
 
 def _short_path(path: str) -> str:
-    """Paths relative to the working directory read better in a report, when they are below it."""
+    """How a report prints a file: ``invsess/...`` for the library's own files wherever it is
+    installed; other files relative to the working directory when they are below it."""
+    absolute = os.path.abspath(path)
+    if absolute.startswith(_PACKAGE_DIR):
+        return absolute[len(_PACKAGE_PARENT) :].replace(os.sep, "/")
     try:
-        rel = os.path.relpath(path)
+        rel = os.path.relpath(absolute)
     except ValueError:  # another drive on Windows
         return path
     return path if rel.startswith("..") else rel
@@ -154,6 +162,80 @@ def _stack_lines(stack: tuple[Frame, ...]) -> list[str]:
     return [f"    #{i} {frame}" for i, frame in enumerate(stack)]
 
 
+def first_outside_library(stack: tuple[Frame, ...]) -> Frame | None:
+    """The innermost frame that is not invsess's own (the application's line), else the first."""
+    for frame in stack:
+        if not os.path.abspath(frame.filename).startswith(_PACKAGE_DIR):
+            return frame
+    return stack[0] if stack else None
+
+
+@attrs.frozen
+class ReferenceHolder:
+    """An owner still holding references on a block: how many, and (MALLOC_DEBUG) where the
+    last one was taken."""
+
+    owner: str
+    count: int
+    taken_at: tuple[Frame, ...]
+
+
+@attrs.frozen
+class DanglingReference:
+    """A block that was still referenced when its pool was released: whoever holds those
+    references now holds freed memory (the wrong-order release, caught at the release itself).
+
+    ``released`` is the release (its stack, reason and SIP context); ``holders`` who still
+    held references, and under MALLOC_DEBUG where they took them.
+    """
+
+    type_name: str
+    block_id: int
+    pool_name: str
+    holders: tuple[ReferenceHolder, ...]
+    allocated_at: tuple[Frame, ...]
+    released: FreeRecord
+
+    def _held_by(self) -> str:
+        return ", ".join(f"{h.owner!r} x{h.count}" for h in self.holders)
+
+    def format(self) -> str:
+        """The multi-line report, shaped like a use-after-free report."""
+        lines = [
+            f"==invsess== ERROR: dangling-reference: pool {self.pool_name!r} released while "
+            f"{self.type_name} block #{self.block_id} in it is still referenced by {self._held_by()}",
+        ]
+        lines += _stack_lines(self.released.stack)
+        lines.append(f"release reason: {self.released.reason}")
+        for holder in self.holders:
+            if holder.taken_at:
+                lines.append(f"reference {holder.owner!r} x{holder.count} taken at:")
+                lines += _stack_lines(holder.taken_at)
+            else:
+                lines.append(
+                    f"reference {holder.owner!r} x{holder.count} (where it was taken: run with MALLOC_DEBUG)"
+                )
+        if self.allocated_at:
+            lines.append("previously allocated by:")
+            lines += _stack_lines(self.allocated_at)
+        if self.released.context:
+            ctx = ", ".join(f"{k}={v}" for k, v in self.released.context.items())
+            lines.append(f"SIP context at free time: {ctx}")
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """One line, for the warnings of a leak report."""
+        where = first_outside_library(self.released.stack)
+        at = f" at {where}" if where is not None else ""
+        return (
+            f"pool {self.pool_name!r} was released{at} while {self.type_name} block #{self.block_id} "
+            f"was still referenced by {self._held_by()} ({self.released.reason})"
+        )
+
+    def __str__(self) -> str:
+        return self.format()
+
+
 class PoolError(InvsessError):
     """Base of the memory layer's errors."""
 
@@ -184,6 +266,21 @@ class UseAfterFreeError(MemoryCorruptionError):
 
 class DoubleFreeError(MemoryCorruptionError):
     """A released pool was released again, or a reference count went below zero."""
+
+
+class DanglingReferenceError(PoolError):
+    """MALLOC_DEBUG: a pool was released while blocks in it were still referenced.
+
+    Raised by :meth:`Pool.release` after the release is complete (the pool is freed, its blocks
+    poisoned): whoever holds those references holds freed memory. ``report`` is the first
+    :class:`DanglingReference`, ``reports`` all of them. Without MALLOC_DEBUG the same facts
+    become warnings of the factory's leak report instead.
+    """
+
+    def __init__(self, reports: tuple[DanglingReference, ...]) -> None:
+        super().__init__("\n".join(r.format() for r in reports))
+        self.reports = reports
+        self.report = reports[0]
 
 
 class ReferenceOwnerError(UsageError):

@@ -8,11 +8,12 @@ Everything here is a frozen value: computing one never changes the pools.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import overload
 
 import attrs
 
-from invsess.memory.report import Frame
+from invsess.memory.report import DanglingReference, Frame
 
 
 @attrs.frozen
@@ -94,13 +95,16 @@ class LeakEntry:
 
 @attrs.frozen
 class LeakReport:
-    """Live blocks grouped by allocation site, largest first.
+    """Live blocks grouped by allocation site, largest first, and the warnings of releases
+    that left blocks referenced (``dangling``, recorded without MALLOC_DEBUG, which raises).
 
-    Falsy when nothing leaked, so ``assert not factory.leak_report()`` reads naturally.
+    Falsy when nothing leaked and nothing dangled, so ``assert not factory.leak_report()``
+    reads naturally.
     """
 
     entries: tuple[LeakEntry, ...]
     pools: tuple[str, ...]
+    dangling: tuple[DanglingReference, ...] = ()
 
     @property
     def total_blocks(self) -> int:
@@ -113,21 +117,23 @@ class LeakReport:
         return sum(e.size for e in self.entries)
 
     def __bool__(self) -> bool:
-        return bool(self.entries) or bool(self.pools)
+        return bool(self.entries) or bool(self.pools) or bool(self.dangling)
 
     def format(self) -> str:
-        """A human-readable summary, one line per site."""
-        if not self:
-            return "0 leaked blocks"
-        lines = [
-            f"{self.total_blocks} leaked blocks, {self.total_size} bytes, "
-            f"in {len(self.pools)} live pools: {', '.join(self.pools)}"
-        ]
+        """A human-readable summary, one line per site, then one warning per dangling reference."""
+        if not self.entries and not self.pools:
+            lines = ["0 leaked blocks"]
+        else:
+            lines = [
+                f"{self.total_blocks} leaked blocks, {self.total_size} bytes, "
+                f"in {len(self.pools)} live pools: {', '.join(self.pools)}"
+            ]
         for e in self.entries:
             owners = ""
             if e.owners:
                 owners = "; references held by " + ", ".join(f"{o} x{n}" for o, n in e.owners.items())
             lines.append(f"  {e.site}: {e.count} x {e.type_name}, {e.size} bytes{owners}")
+        lines += [f"warning: {d.summary()}" for d in self.dangling]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -159,8 +165,9 @@ class MemorySnapshot:
     sites: Mapping[tuple[Frame, str], SiteStatistics]
     statistics: MemoryStatistics
 
-    def compare_to(self, old: MemorySnapshot) -> list[SiteDiff]:
-        """What changed since ``old``, largest absolute size change first; unchanged sites omitted."""
+    def compare_to(self, old: MemorySnapshot) -> SnapshotDiff:
+        """What changed since ``old``, largest absolute size change first; unchanged sites
+        omitted. The result is a sequence of :class:`SiteDiff` with a :meth:`~SnapshotDiff.format`."""
         out: list[SiteDiff] = []
         for key in self.sites.keys() | old.sites.keys():
             new_s = self.sites.get(key)
@@ -172,7 +179,54 @@ class MemorySnapshot:
             if size_diff or count_diff:
                 out.append(SiteDiff(key[0], key[1], size, size_diff, count, count_diff))
         out.sort(key=lambda d: (-abs(d.size_diff), str(d.site), d.type_name))
-        return out
+        return SnapshotDiff(tuple(out), old.statistics, self.statistics)
+
+
+@attrs.frozen
+class SnapshotDiff(Sequence[SiteDiff]):
+    """What grew or shrank between two snapshots, per allocation site, largest change first.
+
+    A sequence of :class:`SiteDiff` (index it, iterate it, ``len()`` it); falsy when nothing
+    changed; :meth:`format` prints it the way a leak report prints.
+    """
+
+    diffs: tuple[SiteDiff, ...]
+    before: MemoryStatistics
+    after: MemoryStatistics
+
+    @overload
+    def __getitem__(self, index: int) -> SiteDiff: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[SiteDiff, ...]: ...
+    def __getitem__(self, index: int | slice) -> SiteDiff | tuple[SiteDiff, ...]:
+        return self.diffs[index]
+
+    def __len__(self) -> int:
+        return len(self.diffs)
+
+    def __iter__(self) -> Iterator[SiteDiff]:
+        return iter(self.diffs)
+
+    def __bool__(self) -> bool:
+        return bool(self.diffs)
+
+    def format(self, limit: int | None = None) -> str:
+        """A summary line (``used_size`` before and after), then one line per site (the first
+        ``limit`` of them when given)."""
+        delta = self.after.used_size - self.before.used_size
+        blocks = sum(d.count_diff for d in self.diffs)
+        lines = [
+            f"used_size {self.before.used_size} -> {self.after.used_size} ({delta:+d} bytes, "
+            f"{blocks:+d} blocks) at {len(self.diffs)} sites"
+        ]
+        shown = self.diffs if limit is None else self.diffs[:limit]
+        lines += [f"  {d}" for d in shown]
+        if len(shown) < len(self.diffs):
+            lines.append(f"  ... {len(self.diffs) - len(shown)} more sites")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
 
 
 def group_sites(rows: Iterable[tuple[Frame, str, int]]) -> dict[tuple[Frame, str], SiteStatistics]:

@@ -10,7 +10,13 @@ from invsess.sdp.model import (
     SessionDescription,
     Timing,
 )
-from invsess.sdp.negotiator import NegotiatorInput, NegotiatorState, SdpNegotiationError, SdpNegotiator
+from invsess.sdp.negotiator import (
+    NegotiatorInput,
+    NegotiatorState,
+    SdpNegotiationError,
+    SdpNegotiator,
+    locked_offer,
+)
 from invsess.sdp.parser import SdpParseError, parse_sdp
 
 __all__ = [
@@ -27,5 +33,6 @@ __all__ = [
     "SdpParseError",
     "SessionDescription",
     "Timing",
+    "locked_offer",
     "parse_sdp",
 ]

@@ -12,7 +12,10 @@ capabilities of its own (``local=None``) works only that way.
 Memory follows PJSIP's ``pool_prov``/``pool_active``: the SDPs of a negotiation in progress are
 kept (as the bytes sent or received) in a provisional pool; when it completes, the old active
 pool is released and the provisional one becomes active. So any number of re-INVITEs costs
-the same memory (PJSIP's issue #877 was that it did not).
+the same memory (PJSIP's issue #877 was that it did not). The agreed pair lives only there, as
+bytes: :attr:`SdpNegotiator.active_local` and :attr:`~SdpNegotiator.active_remote` parse it when
+asked (a re-offer, the application), so an idle session holds ~200 bytes per SDP, all of them
+accounted in its pool, rather than a parsed model ten times that size.
 
 Never does I/O; raises :class:`SdpNegotiationError` (answer 488) when no stream can be agreed,
 and :class:`~invsess.sip.errors.LocalProtocolError` for a call in the wrong state.
@@ -27,6 +30,7 @@ import attrs
 
 from invsess.memory import Buffer, Pool, PoolFactory
 from invsess.sdp.model import DIRECTIONS, MediaDescription, RtpMap, SessionDescription
+from invsess.sdp.parser import parse_sdp
 from invsess.sip.errors import LocalProtocolError, RemoteProtocolError
 
 
@@ -109,6 +113,25 @@ def _is_static(fmt: str) -> bool:
 class SdpNegotiator:
     """One session's offer/answer machine; see the module docstring."""
 
+    __slots__ = (
+        "_active_local",
+        "_active_remote",
+        "_factory",
+        "_last_key",
+        "_name",
+        "_pending_local",
+        "_pending_remote",
+        "_pool_active",
+        "_pool_prov",
+        "_prov_local",
+        "_prov_remote",
+        "_version",
+        "_we_offered",
+        "generation",
+        "local",
+        "state",
+    )
+
     TRANSITIONS: ClassVar[dict[tuple[NegotiatorState, NegotiatorInput], NegotiatorState]] = {
         (_S.NULL, _N.CREATE_OFFER): _S.LOCAL_OFFER,
         (_S.NULL, _N.RECEIVE_OFFER): _S.REMOTE_OFFER,
@@ -123,6 +146,8 @@ class SdpNegotiator:
     }
 
     def __init__(self, local: SessionDescription | None, factory: PoolFactory, *, name: str = "sdp") -> None:
+        """``local`` is what we can do (and offer; None: the application brings every SDP);
+        ``name`` names the pools of the SDPs."""
         self.state = _S.NULL
         #: Our capabilities (None: every offer and answer comes from the application).
         self.local = local
@@ -130,13 +155,38 @@ class SdpNegotiator:
         self._name = name
         self._pool_active: Pool | None = None
         self._pool_prov: Pool | None = None
-        self.active_local: SessionDescription | None = None
-        self.active_remote: SessionDescription | None = None
+        # The bytes of each side's SDP, in the provisional and the active pool.
+        self._prov_local: Buffer | None = None
+        self._prov_remote: Buffer | None = None
+        self._active_local: Buffer | None = None
+        self._active_remote: Buffer | None = None
         self._pending_local: SessionDescription | None = None
         self._pending_remote: SessionDescription | None = None
-        self._last_sent: SessionDescription | None = None
+        self._last_key: int | None = None  # what we last sent, its o= version aside
         self._version = local.origin.session_version if local is not None else 0
         self._we_offered = False
+        #: Completed negotiations so far: which agreement a MediaUpdated event reports.
+        self.generation = 0
+
+    @property
+    def active_local(self) -> SessionDescription | None:
+        """Our side of the agreed session (parsed from the active pool), or None."""
+        return None if self._active_local is None else parse_sdp(self._active_local.data)
+
+    @property
+    def active_remote(self) -> SessionDescription | None:
+        """The peer's side of the agreed session (parsed from the active pool), or None."""
+        return None if self._active_remote is None else parse_sdp(self._active_remote.data)
+
+    @property
+    def active_local_bytes(self) -> bytes | None:
+        """Our agreed SDP as sent (what a 2xx or a reliable 1xx carries again)."""
+        return None if self._active_local is None else self._active_local.data
+
+    @property
+    def active_remote_bytes(self) -> bytes | None:
+        """The peer's agreed SDP as received."""
+        return None if self._active_remote is None else self._active_remote.data
 
     # -- the table -----------------------------------------------------------------------------
 
@@ -144,20 +194,21 @@ class SdpNegotiator:
         nxt = self.TRANSITIONS.get((self.state, event))
         if nxt is None:
             raise LocalProtocolError(f"SDP negotiator: cannot {event.value} in state {self.state.name}")
-        if nxt is _S.NULL and self.active_local is not None:
+        if nxt is _S.NULL and self._active_local is not None:
             nxt = _S.DONE  # back to the session already agreed
         self.state = nxt
 
-    def _keep(self, sdp: SessionDescription) -> None:
+    def _keep(self, sdp: SessionDescription) -> Buffer:
         if self._pool_prov is None:
-            self._pool_prov = self._factory.create_pool(f"{self._name}-sdp", 1024, 1024)
-        self._pool_prov.alloc(Buffer, sdp.serialize())
+            self._pool_prov = self._factory.create_pool(self._name, 1024, 1024)
+        return self._pool_prov.alloc(Buffer, sdp.serialize())
 
     def _drop_provisional(self) -> None:
         if self._pool_prov is not None:
             self._pool_prov.release("offer/answer abandoned")
             self._pool_prov = None
         self._pending_local = self._pending_remote = None
+        self._prov_local = self._prov_remote = None
 
     # -- the offerer's side ------------------------------------------------------------------
 
@@ -189,31 +240,38 @@ class SdpNegotiator:
         media = tuple(m.with_direction(direction) if not m.rejected else m for m in local.media)
         self.local = attrs.evolve(local, media=media)
 
-    def create_offer(self, sdp: SessionDescription | None = None) -> SessionDescription:
-        """Our offer (NULL/DONE -> LOCAL_OFFER): ``sdp`` as given, or made from our capabilities
-        (a re-offer keeps the agreed m-lines)."""
-        if (
-            sdp is not None
-            and self.active_local is not None
-            and len(sdp.media) < len(self.active_local.media)
-        ):
-            raise LocalProtocolError("a re-offer may not remove m-lines (RFC 3264 §8)")
-        body = sdp if sdp is not None else self._offer_body()
+    def create_offer(
+        self, body: SessionDescription | None = None, *, sdp: SessionDescription | None = None
+    ) -> SessionDescription:
+        """Our offer (NULL/DONE -> LOCAL_OFFER). A re-offer keeps the agreed m-lines.
+
+        ``body`` offers that instead of what our capabilities make (pjmedia's
+        ``modify_local_offer``): a re-offer of the agreed m-lines narrowed down, say, by
+        :func:`locked_offer`. Its ``o=`` version is ours all the same. ``sdp`` is an offer the
+        application brings (a B2BUA's other leg's): it goes out as it is, ``o=`` line and all.
+        """
+        if sdp is not None:
+            agreed = self.active_local
+            if agreed is not None and len(sdp.media) < len(agreed.media):
+                raise LocalProtocolError("a re-offer may not remove m-lines (RFC 3264 §8)")
+        elif body is None:
+            body = self._offer_body()  # before any move: a misuse (no capabilities) changes nothing
         self._go(_N.CREATE_OFFER)
         self._we_offered = True
-        offer = self._given(sdp) if sdp is not None else self._versioned(body)
+        offer = self._given(sdp) if sdp is not None else self._versioned(body)  # type: ignore[arg-type]
         self._pending_local = offer
-        self._keep(offer)
+        self._prov_local = self._keep(offer)
         return offer
 
     def _offer_body(self) -> SessionDescription:
         local = self._capabilities()
-        if self.active_local is None or self.active_remote is None:
+        active_local, active_remote = self.active_local, self.active_remote
+        if active_local is None or active_remote is None:
             return local
         # RFC 3264 §8: the same m-lines, in the same order; rejected ones stay rejected.
         ours = list(local.media)
         media = []
-        for old, theirs in zip(self.active_local.media, self.active_remote.media, strict=False):
+        for old, theirs in zip(active_local.media, active_remote.media, strict=False):
             match = next((m for m in ours if m.media == old.media), None)
             if old.rejected or theirs.rejected or match is None:
                 media.append(_rejected(old))
@@ -222,11 +280,17 @@ class SdpNegotiator:
                 media.append(match)
         return attrs.evolve(local, media=tuple(media))
 
+    @property
+    def was_answer_remote(self) -> bool:
+        """True when the session agreed last was our offer and the peer's answer
+        (pjmedia's ``pjmedia_sdp_neg_was_answer_remote``)."""
+        return self.state is _S.DONE and self._we_offered
+
     def receive_answer(self, answer: SessionDescription) -> None:
         """The answer to our offer (LOCAL_OFFER -> WAIT_NEGO); call :meth:`negotiate` next."""
         self._go(_N.RECEIVE_ANSWER)
         self._pending_remote = answer
-        self._keep(answer)
+        self._prov_remote = self._keep(answer)
 
     def cancel_offer(self) -> None:
         """Abandon the offer in progress (a 491, a failed re-INVITE): back to the agreed session."""
@@ -237,12 +301,13 @@ class SdpNegotiator:
 
     def receive_offer(self, offer: SessionDescription) -> None:
         """An offer from the peer (NULL/DONE -> REMOTE_OFFER); answer with :meth:`create_answer`."""
-        if self.active_remote is not None and len(offer.media) < len(self.active_remote.media):
+        active_remote = self.active_remote
+        if active_remote is not None and len(offer.media) < len(active_remote.media):
             raise SdpNegotiationError("a re-offer may not remove m-lines (RFC 3264 §8)")
         self._go(_N.RECEIVE_OFFER)
         self._we_offered = False
         self._pending_remote = offer
-        self._keep(offer)
+        self._prov_remote = self._keep(offer)
 
     def check_offer(self) -> None:
         """Raise :class:`SdpNegotiationError` if our capabilities cannot answer the pending
@@ -273,7 +338,7 @@ class SdpNegotiator:
             self._drop_provisional()
             raise
         self._pending_local = answer
-        self._keep(answer)
+        self._prov_local = self._keep(answer)
         self.negotiate()
         return answer
 
@@ -339,28 +404,27 @@ class SdpNegotiator:
             self._drop_provisional()
             raise
         self._go(_N.NEGOTIATE)
-        self.active_local, self.active_remote = local, remote
+        self._active_local, self._active_remote = self._prov_local, self._prov_remote
         if self._pool_active is not None:
             self._pool_active.release("superseded by a new negotiation")
         self._pool_active, self._pool_prov = self._pool_prov, None
         self._pending_local = self._pending_remote = None
+        self._prov_local = self._prov_remote = None
+        self.generation += 1
 
     def _versioned(self, body: SessionDescription) -> SessionDescription:
         """``o=`` version +1 when what we send changed since the last one (RFC 3264 §8)."""
-        if self._last_sent is not None and body.with_version(0) == self._last_sent.with_version(0):
-            sdp = body.with_version(self._last_sent.origin.session_version)
-        else:
-            if self._last_sent is not None:
-                self._version += 1
-            sdp = body.with_version(self._version)
-        self._last_sent = sdp
-        return sdp
+        key = hash(body.with_version(0).serialize())
+        if self._last_key is not None and key != self._last_key:
+            self._version += 1
+        self._last_key = key
+        return body.with_version(self._version)
 
     def _given(self, sdp: SessionDescription) -> SessionDescription:
         """An SDP the application brought goes out as it is (its o= line is its own); our own
         later ones continue from its version, so the version never goes down (RFC 3264 §8)."""
         self._version = max(self._version, sdp.origin.session_version)
-        self._last_sent = sdp
+        self._last_key = hash(sdp.with_version(0).serialize())
         return sdp
 
     def release(self) -> None:
@@ -369,6 +433,7 @@ class SdpNegotiator:
             if pool is not None:
                 pool.release("session ended")
         self._pool_prov = self._pool_active = None
+        self._prov_local = self._prov_remote = self._active_local = self._active_remote = None
 
 
 def _rejected(offered: MediaDescription) -> MediaDescription:
@@ -398,3 +463,54 @@ def _check_answer(offer: SessionDescription, answer: SessionDescription) -> None
             accepted += 1
     if accepted == 0:
         raise SdpNegotiationError("no stream with a codec both sides offered")
+
+
+#: Encodings that do not count as a codec: events, redundancy, comfort noise (pjsua's
+#: ``is_non_av_fmt``); a locked offer keeps them beside the one codec.
+_NON_AV = frozenset({"telephone-event", "red", "cn"})
+_STATIC_CN = "13"
+
+
+def _is_av(fmt: str, codec: _CodecKey | None) -> bool:
+    if codec is not None:
+        return codec.encoding not in _NON_AV
+    return fmt != _STATIC_CN
+
+
+def locked_offer(offer: SessionDescription, answer: SessionDescription) -> SessionDescription | None:
+    """pjsua's "lock codec": when the answer to ``offer`` kept several codecs in a stream, the
+    re-offer that keeps only the one the answer put first (with the offer's payload number),
+    plus the offer's events/redundancy/comfort noise the answer kept too; None when no stream
+    of the answer has more than one codec (nothing to lock). Other streams, and everything
+    else in the offer, stay as they were."""
+    media: list[MediaDescription] = []
+    locked = False
+    for offered, answered in zip(offer.media, answer.media, strict=False):
+        if offered.rejected or answered.rejected or answered.direction == "inactive":
+            media.append(offered)
+            continue
+        ours = _codecs(offered)
+        theirs = _codecs(answered)
+        by_codec = {codec: fmt for fmt, codec in ours.items() if codec is not None}
+        kept: list[str] = []  # our payload numbers of what the answer kept, in its order
+        for fmt, codec in theirs.items():
+            mine = by_codec.get(codec) if codec is not None else (fmt if fmt in ours else None)
+            if mine is not None and mine not in kept:
+                kept.append(mine)
+        av = [f for f in kept if _is_av(f, ours[f])]
+        if len(av) < 2:
+            media.append(offered)
+            continue
+        locked = True
+        keep = {av[0], *(f for f in kept if not _is_av(f, ours[f]))}
+        formats = tuple(f for f in offered.formats if f in keep)
+        attributes = tuple(
+            a
+            for a in offered.attributes
+            if a.name not in ("rtpmap", "fmtp") or (a.value or "").split(" ", 1)[0] in keep
+        )
+        media.append(attrs.evolve(offered, formats=formats, attributes=attributes))
+    if not locked:
+        return None
+    media += offer.media[len(media) :]
+    return attrs.evolve(offer, media=tuple(media))

@@ -21,8 +21,8 @@ def make_request(
     uri: Uri | str,
     *,
     via: Via | Iterable[Via],
-    from_: NameAddress,
-    to: NameAddress,
+    from_: NameAddress | str,
+    to: NameAddress | str,
     call_id: str,
     cseq: int | CSeq,
     max_forwards: int = 70,
@@ -31,7 +31,10 @@ def make_request(
     body: bytes = b"",
     content_type: MediaType | str | None = None,
 ) -> Request:
-    """A request with the mandatory headers of RFC 3261 §8.1.1, in the conventional order."""
+    """A request with the mandatory headers of RFC 3261 §8.1.1, in the conventional order.
+
+    From and To may be given as objects or as header values already serialised (a dialog's).
+    """
     if isinstance(cseq, int):
         cseq = CSeq(cseq, method)
     if cseq.method != method and method not in ("ACK", "CANCEL"):

@@ -147,8 +147,13 @@ class NameAddress:
 
     @property
     def tag(self) -> str | None:
-        """The ``tag`` parameter (From/To)."""
-        return self.param("tag")
+        """The ``tag`` parameter (From/To); of several (``;tag=a;tag=b``, a broken peer), the
+        last, as PJSIP's parser keeps it. A strict server turns such requests away with the
+        ``Check.DUPLICATE_TAGS`` sanity check instead."""
+        found = [v for k, v in self.params if k.lower() == "tag"]
+        if not found:
+            return None
+        return unquote_param("" if found[-1] is None else found[-1])
 
     def param(self, name: str) -> str | None:
         """A header parameter's value, unquoted; '' for a flag; None when absent."""

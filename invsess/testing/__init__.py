@@ -5,7 +5,15 @@ installing invsess makes its fixtures and its leak gate available in any test su
 """
 
 from invsess.testing.clock import VirtualClock
-from invsess.testing.network import LinkProfile, SimNetwork, TraceEntry
+from invsess.testing.driver import CallDriver, CallRecord
+from invsess.testing.network import LinkProfile, SimNetwork
 from invsess.testing.scenario import ScriptedPeer
 
-__all__ = ["LinkProfile", "ScriptedPeer", "SimNetwork", "TraceEntry", "VirtualClock"]
+__all__ = [
+    "CallDriver",
+    "CallRecord",
+    "LinkProfile",
+    "ScriptedPeer",
+    "SimNetwork",
+    "VirtualClock",
+]

@@ -1,9 +1,11 @@
 """A virtual clock for sans-IO pieces tested on their own (no network): timers in order, at once.
 
-Anything with ``next_deadline()`` and ``handle_timers(now)`` — an :class:`~invsess.endpoint.Endpoint`,
-a :class:`~invsess.inv.SessionLayer`, a bare transaction — can be attached; :meth:`VirtualClock.advance`
-moves time forward deadline by deadline, calling each due node exactly when its timer is due, so a
-30-minute session-timer flow takes milliseconds and every timer fires at its exact instant.
+Anything with ``next_deadline()`` and ``handle_timers(now)`` — any :class:`~invsess.node.Node`
+(an :class:`~invsess.endpoint.Endpoint`, a :class:`~invsess.inv.SessionLayer`), or a bare
+transaction or session part, which have the timer half of the node interface — can be attached;
+:meth:`VirtualClock.advance` moves time forward deadline by deadline, calling each due node
+exactly when its timer is due, so a 30-minute session-timer flow takes milliseconds and every
+timer fires at its exact instant.
 (:class:`~invsess.testing.SimNetwork` has its own clock, which also delivers datagrams.)
 """
 
@@ -15,7 +17,7 @@ _MAX_FIRINGS_AT_ONE_INSTANT = 10_000
 
 
 class TimedNode(Protocol):
-    """What the clock drives."""
+    """What the clock drives: the timer half of :class:`~invsess.node.Node`."""
 
     def next_deadline(self) -> float | None:
         """When the node next needs ``handle_timers`` (None: nothing pending)."""

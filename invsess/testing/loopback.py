@@ -19,11 +19,12 @@ import ipaddress
 import selectors
 import socket
 import time
+from typing import Any
 
-from invsess.endpoint import Endpoint
-from invsess.testing.network import LinkProfile, SimNetwork, TraceEntry
+from invsess.address import Address
+from invsess.node import Node
+from invsess.testing.network import LinkProfile, SimNetwork
 
-Address = tuple[str, int]
 #: How long run_until_idle waits for datagrams still in the kernel before calling it idle.
 QUIET = 0.05
 _MAX_DATAGRAM = 65_535
@@ -32,8 +33,8 @@ _MAX_DATAGRAM = 65_535
 class LoopbackNetwork(SimNetwork):
     """Endpoints on real loopback UDP sockets; see the module docstring."""
 
-    def __init__(self, seed: int = 0, *, default: LinkProfile | None = None) -> None:
-        super().__init__(seed, default=default)
+    def __init__(self, seed: int = 0, *, default: LinkProfile | None = None, record: bool = True) -> None:
+        super().__init__(seed, default=default, record=record)
         self._start = time.monotonic()
         self._sockets: dict[Address, socket.socket] = {}
         self._selector = selectors.DefaultSelector()
@@ -41,9 +42,9 @@ class LoopbackNetwork(SimNetwork):
     def _clock(self) -> float:
         return time.monotonic() - self._start
 
-    def attach(self, endpoint: Endpoint, address: Address, transports: tuple[str, ...] = ("udp",)) -> None:
+    def attach(self, node: Node[Any], address: Address, transports: tuple[str, ...] = ("udp",)) -> None:
         """Bind a UDP socket at ``address`` (a loopback address; port 0 picks a free one, which
-        the endpoint's ``listeners`` then show) for ``endpoint``."""
+        the node's listeners then show) for ``node``."""
         if transports != ("udp",):
             raise ValueError("the loopback network carries UDP only")
         if not ipaddress.ip_address(address[0]).is_loopback:
@@ -59,7 +60,7 @@ class LoopbackNetwork(SimNetwork):
             ) from None
         sock.setblocking(False)
         address = sock.getsockname()[:2]
-        super().attach(endpoint, address, transports)
+        super().attach(node, address, transports)
         self._sockets[address] = sock
         self._selector.register(sock, selectors.EVENT_READ, address)
 
@@ -138,4 +139,4 @@ class LoopbackNetwork(SimNetwork):
         super().flush()
 
 
-__all__ = ["LoopbackNetwork", "TraceEntry"]
+__all__ = ["LoopbackNetwork"]

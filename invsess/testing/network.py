@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 
-from invsess.endpoint import Endpoint
-from invsess.trace import Trace, render_text
+from invsess.address import Address
+from invsess.node import Node
+from invsess.trace import MessageEvent, Trace, TraceEvent, render_text
 from invsess.transaction import Outgoing
-
-Address = tuple[str, int]
 
 
 @attrs.frozen
@@ -38,47 +39,41 @@ class LinkProfile:
             raise ValueError("latency and jitter must not be negative")
 
 
-@attrs.frozen
-class TraceEntry:
-    """One datagram on the simulated wire: when, from where to where, and what became of it."""
-
-    time: float
-    source: Address
-    destination: Address
-    transport: str
-    data: bytes
-    fate: str  # "delivered", "lost", "partitioned", "duplicated", "unroutable"
-
-    @property
-    def first_line(self) -> str:
-        """The start line, for ladders and assertion messages."""
-        return self.data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
-
-
 class SimNetwork:
-    """Endpoints at addresses, links between them, one virtual clock."""
+    """Nodes at addresses, links between them, one virtual clock.
 
-    def __init__(self, seed: int = 0, *, default: LinkProfile | None = None) -> None:
+    Any :class:`~invsess.node.Node` can be attached: an endpoint, a session layer, a scripted
+    peer. Every datagram and what became of it is recorded in :attr:`trace` (a
+    :class:`~invsess.trace.MessageEvent` each; ``fate`` is delivered, duplicated, lost,
+    dropped (:meth:`drop_if`), partitioned or unroutable), which :meth:`ladder` draws.
+    """
+
+    def __init__(self, seed: int = 0, *, default: LinkProfile | None = None, record: bool = True) -> None:
+        """``record=False`` keeps no trace: for soaks and benchmarks, whose wire would grow
+        without bound (the ladder then shows nothing)."""
         self.seed = seed
+        self.record = record
         self._random = random.Random(seed)  # noqa: S311 - simulated loss, not secrets: seeded on purpose
         self.now = 0.0
         self.default = default or LinkProfile()
         self._links: dict[tuple[Address, Address], LinkProfile] = {}
+        self._drop: Callable[[MessageEvent], bool] | None = None
         self._cut: set[frozenset[Address]] = set()
-        self._nodes: dict[Address, Endpoint] = {}
+        self._nodes: dict[Address, Node[Any]] = {}
         self._in_flight: list[tuple[float, int, Address, Address, str, bytes]] = []
         self._serial = 0
-        self.trace: list[TraceEntry] = []
+        #: Every datagram put on the wire, and its fate.
+        self.trace: list[MessageEvent] = []
 
     # -- topology ----------------------------------------------------------------------------
 
-    def attach(self, endpoint: Endpoint, address: Address, transports: tuple[str, ...] = ("udp",)) -> None:
-        """Put ``endpoint`` at ``address`` (its listeners are told so)."""
+    def attach(self, node: Node[Any], address: Address, transports: tuple[str, ...] = ("udp",)) -> None:
+        """Put ``node`` at ``address`` (its listeners are told so)."""
         if address in self._nodes:
             raise ValueError(f"{address} is taken")
-        self._nodes[address] = endpoint
+        self._nodes[address] = node
         for transport in transports:
-            endpoint.add_listener(transport, address)
+            node.add_listener(transport, address)
 
     def link(self, a: Address, b: Address, profile: LinkProfile, *, both_ways: bool = True) -> None:
         """Set the profile of the link a -> b (and b -> a)."""
@@ -90,6 +85,12 @@ class SimNetwork:
         """Cut every datagram between a and b, both ways, until :meth:`heal`."""
         self._cut.add(frozenset((a, b)))
 
+    def drop_if(self, predicate: Callable[[MessageEvent], bool] | None) -> None:
+        """Lose exactly the datagrams ``predicate`` picks (it sees each as the
+        :class:`~invsess.trace.MessageEvent` about to be sent; their fate becomes "dropped"):
+        "the first 2xx", "every ACK", ... None removes the filter."""
+        self._drop = predicate
+
     def heal(self, a: Address | None = None, b: Address | None = None) -> None:
         """Restore one cut link, or all of them."""
         if a is None or b is None:
@@ -98,12 +99,6 @@ class SimNetwork:
             self._cut.discard(frozenset((a, b)))
 
     # -- running -----------------------------------------------------------------------------
-
-    def _address_of(self, endpoint: Endpoint) -> Address:
-        for addr, ep in self._nodes.items():
-            if ep is endpoint:
-                return addr
-        raise ValueError("endpoint is not attached")
 
     def flush(self) -> None:
         """Take what every node queued and put it on the wire (deliveries get scheduled)."""
@@ -114,22 +109,28 @@ class SimNetwork:
     def _launch(self, source: Address, out: Outgoing) -> None:
         dest = (out.destination[0].strip("[]"), out.destination[1])
         rng = self._random
+
+        def record(*fields: Any) -> None:
+            if self.record:
+                self.trace.append(MessageEvent(*fields))
+
         if dest not in self._nodes:
-            self.trace.append(TraceEntry(self.now, source, dest, out.transport, out.data, "unroutable"))
+            record(self.now, source, dest, out.transport, out.data, "unroutable")
             return
         if frozenset((source, dest)) in self._cut:
-            self.trace.append(TraceEntry(self.now, source, dest, out.transport, out.data, "partitioned"))
+            record(self.now, source, dest, out.transport, out.data, "partitioned")
+            return
+        if self._drop is not None and self._drop(
+            MessageEvent(self.now, source, dest, out.transport, out.data)
+        ):
+            record(self.now, source, dest, out.transport, out.data, "dropped")
             return
         profile = self._links.get((source, dest), self.default)
         if rng.random() < profile.loss:
-            self.trace.append(TraceEntry(self.now, source, dest, out.transport, out.data, "lost"))
+            record(self.now, source, dest, out.transport, out.data, "lost")
             return
         copies = 2 if rng.random() < profile.duplicate else 1
-        self.trace.append(
-            TraceEntry(
-                self.now, source, dest, out.transport, out.data, "duplicated" if copies == 2 else "delivered"
-            )
-        )
+        record(self.now, source, dest, out.transport, out.data, "duplicated" if copies == 2 else "delivered")
         for _ in range(copies):
             delay = profile.latency + rng.uniform(0, profile.jitter)
             if rng.random() < profile.reorder:
@@ -184,4 +185,5 @@ class SimNetwork:
 
     def ladder(self, limit: int = 200) -> str:
         """The ladder diagram of the last ``limit`` datagrams (see :mod:`invsess.trace`)."""
-        return render_text(Trace.from_entries(self.trace[-limit:]))
+        recent: list[TraceEvent] = [*self.trace[-limit:]]
+        return render_text(Trace(recent))

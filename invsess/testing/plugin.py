@@ -6,23 +6,35 @@
   clock with ``--sip-network=loopback``, the one switch), ``endpoint_factory`` (endpoints on it)
   and ``ua_factory`` (user agents: session layers with their endpoints, on it); and
   ``kamailio_factory`` (real Kamailio instances on loopback, see :mod:`invsess.testing.kamailio`).
+* ``call_driver``: reads the events of the ``ua_factory`` user agents while the network runs,
+  answers their incoming calls as told and records every state (:class:`CallDriver`).
 * The leak gate: at teardown every endpoint made by ``endpoint_factory`` is closed; a live block
-  or reference fails the test with the grouped leak report and the ladder of what happened.
+  or reference fails the test with the grouped leak report and the ladder of what happened. For
+  ``ua_factory`` agents it first names each session still up and its state.
   ``@pytest.mark.allow_leaks`` opts a test out (for tests that leak on purpose).
+* Quiet by default: the library's logs below WARNING are dropped (``--invsess-log-level``) unless
+  the suite configured structlog itself; pytest-asyncio's fixture loop scope defaults to
+  "function" when the suite left it unset (no deprecation warning in a user's run).
+* ``--sip-network=loopback`` runs on the real clock: a wait longer than
+  ``--sip-loopback-max-wait`` seconds (default 60) fails the test at once, naming the wait,
+  instead of taking that long (mark such tests ``virtual_time``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 
 from invsess.endpoint import Endpoint, EndpointConfig
-from invsess.inv import SessionLayer, option_tags
+from invsess.inv import InviteState, SessionLayer, option_tags
 from invsess.sdp import SessionDescription, parse_sdp
 from invsess.testing.clock import VirtualClock
+from invsess.testing.driver import CallDriver
 from invsess.testing.kamailio import Kamailio, KamailioModuleMissingError, find_kamailio
 from invsess.testing.loopback import LoopbackNetwork
 from invsess.testing.network import LinkProfile, SimNetwork
@@ -50,16 +62,50 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="sim",
         help="sip_network: simulated in virtual time (default) or real UDP sockets on loopback",
     )
+    group.addoption(
+        "--sip-loopback-max-wait",
+        type=float,
+        default=60.0,
+        help="with --sip-network=loopback, fail a test that would wait longer than this many "
+        "real seconds at once (default: 60)",
+    )
+    group.addoption(
+        "--invsess-log-level",
+        default="warning",
+        help="the library's structlog level in tests, unless the suite configures structlog "
+        "itself (default: warning)",
+    )
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Switch MALLOC_DEBUG on and register the markers."""
+    """Switch MALLOC_DEBUG on, quiet the library's logs, settle pytest-asyncio's loop scope,
+    register the markers."""
     if config.getoption("--invsess-malloc-debug") == "on":
         os.environ.setdefault("INVSESS_MALLOC_DEBUG", "1")
+    if not structlog.is_configured():
+        # Info logs of every call would drown a failure report; the project's own suite does
+        # the same in its conftest.
+        level = getattr(logging, str(config.getoption("--invsess-log-level")).upper(), logging.WARNING)
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+    _default_asyncio_loop_scope(config)
     config.addinivalue_line("markers", "allow_leaks: this test leaks on purpose; skip the invsess leak gate")
     config.addinivalue_line(
         "markers", "virtual_time: this test needs the simulated clock; skipped with --sip-network=loopback"
     )
+
+
+def _default_asyncio_loop_scope(config: pytest.Config) -> None:
+    """pytest-asyncio warns (PytestDeprecationWarning, an error under ``-W error``) in every
+    suite that leaves ``asyncio_default_fixture_loop_scope`` unset. Every fixture of this plugin
+    is function-scoped, so an unset value becomes "function" (pytest-asyncio's announced
+    default); a suite that sets it keeps its own. Runs before pytest-asyncio's configure hook."""
+    try:
+        if config.getini("asyncio_default_fixture_loop_scope"):
+            return
+    except ValueError:  # pytest-asyncio is not installed: nothing to settle
+        return
+    config._inicache["asyncio_default_fixture_loop_scope"] = "function"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -95,8 +141,41 @@ def sip_network(request: pytest.FixtureRequest) -> Iterator[SimNetwork]:
     if request.config.getoption("--sip-network") == "sim":
         yield SimNetwork(seed=seed, default=LinkProfile())
         return
-    with LoopbackNetwork(seed=seed, default=LinkProfile()) as network:
+    max_wait = float(request.config.getoption("--sip-loopback-max-wait"))
+    with _BoundedLoopback(seed=seed, default=LinkProfile(), max_wait=max_wait) as network:
         yield network
+
+
+class _BoundedLoopback(LoopbackNetwork):
+    """The loopback network, refusing waits that would take minutes of real time: a test
+    written for virtual time (``run_until(now + 1800)``) fails at once, saying why, instead of
+    silently taking half an hour."""
+
+    def __init__(self, seed: int, *, default: LinkProfile, max_wait: float) -> None:
+        super().__init__(seed, default=default)
+        self.max_wait = max_wait
+
+    def _refuse(self, wait: float, what: str) -> None:
+        pytest.fail(
+            f"--sip-network=loopback: {what} would wait {wait:.1f} s of real time (more than "
+            f"--sip-loopback-max-wait={self.max_wait:g}). A test that needs virtual time should "
+            "be marked @pytest.mark.virtual_time (it is then skipped on loopback); or raise the limit.",
+            pytrace=False,
+        )
+
+    def run_until(self, until: float) -> None:
+        """As LoopbackNetwork.run_until, refusing a wait longer than ``max_wait``."""
+        wait = until - self._clock()
+        if wait > self.max_wait:
+            self._refuse(wait, f"run_until({until:g})")
+        super().run_until(until)
+
+    def step(self) -> bool:
+        """As LoopbackNetwork.step, refusing to sleep longer than ``max_wait`` for a timer."""
+        when = self.next_time()
+        if when is not None and when - self._clock() > self.max_wait:
+            self._refuse(when - self._clock(), "the next timer (a step of run_until_idle)")
+        return super().step()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -116,22 +195,73 @@ class EndpointFactory:
         self.network = network
         self.endpoints: list[tuple[Endpoint, tuple[str, int]]] = []
 
-    def __call__(self, address: tuple[str, int] | None = None, **config: Any) -> Endpoint:
-        """A new endpoint (MALLOC_DEBUG, seeded) at ``address`` (default 127.0.0.N:5060)."""
+    def __call__(
+        self,
+        address: tuple[str, int] | None = None,
+        *,
+        config: EndpointConfig | None = None,
+        transports: tuple[str, ...] = ("udp",),
+        **fields: Any,
+    ) -> Endpoint:
+        """A new endpoint at ``address`` (default 127.0.0.N:5060) listening on ``transports``:
+        with ``config`` as given, or one made of ``fields`` (MALLOC_DEBUG on and seeded unless
+        they say otherwise)."""
         address = address or (f"127.0.0.{len(self.endpoints) + 1}", 5060)
-        config.setdefault("seed", self.network.seed * 1000 + len(self.endpoints))
-        config.setdefault("malloc_debug", True)
-        endpoint = Endpoint(EndpointConfig(**config))
-        self.network.attach(endpoint, address)
+        if config is None:
+            fields.setdefault("seed", self.network.seed * 1000 + len(self.endpoints))
+            fields.setdefault("malloc_debug", True)
+            config = EndpointConfig(**fields)
+        elif fields:
+            raise TypeError("give either config or EndpointConfig fields, not both")
+        endpoint = Endpoint(config)
+        self.network.attach(endpoint, address, transports)
         self.endpoints.append((endpoint, address))
         return endpoint
 
 
-def _leak_gate(request: pytest.FixtureRequest, network: SimNetwork, reports: list[tuple[str, Any]]) -> None:
+#: Why a session in this state is still up at the end of a test, by role.
+_STILL_UP = {
+    (InviteState.CALLING, "UAC"): "no answer yet: hang it up (CANCEL) or let the callee answer",
+    (InviteState.INCOMING, "UAS"): "never answered",
+    (InviteState.EARLY, "UAS"): "ringing, never answered or rejected",
+    (InviteState.EARLY, "UAC"): "ringing at the callee: hang it up (CANCEL) or let it answer",
+    (InviteState.CONNECTING, "UAS"): "answered, still waiting for the ACK",
+    (InviteState.CONNECTING, "UAC"): "answered, the ACK not sent yet",
+    (InviteState.CONFIRMED, "UAC"): "never hung up",
+    (InviteState.CONFIRMED, "UAS"): "never hung up",
+}
+
+
+def sessions_still_up(where: str, layer: SessionLayer) -> list[str]:
+    """One line per session of ``layer`` that has not ended: who, which call, what state, why."""
+    lines = []
+    for session in layer.sessions:
+        if session.state is InviteState.DISCONNECTED:
+            continue  # ended; closing the layer runs its release
+        why = _STILL_UP.get((session.state, session.role.name), "not ended")
+        state = session.state.name
+        lines.append(f"{where}: session {session.call_id} ({session.role.name}) still {state} ({why})")
+    return lines
+
+
+def _leak_gate(
+    request: pytest.FixtureRequest,
+    network: SimNetwork,
+    reports: list[tuple[str, Any]],
+    still_up: list[str] | None = None,
+) -> None:
     problems = [f"{where}:\n{report.format()}" for where, report in reports if report]
     if problems and request.node.get_closest_marker("allow_leaks") is None:
+        first = ""
+        if still_up:
+            first = (
+                "\n".join(still_up)
+                + "\n(end every call before the test ends: the references held by 'inv-session' below are"
+                " the session layer's own, dropped when the session ends)\n"
+            )
         pytest.fail(
             "invsess leak gate: memory still held after the test\n"
+            + first
             + "\n".join(problems)
             + "\n\nwhat happened on the wire:\n"
             + network.ladder(),
@@ -145,6 +275,10 @@ def endpoint_factory(request: pytest.FixtureRequest, sip_network: SimNetwork) ->
     factory = EndpointFactory(sip_network)
     yield factory
     _leak_gate(request, sip_network, [(f"endpoint {a[0]}:{a[1]}", ep.close()) for ep, a in factory.endpoints])
+
+
+#: The keyword options that go to the SessionLayer (the rest are EndpointConfig's fields).
+_LAYER_OPTIONS = ("timer", "rel100", "keep_forks", "lock_codec")
 
 
 class UserAgentFactory:
@@ -163,13 +297,13 @@ class UserAgentFactory:
         **options: Any,
     ) -> SessionLayer:
         """A user agent at ``address`` (default 127.0.0.N:5060, or a free port on real sockets:
-        read it from ``layer.endpoint.listeners``). ``options``: SessionLayer's
-        (``timer``, ``rel100``) and EndpointConfig's fields; the endpoint is made to match
+        read it from ``layer.endpoint.listeners``). ``options``: SessionLayer's (``timer``,
+        ``rel100``, ``keep_forks``, ``lock_codec``) and EndpointConfig's fields; the endpoint is made to match
         (INVITE, BYE, UPDATE, PRACK, OPTIONS allowed; "timer"/"100rel" supported when asked)."""
         n = len(self.agents) + 1
         # The simulated network has every port free; real sockets take a free one.
         address = address or (f"127.0.0.{n}", 0 if isinstance(self.network, LoopbackNetwork) else 5060)
-        layer_options = {k: options.pop(k) for k in ("timer", "rel100") if k in options}
+        layer_options = {k: options.pop(k) for k in _LAYER_OPTIONS if k in options}
         options.setdefault("allow", ("INVITE", "BYE", "UPDATE", "PRACK", "OPTIONS"))
         options.setdefault(
             "supported", option_tags(layer_options.get("timer"), layer_options.get("rel100", "off"))
@@ -178,7 +312,7 @@ class UserAgentFactory:
         options.setdefault("malloc_debug", True)
         local = sdp or parse_sdp(DEFAULT_SDP.format(host=address[0], port=40000 + 2 * n))
         layer = SessionLayer(Endpoint(EndpointConfig(**options)), local, user=user, **layer_options)
-        self.network.attach(layer, address)  # type: ignore[arg-type]  # a layer is driven like an endpoint
+        self.network.attach(layer, address)
         self.agents.append((layer, layer.endpoint.listeners["udp"]))
         return layer
 
@@ -189,10 +323,10 @@ def ua_factory(request: pytest.FixtureRequest, sip_network: SimNetwork) -> Itera
     leak then fails the test (unless allow_leaks)."""
     factory = UserAgentFactory(sip_network)
     yield factory
+    names = [(f"user agent {a[0]}:{a[1]}", layer) for layer, a in factory.agents]
+    still_up = [line for where, layer in names for line in sessions_still_up(where, layer)]
     _leak_gate(
-        request,
-        sip_network,
-        [(f"user agent {a[0]}:{a[1]}", layer.close(sip_network.now)) for layer, a in factory.agents],
+        request, sip_network, [(where, layer.close(sip_network.now)) for where, layer in names], still_up
     )
 
 
@@ -247,3 +381,12 @@ def kamailio_factory() -> Iterator[KamailioFactory]:
             ),
             pytrace=False,
         )
+
+
+@pytest.fixture
+def call_driver(ua_factory: UserAgentFactory, sip_network: SimNetwork) -> CallDriver:
+    """Reads the events of every ``ua_factory`` user agent while the network runs: answers
+    incoming calls as told (``call_driver.answer(bob, 180, 200)``), records each session's
+    states (``call_driver.states(session)``), and reads past DISCONNECTED so the layer releases
+    what it held. ``run(seconds)``, ``run_until(t)``, ``settle()``."""
+    return CallDriver(sip_network, lambda: [layer for layer, _ in ua_factory.agents])

@@ -11,11 +11,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 
+from invsess.address import Address, format_address
+from invsess.memory import LeakReport
 from invsess.sip import ParseError, Request, Response, parse_message
 from invsess.testing.network import SimNetwork
 from invsess.transaction import Outgoing
 
-Address = tuple[str, int]
 Message = Request | Response
 
 _counter = itertools.count(1)
@@ -31,7 +32,7 @@ class ScriptedPeer:
         self._outbox: list[Outgoing] = []
         self._inbox: list[tuple[float, Message]] = []
         self.received: list[tuple[float, Message]] = []  # everything, in order, for reports
-        network.attach(self, address)  # type: ignore[arg-type]
+        network.attach(self, address)
 
     # -- the node interface the network drives -------------------------------------------------
 
@@ -58,6 +59,17 @@ class ScriptedPeer:
 
     def handle_timers(self, now: float) -> None:
         """A scripted peer has no timers."""
+
+    def next_event(self) -> Message | None:
+        """A scripted peer reports nothing by itself: the script reads with :meth:`expect`."""
+        return None
+
+    def close(self, now: float = 0.0) -> LeakReport:
+        """Nothing to end: a scripted peer holds no pools (its report is empty)."""
+        return LeakReport((), ())
+
+    def transport_error(self, destination: Address, transport: str, now: float, *, reason: str = "") -> None:
+        """Nothing to end: a scripted peer keeps no transactions."""
 
     # -- scripting ---------------------------------------------------------------------------
 
@@ -139,8 +151,8 @@ class ScriptedPeer:
 
     def _report(self, what: str) -> str:
         got = "\n".join(f"  {t:8.3f} {m.start_line()}" for t, m in self.received) or "  (nothing)"
-        host, port = self.address
-        return f"{self.name} at {host}:{port}: {what}\nreceived:\n{got}\n\nladder:\n{self.network.ladder()}"
+        where = format_address(self.address)
+        return f"{self.name} at {where}: {what}\nreceived:\n{got}\n\nladder:\n{self.network.ladder()}"
 
 
 def _describe(status: int | None, method: str | None) -> str:

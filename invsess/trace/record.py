@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from invsess.address import Address, format_address, parse_address
-
-if TYPE_CHECKING:
-    from invsess.testing.network import SimNetwork
 
 
 @attrs.frozen
@@ -36,6 +34,13 @@ class MessageEvent:
     def first_line(self) -> str:
         """The start line."""
         return self.data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+
+    @property
+    def call_id(self) -> str | None:
+        """The Call-ID (``i:`` too) of the message, read without parsing the rest of it."""
+        head = self.data.split(b"\r\n\r\n", 1)[0]
+        match = _CALL_ID.search(head)
+        return match.group(1).decode("utf-8", "replace") if match else None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-lines form."""
@@ -60,10 +65,12 @@ class StateEvent:
     what: str
     old: str
     new: str
+    #: The call whose machine it is (a session's), when there is one.
+    call_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON-lines form."""
-        return {
+        out: dict[str, Any] = {
             "kind": "state",
             "time": self.time,
             "where": format_address(self.where),
@@ -71,9 +78,13 @@ class StateEvent:
             "old": self.old,
             "new": self.new,
         }
+        if self.call_id is not None:
+            out["call_id"] = self.call_id
+        return out
 
 
 TraceEvent = MessageEvent | StateEvent
+_CALL_ID = re.compile(rb"^(?:call-id|i)[ \t]*:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
 
 
 def _event(obj: dict[str, Any]) -> TraceEvent:
@@ -84,9 +95,8 @@ def _event(obj: dict[str, Any]) -> TraceEvent:
             float(obj["time"]), source, destination, obj["transport"], data, obj.get("fate", "delivered")
         )
     if obj["kind"] == "state":
-        return StateEvent(
-            float(obj["time"]), parse_address(obj["where"]), obj["what"], obj["old"], obj["new"]
-        )
+        where, call_id = parse_address(obj["where"]), obj.get("call_id")
+        return StateEvent(float(obj["time"]), where, obj["what"], obj["old"], obj["new"], call_id)
     raise ValueError(f"unknown kind {obj['kind']!r}")
 
 
@@ -114,13 +124,35 @@ class Trace:
         """Record a message."""
         self.events.append(MessageEvent(time, source, destination, transport, bytes(data), fate))
 
-    def state(self, time: float, where: Address, what: str, old: str, new: str) -> None:
-        """Record a state change."""
-        self.events.append(StateEvent(time, where, what, old, new))
+    def state(  # noqa: PLR0917 - the fields of a state event, in their natural order
+        self, time: float, where: Address, what: str, old: str, new: str, call_id: str | None = None
+    ) -> None:
+        """Record a state change (of ``call_id``'s session, when given)."""
+        self.events.append(StateEvent(time, where, what, old, new, call_id))
 
     def messages(self) -> list[MessageEvent]:
         """The message events only."""
         return [e for e in self.events if isinstance(e, MessageEvent)]
+
+    def call_ids(self) -> list[str]:
+        """The Call-IDs of the messages, in order of first appearance."""
+        seen: dict[str, None] = {}
+        for e in self.events:
+            call_id = e.call_id
+            if call_id is not None:
+                seen.setdefault(call_id, None)
+        return list(seen)
+
+    def for_call(self, call_id: str) -> Trace:
+        """The events of one call: its messages and its session's state changes."""
+        return Trace([e for e in self.events if e.call_id == call_id])
+
+    def rebased(self) -> Trace:
+        """The same events, timed from the first one (which is at 0.000)."""
+        if not self.events:
+            return Trace()
+        origin = self.events[0].time
+        return Trace([attrs.evolve(e, time=e.time - origin) for e in self.events])
 
     def participants(self) -> list[Address]:
         """Every address that appears, in order of first appearance."""
@@ -154,16 +186,3 @@ class Trace:
     def read(cls, path: str | Path) -> Trace:
         """Read JSON lines from ``path``."""
         return cls.loads(Path(path).read_text(encoding="utf-8"))
-
-    @classmethod
-    def from_network(cls, network: SimNetwork) -> Trace:
-        """The simulated network's wire trace."""
-        return cls.from_entries(network.trace)
-
-    @classmethod
-    def from_entries(cls, entries: Iterable[Any]) -> Trace:
-        """From objects with time, source, destination, transport, data and fate."""
-        trace = cls()
-        for e in entries:
-            trace.message(e.time, e.source, e.destination, e.transport, e.data, e.fate)
-        return trace

@@ -4,6 +4,7 @@ from invsess.address import Address
 from invsess.transaction.base import (
     MAGIC_COOKIE,
     RELIABLE,
+    TRANSPORT_ERROR,
     Outgoing,
     Role,
     Timer,
@@ -38,6 +39,7 @@ from invsess.transaction.timers import TimerConfig
 __all__ = [
     "MAGIC_COOKIE",
     "RELIABLE",
+    "TRANSPORT_ERROR",
     "AckReceived",
     "Address",
     "ClientInviteState",

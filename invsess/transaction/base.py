@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from invsess.transaction.timers import TimerConfig
 
 MAGIC_COOKIE = "z9hG4bK"
+#: How the terminated reason of a transaction ended by a transport failure starts (RFC 3261
+#: §8.1.3.1: its transaction user treats it as a 503).
+TRANSPORT_ERROR = "transport error"
 RELIABLE = frozenset({"tcp", "tls", "ws", "wss", "sctp"})
 
 
@@ -245,11 +248,14 @@ class Transaction(Generic[StateT]):
         if not self.terminated:
             self._finish(TxInput.TERMINATE, reason)
 
-    def transport_error(self) -> None:
+    def transport_error(self, reason: str = TRANSPORT_ERROR) -> None:
         """The transport could not send (connection refused, closed): terminate, if the table
-        says so in this state (a 2xx in Accepted is the transaction user's to deliver)."""
+        says so in this state (a 2xx in Accepted is the transaction user's to deliver). The
+        terminated reason is ``reason``, which starts with :data:`TRANSPORT_ERROR`."""
+        if not reason.startswith(TRANSPORT_ERROR):
+            reason = f"{TRANSPORT_ERROR}: {reason}"
         if not self.terminated and self.can(TxInput.TRANSPORT_ERROR):
-            self._finish(TxInput.TRANSPORT_ERROR, "transport error")
+            self._finish(TxInput.TRANSPORT_ERROR, reason)
 
 
 def response_kind(response: Response, *, sent: bool = False) -> TxInput:

@@ -1,6 +1,6 @@
 """PJSIP (pjsua2) as a peer, in a subprocess: one call as UAC or UAS, reported on stdout.
 
-  python -m tests.peers.pjsua2_call uac SIP_URI udp|tcp [--hold] [--hangup-after S]
+  python -m tests.peers.pjsua2_call uac SIP_URI udp|tcp [--hold] [--dtmf-info] [--hangup-after S]
   python -m tests.peers.pjsua2_call uas udp|tcp [--answer 200|--ring-only] [--ring 183] [--ring-for S]
 
 Both take ``--timer SE,MIN_SE`` (session timers always on, PJSUA_SIP_TIMER_ALWAYS) and
@@ -8,6 +8,7 @@ Both take ``--timer SE,MIN_SE`` (session timers always on, PJSUA_SIP_TIMER_ALWAY
 
 UAS mode prints ``PORT <n>`` once listening. Both print ``STATE <name> <code>`` on every state
 change, ``HELD`` when a hold re-INVITE went through, and ``FINAL <code>`` at the end.
+``--dtmf-info`` sends the digit 1 by SIP INFO (application/dtmf-relay) once the call is up.
 
 PEERS.md's traps are followed: one polling thread (threadCnt=0, mainThreadOnly), the null sound
 device, sndAutoCloseTime=-1, and os._exit at the end, because Python collecting Call objects
@@ -137,6 +138,7 @@ def main() -> None:
     parser.add_argument("mode", choices=["uac", "uas"])
     parser.add_argument("args", nargs="+")
     parser.add_argument("--hold", action="store_true")
+    parser.add_argument("--dtmf-info", action="store_true")
     parser.add_argument("--hangup-after", type=float, default=0.5)
     parser.add_argument("--answer", type=int, default=200)
     parser.add_argument("--ring-only", action="store_true")
@@ -158,8 +160,15 @@ def main() -> None:
         if call.final is None and opts.hold:
             call.setHold(pj.CallOpParam(True))
             pump(ep, time.monotonic() + 2)
+        if call.final is None and opts.dtmf_info:
+            dtmf = pj.CallSendDtmfParam()
+            dtmf.method = pj.PJSUA_DTMF_METHOD_SIP_INFO
+            dtmf.digits = "1"
+            call.sendDtmf(dtmf)
+            print("DTMF-INFO sent", flush=True)
         if call.final is None:
-            pump(ep, time.monotonic() + opts.hangup_after)
+            pump(ep, time.monotonic() + opts.hangup_after, lambda: call.final is not None)
+        if call.final is None:
             call.hangup(pj.CallOpParam(True))
         pump(ep, time.monotonic() + 10, lambda: call.final is not None)
         pump(ep, time.monotonic() + 0.3)
