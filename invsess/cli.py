@@ -552,7 +552,10 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
             stats.call_started(started)
             try:
                 placed = await agent.call(uri, transport=transport)
-            except (LocalProtocolError, CallError) as exc:  # CallError: its host did not resolve
+            except CallError as exc:  # its host did not resolve: a 503 at once (RFC 3261 §8.1.3.1)
+                stats.call_ended(exc.cause or "error", was_up=False, cause=str(exc))
+                return
+            except LocalProtocolError as exc:
                 stats.call_ended("error", was_up=False, cause=str(exc))
                 return
             actions: list[asyncio.Task[None]] = []

@@ -564,7 +564,7 @@ class UserAgent:
         if isinstance(event, IncomingCall):
             await self._new_call(event)
             return
-        if isinstance(event, RequestReceived):
+        if isinstance(event, RequestReceived) and not isinstance(event, DialogRequestReceived):
             response = make_response(event.request, 200, to_tag=self.endpoint.new_tag())
             self.endpoint.respond(event.transaction, response, self.now())
             self.flush()

@@ -19,7 +19,7 @@ from invsess.transaction import RequestReceived
 
 if TYPE_CHECKING:
     from invsess.inv.session import InviteSession
-    from invsess.transaction import ServerTransaction, Transaction
+    from invsess.transaction import Transaction
 
 
 def detached(response: Response) -> Response:
@@ -108,13 +108,12 @@ class InviteResponseReceived:
 
 
 @attrs.frozen
-class DialogRequestReceived:
+class DialogRequestReceived(RequestReceived):
     """A request of the peer inside the session's dialog that the layer does not handle itself
-    (INFO, MESSAGE, NOTIFY, ...): answer it with :meth:`SessionLayer.respond`."""
+    (INFO, MESSAGE, NOTIFY, ...): answer it with :meth:`SessionLayer.respond` (or, as any
+    ``RequestReceived``, with ``endpoint.respond``). ``session`` is the call it came in."""
 
     session: InviteSession
-    transaction: ServerTransaction[Any]
-    request: Request
 
 
 @attrs.frozen

@@ -290,7 +290,7 @@ class InviteSession(RefCounted):
             # INFO, MESSAGE, NOTIFY ...: the endpoint let it through (its ``allow`` lists it),
             # so the application answers it (``SessionLayer.respond``), knowing its session.
             self.process(SessionInput.RECV_REQUEST, now)
-            self.ctx.emit(DialogRequestReceived(self, tx, request))
+            self.ctx.emit(DialogRequestReceived(tx, request, tx.peer, self))
 
     def on_ack(self, ack: Request, now: float) -> None:
         """The ACK of a 2xx of ours (to the INVITE, or to a re-INVITE)."""
