@@ -327,12 +327,14 @@ class B2bua:
 
     async def close(self, timeout: float = 5.0) -> LeakReport:
         """Hang up what is still up, wait for the bridges to release their legs, report leaks."""
-        for bridge in list(self.bridges):
-            for leg in (bridge.a, bridge.b):
-                if leg is not None and leg.state is not InviteState.DISCONNECTED:
-                    with contextlib.suppress(CallError, LocalProtocolError, TimeoutError):
-                        async with asyncio.timeout(timeout):
-                            await leg.hangup()
+
+        async def hang_up(leg: Call) -> None:
+            with contextlib.suppress(CallError, LocalProtocolError, TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await leg.hangup()
+
+        legs = [leg for b in self.bridges for leg in (b.a, b.b) if leg is not None]
+        await asyncio.gather(*(hang_up(leg) for leg in legs if leg.state is not InviteState.DISCONNECTED))
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
         for task in list(self._tasks):
