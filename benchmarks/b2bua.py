@@ -11,10 +11,10 @@ lower case (sippy fails on ``UDP``) and the UAS sends no 180 (sippy relays some 
 200, which SIPp's UAC rightly counts as failed calls, at any rate: PEERS.md). A run is clean when every
 call succeeded (no failed call at the UAC), SIPp had to retransmit nothing (the B2BUA kept up:
 past its capacity SIPp's retransmissions still get most calls through, ever slower), and, for
-invsess, when the B2BUA bridged them all with ``200`` and ended with ``0 leaked blocks``. The rate goes up by ``--step`` until a run is
-not clean; the last clean rate is the figure. Everything shares the machine's cores, as in
-PEERS.md's reference table (sippy's figure there: ~100 calls/s). The target (issue 13) is
-invsess >= 5x sippy.
+invsess, when the B2BUA bridged them all with ``200`` and ended with ``0 leaked blocks``. The
+rate goes up by ``--step`` until a run is not clean; the last clean rate is the figure.
+Everything shares the machine's cores, as in PEERS.md's reference table (sippy's figure there:
+~100 calls/s). The target (issue 13) is invsess >= 5x sippy.
 """
 
 from __future__ import annotations
