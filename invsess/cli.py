@@ -12,18 +12,22 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import click
 
 from invsess import __version__
-from invsess.aio import Call, CallError, ListenSpec, SendGuard, UserAgent
+from invsess.aio import Call, CallError, ListenSpec, RegistrationError, SendGuard, StreamLimits, UserAgent
+from invsess.auth import Algorithm, DigestAuthenticator
 from invsess.b2bua import B2bua
 from invsess.cli_report import AnswererStats, CallerStats
 from invsess.demo import run_demo
 from invsess.demo_call import run_call
-from invsess.endpoint import KNOWN_METHODS, EndpointConfig
+from invsess.endpoint import KNOWN_METHODS, EndpointConfig, RateLimit
+from invsess.errors import UsageError
 from invsess.inv import InviteState, TimerSettings, option_tags
 from invsess.logs import configure, get_logger
 from invsess.memory import LeakReport
+from invsess.registration import Registrar
 from invsess.sdp import parse_sdp
 from invsess.sip import LocalProtocolError, ParseError, SipUri, parse_uri
 from invsess.trace import Trace, render_svg, render_text, write_pcap
@@ -165,6 +169,171 @@ def _listen_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+@attrs.frozen
+class Limits:
+    """The values of :func:`_limit_options`, as the command gets them; the defaults are the
+    options' (safe for one process: docs/hardening.md)."""
+
+    max_calls: int = 2000
+    max_transactions: int = 10_000
+    rate_limit: str = "1000/2"
+    rate_block: float = 10.0
+    max_connections: int = StreamLimits().max_connections
+    max_connections_per_ip: int = StreamLimits().max_connections_per_ip
+    tcp_read_timeout: float = StreamLimits().read_timeout
+    tcp_idle_timeout: float = StreamLimits().idle_timeout
+    tls_handshake_timeout: float = StreamLimits().handshake_timeout
+    shutdown_timeout: float = 5.0
+    user_agent: str | None = None
+
+    def rate(self) -> RateLimit | None:
+        """``--rate-limit`` and ``--rate-block`` as a RateLimit (None: off)."""
+        if self.rate_limit.strip().lower() in ("off", "none", "0"):
+            return None
+        try:
+            parsed = RateLimit.parse(self.rate_limit)
+            return attrs.evolve(parsed, block=self.rate_block)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--rate-limit") from None
+
+    def stream(self) -> StreamLimits:
+        """The TCP/TLS limits."""
+        return StreamLimits(
+            max_connections=self.max_connections,
+            max_connections_per_ip=self.max_connections_per_ip,
+            read_timeout=self.tcp_read_timeout,
+            idle_timeout=self.tcp_idle_timeout,
+            handshake_timeout=self.tls_handshake_timeout,
+        )
+
+
+def _limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Overload control, connection limits and shutdown (docs/hardening.md)."""
+    defaults = Limits()
+    for option in reversed(
+        [
+            click.option(
+                "--max-calls",
+                type=click.IntRange(0),
+                default=defaults.max_calls,
+                show_default=True,
+                help="Live calls at most; a new INVITE beyond gets 503 + Retry-After.",
+            ),
+            click.option(
+                "--max-transactions",
+                type=click.IntRange(1),
+                default=defaults.max_transactions,
+                show_default=True,
+                help="Concurrent server transactions at most (503 beyond; the last tenth is kept "
+                "for OPTIONS and in-dialog requests).",
+            ),
+            click.option(
+                "--rate-limit",
+                "rate_limit",
+                metavar="N/SECONDS|off",
+                default=defaults.rate_limit,
+                show_default=True,
+                help="Per source address: more than N new requests in SECONDS and it is ignored "
+                "for --rate-block seconds (Kamailio's pike).",
+            ),
+            click.option(
+                "--rate-block",
+                type=click.FloatRange(min=0, min_open=True),
+                default=defaults.rate_block,
+                show_default=True,
+                help="Seconds a source over --rate-limit is ignored (renewed while it keeps going).",
+            ),
+            click.option(
+                "--max-connections",
+                type=click.IntRange(1),
+                default=defaults.max_connections,
+                show_default=True,
+                help="TCP/TLS connections at most (lowered to what `ulimit -n` allows).",
+            ),
+            click.option(
+                "--max-connections-per-ip",
+                type=click.IntRange(1),
+                default=defaults.max_connections_per_ip,
+                show_default=True,
+                help="TCP/TLS connections from one address at most.",
+            ),
+            click.option(
+                "--tcp-read-timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                default=defaults.tcp_read_timeout,
+                show_default=True,
+                help="Seconds a streamed message may take from its first byte to its last.",
+            ),
+            click.option(
+                "--tcp-idle-timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                default=defaults.tcp_idle_timeout,
+                show_default=True,
+                help="Seconds of silence before a connection is closed.",
+            ),
+            click.option(
+                "--tls-handshake-timeout",
+                type=click.FloatRange(min=0, min_open=True),
+                default=defaults.tls_handshake_timeout,
+                show_default=True,
+                help="Seconds a TLS handshake may take.",
+            ),
+            click.option(
+                "--shutdown-timeout",
+                type=click.FloatRange(min=0),
+                default=defaults.shutdown_timeout,
+                show_default=True,
+                help="At the first Ctrl-C, wait this long in all for calls to end (a second "
+                "Ctrl-C or SIGTERM: stop at once).",
+            ),
+            click.option(
+                "--user-agent",
+                "user_agent",
+                metavar="TEXT",
+                default=None,
+                help="Send this as User-Agent (requests) and Server (responses); default: neither.",
+            ),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def _limits(options: dict[str, Any]) -> Limits:
+    """Take the :func:`_limit_options` values out of a command's keyword arguments."""
+    return Limits(**{field.name: options.pop(field.name) for field in attrs.fields(Limits)})
+
+
+def _stop_on_signals(agent: UserAgent, stop: asyncio.Event) -> None:
+    """First SIGINT: stop (calls get --shutdown-timeout to end). A second SIGINT, or SIGTERM:
+    stop at once."""
+    loop = asyncio.get_running_loop()
+    seen: list[int] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        seen.append(sig)
+        if sig == signal.SIGTERM or len(seen) > 1:
+            click.echo(f"{sig.name}: stopping at once", err=True)
+            agent.hurry()
+        else:
+            click.echo(f"{sig.name}: stopping (again to stop at once)", err=True)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal, sig)
+
+
+def _exit_report(agent: UserAgent, report: LeakReport) -> None:
+    """What a command prints at exit: calls still up, limits that refused something, leaks."""
+    if agent.shutdown is not None and agent.shutdown.up:
+        click.echo(agent.shutdown.format(), err=True)
+    rejected = {reason.value: n for reason, n in sorted(agent.endpoint.limit_stats.rejected.items()) if n}
+    if rejected:
+        click.echo(f"refused by limits: {rejected}", err=True)
+    click.echo(report.format(), err=True)
+
+
 async def _agent(
     listen: tuple[str, ...],
     *,
@@ -179,6 +348,8 @@ async def _agent(
     timer: TimerSettings | None,
     rel100: str,
     lock_codec: bool,
+    limits: Limits,
+    authenticator: DigestAuthenticator | None = None,
 ) -> UserAgent:
     try:
         specs = [ListenSpec.parse(spec) for spec in listen]
@@ -203,7 +374,17 @@ async def _agent(
     )
     timers = TimerConfig(t1=t1, t2=max(4.0, t1), t4=max(5.0, t1))
     accept = ("application/sdp", *(INFO_BODIES if "INFO" in methods else ()))
-    config = EndpointConfig(allow=methods, timers=timers, supported=supported, accept=accept)
+    config = EndpointConfig(
+        allow=methods,
+        timers=timers,
+        supported=supported,
+        accept=accept,
+        max_calls=limits.max_calls,
+        max_transactions=limits.max_transactions,
+        rate_limit=limits.rate(),
+        server=limits.user_agent,
+        user_agent=limits.user_agent,
+    )
     try:
         agent = await UserAgent.create(
             specs,
@@ -217,9 +398,14 @@ async def _agent(
             timer=timer,
             rel100=rel100,
             lock_codec=lock_codec,
+            stream_limits=limits.stream(),
         )
     except OSError as exc:  # a port in use, an address not ours: one line, not a traceback
         raise click.ClickException(f"cannot listen on {', '.join(listen)}: {exc.strerror or exc}") from None
+    if authenticator is not None:
+        agent.endpoint.authenticator = authenticator
+        # A server that authenticates is a registrar too: softphones register with it.
+        agent.layer.attach(Registrar(agent.endpoint))
     for transport, (host, port) in agent.endpoint.listeners.items():
         click.echo(f"listening on {transport}:{host}:{port}", err=True)
     return agent
@@ -266,41 +452,63 @@ async def _after(
             counts[f"{what} done"] += 1
 
 
-async def _close(agent: UserAgent, timeout: float = 5.0) -> LeakReport:
-    """Close the agent without waiting for nothing: only transactions still waiting for a
-    response are waited for (up to ``timeout``, said on the terminal); those that only absorb
-    retransmissions (RFC 3261 §17: 32 s after a 2xx or a BYE) end at once."""
-    endpoint = agent.endpoint
-    deadline = agent.now() + timeout
-    for session in agent.layer.sessions:  # interrupted: calls still up get their BYE (or CANCEL)
-        if session.state is not InviteState.DISCONNECTED:
-            agent.layer.hangup(session, agent.now())
-    agent.flush()
-
-    def waiting() -> int:
-        return sum(1 for tx in endpoint.transactions() if tx.state.name in _AWAITING_RESPONSE)
-
-    if waiting():
-        click.echo(
-            f"closing: waiting up to {timeout:g} s for {waiting()} request(s) still unanswered", err=True
-        )
-        while waiting() and agent.now() < deadline:
-            await asyncio.sleep(0.05)
-    return await agent.close(timeout=0.0)
-
-
-#: Transaction states in which a request still waits for its final response.
-_AWAITING_RESPONSE = frozenset({"CALLING", "TRYING", "PROCEEDING"})
-
-
 def _memory(agent: UserAgent, report: LeakReport) -> str:
     stats = agent.endpoint.factory.statistics()
     used = f"max_used_size {stats.max_used_size} bytes, used_size {stats.used_size}"
     return f"{used}, {report.total_blocks} leaked blocks"
 
 
+def auth_users(pairs: tuple[str, ...], auth_file: str | None) -> dict[str, str]:
+    """``--auth USER:PASSWORD`` (repeatable) and ``--auth-file`` (one ``USER:PASSWORD`` a line;
+    blank lines and ``#`` comments skipped) as username -> password."""
+    entries = [(pair, "--auth") for pair in pairs]
+    if auth_file:
+        text = Path(auth_file).read_text(encoding="utf-8")
+        entries += [(line.strip(), f"--auth-file line {n}") for n, line in enumerate(text.splitlines(), 1)]
+    users: dict[str, str] = {}
+    for entry, where in entries:
+        if not entry or entry.startswith("#"):
+            continue
+        user, sep, password = entry.partition(":")
+        if not sep or not user or not password:
+            raise click.BadParameter(f"{where}: expected USER:PASSWORD", param_hint="--auth")
+        users[user] = password
+    return users
+
+
+def sip_uri_option(text: str | None, name: str) -> str | None:
+    """A ``sip:HOST:PORT`` option checked (the host an IP address: nothing here resolves names)."""
+    if text is None:
+        return None
+    try:
+        uri = parse_uri(text)
+    except ParseError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+    if not isinstance(uri, SipUri):
+        raise click.BadParameter(f"{text!r} is not a sip: URI", param_hint=name)
+    try:
+        ListenSpec.parse(f"udp:{uri.host}:{uri.host_port[1]}")
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: the host must be an IP address", param_hint=name) from None
+    return text
+
+
+def proxy_route(proxy: str | None) -> list[str]:
+    """``--proxy``: an outbound proxy is a loose router (``;lr`` added when missing)."""
+    if proxy is None:
+        return []
+    uri = parse_uri(proxy)
+    return [proxy if isinstance(uri, SipUri) and uri.lr else f"{proxy};lr"]
+
+
+def _credentials(user: str | None, password: str | None) -> None:
+    if password is not None and user is None:
+        raise click.UsageError("--password goes with --user")
+
+
 @main.command()
 @_listen_options
+@_limit_options
 @click.option(
     "--answer-code",
     type=click.IntRange(200, 699),
@@ -331,6 +539,41 @@ def _memory(agent: UserAgent, report: LeakReport) -> str:
 )
 @click.option("--calls", type=int, default=None, help="Stop after this many calls have ended.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option(
+    "--auth",
+    "auth_pairs",
+    multiple=True,
+    metavar="USER:PASSWORD",
+    help="Require digest authentication (401) of INVITE, REGISTER, MESSAGE...: this user may "
+    "(repeatable). With it, REGISTER is served too (a registrar).",
+)
+@click.option(
+    "--auth-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Users for --auth from a file: one USER:PASSWORD a line (# comments).",
+)
+@click.option("--realm", default="invsess", show_default=True, help="The realm of --auth's challenges.")
+@click.option(
+    "--algorithms",
+    default="SHA-256,MD5",
+    show_default=True,
+    help="Digest algorithms --auth offers, in order of preference (SHA-512-256, SHA-256, MD5).",
+)
+@click.option(
+    "--register",
+    "registrar",
+    metavar="sip:HOST:PORT",
+    help="Register our listening contact there (with --user/--password), keep it refreshed, "
+    "unregister at the end.",
+)
+@click.option("--user", help="The user to register (--register) and to answer 401/407 as.")
+@click.option("--password", help="Its password.")
+@click.option(
+    "--proxy", metavar="sip:HOST:PORT", help="Send the REGISTER through this outbound proxy (loose router)."
+)
+@click.option(
+    "--expires", type=click.IntRange(1), default=600, show_default=True, help="Registration interval."
+)
 def answer(  # noqa: PLR0917 - click passes every option positionally by name
     listen: tuple[str, ...],
     cert: str | None,
@@ -353,17 +596,58 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     hangup_after: float | None,
     calls: int | None,
     duration: float | None,
+    auth_pairs: tuple[str, ...],
+    auth_file: str | None,
+    realm: str,
+    algorithms: str,
+    registrar: str | None,
+    user: str | None,
+    password: str | None,
+    proxy: str | None,
+    expires: int,
+    **limit_options: Any,
 ) -> None:
     """Answer calls until interrupted (or --calls/--duration): an auto-answering UAS for testing.
 
     INVITEs get --answer-code after --ring seconds of ringing (a CANCEL gets 200 and 487); OPTIONS
     and --allow'ed methods get 200, inside dialogs too (INFO); everything else the answer RFC 3261
     prescribes (405, 501, 481, 400, 420, ...). --hangup-after, --reinvite-after and --update-after
-    make us act in each call. Prints the statistics and the leak report at exit; exits 1 if
-    anything leaked.
+    make us act in each call. Overload gets 503 + Retry-After; see docs/hardening.md for every
+    limit. Without --auth it answers anyone (it says so first); with --auth, requests need
+    digest credentials and REGISTER is served (a registrar); --register registers our contact
+    elsewhere (failed authentications by source are among the statistics).
+
+    Ctrl-C (SIGINT) hangs up the calls still up and waits --shutdown-timeout for them; a second
+    Ctrl-C or SIGTERM stops at once. Prints the statistics, the calls still up at shutdown and
+    the leak report at exit; exits 0 after an orderly stop, 1 if anything leaked.
     """
     configure(log_level)
     timer = timer_settings(timer_spec, min_se)
+    limits = _limits(limit_options)
+    users = auth_users(auth_pairs, auth_file)
+    sip_uri_option(registrar, "--register")
+    sip_uri_option(proxy, "--proxy")
+    if registrar and not user:
+        raise click.UsageError("--register needs --user (and --password)")
+    _credentials(user, password)
+    authenticator = None
+    if users:
+        offered = [Algorithm.named(name.strip()) for name in algorithms.split(",") if name.strip()]
+        if any(a is None for a in offered):
+            raise click.BadParameter(f"unknown algorithm in {algorithms!r}", param_hint="--algorithms")
+        try:
+            authenticator = DigestAuthenticator(
+                realm, users, algorithms=[a for a in offered if a is not None]
+            )
+        except UsageError as exc:
+            raise click.BadParameter(str(exc), param_hint="--realm/--algorithms") from None
+        click.echo(f"digest authentication required: realm {realm!r}, {len(users)} user(s)", err=True)
+    else:
+        click.echo(
+            "warning: no --auth: answering every call from anyone (a test tool; "
+            "--auth USER:PASSWORD requires digest authentication)",
+            err=True,
+        )
 
     async def serve() -> int:
         trace = Trace() if trace_path else None
@@ -374,19 +658,32 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
             loopback_only=loopback_only,
             sdp_file=sdp_file,
             t1=t1,
-            allow=allow,
+            allow=(*allow, *(("REGISTER",) if users else ())),
             trace=trace,
-            user="answer",
+            user=user or "answer",
             timer=timer,
             rel100=rel100,
             lock_codec=lock_codec,
+            limits=limits,
+            authenticator=authenticator,
         )
+        if user and password:
+            agent.layer.credentials.add(user, password)
+        if registrar and user:
+            try:
+                registration = await agent.register(
+                    registrar, user, password, expires=expires, route=proxy_route(proxy)
+                )
+            except RegistrationError as exc:
+                click.echo(f"registration refused: {exc.status_code} {exc.reason}", err=True)
+                await agent.close()
+                return 2
+            click.echo(f"registered at {registrar} as {user}: expires {registration.expires}", err=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        _stop_on_signals(agent, stop)
         stats = AnswererStats()
+        handlers: set[asyncio.Task[None]] = set()
 
         async def handle(call: Call) -> None:
             stats.call_received()
@@ -416,7 +713,7 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
                     ):
                         if delay is not None:
                             actions.append(loop.create_task(_after(delay, what, action, stats.actions)))
-            except LocalProtocolError:  # cancelled while ringing, ended before the ACK ...
+            except (LocalProtocolError, CallError):  # cancelled while ringing, ended before the ACK ...
                 pass
             await call.wait_for(InviteState.DISCONNECTED, timeout=None)
             for task in actions:
@@ -430,24 +727,27 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
                 stop.set()
 
         async def accept() -> None:
-            tasks = set()
             while True:
                 call = await agent.incoming()
                 task = loop.create_task(handle(call))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
+                handlers.add(task)
+                task.add_done_callback(handlers.discard)
 
         acceptor = loop.create_task(accept())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), duration)
-        acceptor.cancel()
-        report = await _close(agent)
+        for task in (acceptor, *handlers):  # the calls they held are closed by agent.close()
+            task.cancel()
+        await asyncio.gather(acceptor, *handlers, return_exceptions=True)
+        report = await agent.close(timeout=limits.shutdown_timeout)
         if trace is not None and trace_path:
             trace.rebased().write(trace_path)
             click.echo(f"trace: {len(trace)} events in {trace_path}", err=True)
         for line in stats.summary(agent.endpoint.stats.items(), _memory(agent, report)):
             click.echo(line, err=True)
-        click.echo(report.format(), err=True)
+        if authenticator is not None:
+            click.echo(f"authentication: {authenticator.statistics().as_dict()}", err=True)
+        _exit_report(agent, report)
         return 1 if report else 0
 
     raise SystemExit(asyncio.run(serve()))
@@ -456,6 +756,7 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
 @main.command()
 @click.argument("uri")
 @_listen_options
+@_limit_options
 @click.option(
     "--calls", type=click.IntRange(1), default=1, show_default=True, help="How many calls to place."
 )
@@ -485,6 +786,13 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     metavar="S",
     help="Print a progress line every S seconds of a longer run (0: never).",
 )
+@click.option("--user", help="Our user (From, Contact) and the username for 401/407 challenges.")
+@click.option("--password", help="The password for 401/407 challenges (with --user).")
+@click.option(
+    "--proxy",
+    metavar="sip:HOST:PORT",
+    help="Send the INVITE through this outbound proxy (a loose router: ;lr is added).",
+)
 def call(  # noqa: PLR0917 - click passes every option positionally by name
     uri: str,
     listen: tuple[str, ...],
@@ -508,16 +816,27 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
     transport: str | None,
     answer_timeout: float,
     progress: float,
+    user: str | None,
+    password: str | None,
+    proxy: str | None,
+    **limit_options: Any,
 ) -> None:
     """Place --calls calls to URI at --rate per second, each held --hold seconds, then BYE.
 
     Prints progress on long runs and a summary (outcomes, causes, call-setup time percentiles);
     exits 0 only if every call was answered and ended cleanly. A call whose INVITE cannot be
     sent (the send guard, a host name: nothing here resolves DNS, a refused TCP connection)
-    fails at once with 503 and says why.
+    fails at once with 503 and says why. Ctrl-C stops placing calls and hangs up those up
+    (waiting --shutdown-timeout); a second Ctrl-C or SIGTERM stops at once. With
+    --user/--password the calls answer digest challenges (401/407); --proxy sends them through
+    an outbound proxy.
     """
     configure(log_level)
     timer = timer_settings(timer_spec, min_se)
+    limits = _limits(limit_options)
+    _credentials(user, password)
+    sip_uri_option(proxy, "--proxy")
+    route = proxy_route(proxy)
     if rate <= 0:
         raise click.BadParameter("must be positive", param_hint="--rate")
     try:
@@ -539,19 +858,24 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
             t1=t1,
             allow=allow,
             trace=trace,
-            user="call",
+            user=user or "call",
             timer=timer,
             rel100=rel100,
             lock_codec=lock_codec,
+            limits=limits,
         )
+        if user and password:
+            agent.layer.credentials.add(user, password)
         loop = asyncio.get_running_loop()
         stats = CallerStats(started_at=agent.now())
+        stop = asyncio.Event()
+        _stop_on_signals(agent, stop)
 
         async def one() -> None:
             started = agent.now()
             stats.call_started(started)
             try:
-                placed = await agent.call(uri, transport=transport)
+                placed = await agent.call(uri, transport=transport, route=route)
             except CallError as exc:  # its host did not resolve: a 503 at once (RFC 3261 §8.1.3.1)
                 stats.call_ended(exc.cause or "error", was_up=False, cause=str(exc))
                 return
@@ -596,24 +920,135 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
                 await asyncio.sleep(progress)
                 click.echo(stats.progress(agent.now()), err=True)
 
+        async def place() -> None:
+            tasks = []
+            for i in range(calls):
+                if i:
+                    await asyncio.sleep(1.0 / rate)
+                tasks.append(loop.create_task(one()))
+            await asyncio.gather(*tasks)
+
         reporter = loop.create_task(report_progress()) if progress > 0 else None
-        tasks = []
-        for i in range(calls):
-            if i:
-                await asyncio.sleep(1.0 / rate)
-            tasks.append(loop.create_task(one()))
-        await asyncio.gather(*tasks)
-        if reporter is not None:
-            reporter.cancel()
+        placing = loop.create_task(place())
+        stopping = loop.create_task(stop.wait())
+        await asyncio.wait([placing, stopping], return_when=asyncio.FIRST_COMPLETED)
+        interrupted = not placing.done()
+        for task in (placing, stopping, *((reporter,) if reporter is not None else ())):
+            task.cancel()
+        await asyncio.gather(placing, stopping, return_exceptions=True)
         elapsed = agent.now() - stats.started_at
-        report = await _close(agent)
+        report = await agent.close(timeout=limits.shutdown_timeout)
         if trace is not None and trace_path:
             trace.rebased().write(trace_path)
+        if interrupted:
+            click.echo(f"interrupted: {calls - stats.ended} calls not completed", err=True)
         for line in stats.summary(calls, elapsed):
             click.echo(line)
+        if agent.shutdown is not None and agent.shutdown.up:
+            click.echo(agent.shutdown.format(), err=True)
         if report:
             click.echo(report.format(), err=True)
+        if interrupted:
+            return 0 if not report else 1  # an orderly stop on request
         return 0 if stats.succeeded == calls and not report else 1
+
+    raise SystemExit(asyncio.run(run()))
+
+
+@main.command()
+@click.option("--registrar", required=True, metavar="sip:HOST:PORT", help="Where to register.")
+@click.option("--user", required=True, help="The user (address-of-record sip:USER@registrar host).")
+@click.option("--password", help="Its password, for the registrar's 401/407.")
+@click.option("--expires", type=click.IntRange(0), default=600, show_default=True, help="Asked interval.")
+@click.option("--proxy", metavar="sip:HOST:PORT", help="Through this outbound proxy (a loose router).")
+@click.option(
+    "--listen",
+    default="udp:127.0.0.1:0",
+    show_default=True,
+    help="udp:|tcp:HOST:PORT: our contact (TCP: the registrar's connection carries it).",
+)
+@click.option("--instance-id", help="RFC 5626 +sip.instance (a UUID); CRLF keep-alives over TCP.")
+@click.option(
+    "--stay",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Keep the binding (refreshed) this many seconds, then unregister.",
+)
+@click.option("--unregister", is_flag=True, help="Remove the binding before exiting (Expires: 0).")
+@click.option("--t1", type=float, default=0.5, show_default=True, help="RFC 3261 T1 in seconds.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+)
+def register(  # noqa: PLR0917 - click passes every option positionally by name
+    registrar: str,
+    user: str,
+    password: str | None,
+    expires: int,
+    proxy: str | None,
+    listen: str,
+    instance_id: str | None,
+    stay: float,
+    unregister: bool,
+    t1: float,
+    log_level: str,
+) -> None:
+    """Register USER at the registrar; exit 0 once registered, 1 with the final response when
+    refused. The binding is left to expire unless --unregister or --stay says otherwise."""
+    configure(log_level)
+    sip_uri_option(registrar, "--registrar")
+    sip_uri_option(proxy, "--proxy")
+
+    async def run() -> int:
+        agent = await _agent(
+            (listen,),
+            cert=None,
+            key=None,
+            loopback_only=True,
+            sdp_file=None,
+            t1=t1,
+            allow=(),
+            trace=None,
+            user=user,
+            timer=None,
+            rel100="off",
+            lock_codec=False,
+            limits=Limits(),
+        )
+        kind = ListenSpec.parse(listen).transport
+        try:
+            registration = await agent.register(
+                registrar,
+                user,
+                password,
+                expires=expires,
+                transport=kind,
+                route=proxy_route(proxy),
+                instance_id=instance_id,
+                retry=stay > 0,
+            )
+        except RegistrationError as exc:
+            click.echo(f"refused: {exc.status_code} {exc.reason}")
+            await agent.close(timeout=1.0)
+            return 1
+        click.echo(f"registered: {registration.contact} expires {registration.expires}")
+        if stay > 0:
+            await asyncio.sleep(stay)
+        if unregister or stay > 0:
+            code = await registration.unregister()
+            click.echo(f"unregistered: {code}")
+        else:
+            registration.close()  # left to expire at the registrar
+            click.echo(f"binding left for {registration.expires} s (--unregister removes it)")
+        # Nothing is left to wait for but Timer K of the last REGISTER (absorbing a late copy of
+        # its response): a second is plenty.
+        report = await agent.close(timeout=1.0)
+        if report:
+            click.echo(report.format(), err=True)
+        return 1 if report else 0
 
     raise SystemExit(asyncio.run(run()))
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from invsess.memory import Pool, PoolFactory, RefCounted
+from invsess.routeset import next_hop, route_request
 from invsess.sip import (
     CSeq,
     LocalProtocolError,
@@ -430,21 +431,12 @@ class Dialog(RefCounted):
 
     def _request_uri_and_routes(self) -> tuple[Uri | str, tuple[NameAddress, ...]]:
         if not self.route_set:
-            return self._remote_target, ()
-        first = self.route_set[0].uri
-        if isinstance(first, SipUri) and first.lr:
-            return self.remote_target, self.route_set
-        return first, (*self.route_set[1:], NameAddress(self.remote_target))
+            return self._remote_target, ()  # the text as kept: nothing to parse
+        return route_request(self.remote_target, self.route_set)
 
     def next_hop(self) -> tuple[str, int, str]:
         """Where an in-dialog request goes: the first route, else the remote target (no DNS)."""
-        target = self.route_set[0].uri if self.route_set else self.remote_target
-        if not isinstance(target, SipUri):
-            raise LocalProtocolError(f"cannot send to {target}")
-        host, port = target.host_port
-        if target.maddr:
-            host = target.maddr
-        return host, port, (target.transport or self.transport)
+        return next_hop(self.remote_target, self.route_set, self.transport)
 
     def receive_request(self, request: Request) -> None:
         """Check and record an in-dialog request (RFC 3261 §12.2.2).

@@ -18,6 +18,7 @@ from typing import Protocol, TypeVar
 from invsess.address import Address
 from invsess.memory import LeakReport
 from invsess.transaction.base import TRANSPORT_ERROR, Outgoing
+from invsess.transaction.events import Event
 
 EventT_co = TypeVar("EventT_co", covariant=True)
 
@@ -58,4 +59,24 @@ class Node(Protocol[EventT_co]):
         ...
 
 
-__all__ = ["Node"]
+class TransactionUser(Protocol):
+    """A user of the endpoint's transactions beside the INVITE sessions (RFC 3261's *TU*): a
+    registration client, a registrar. :meth:`SessionLayer.attach <invsess.inv.SessionLayer.attach>`
+    gives it what the layer does not route itself — responses, timeouts and ends of its own
+    transactions, and requests outside any dialog other than INVITE — and drives its timers
+    with the layer's. PJSIP's modules on ``pjsip_endpoint`` play the same part."""
+
+    def on_event(self, event: Event, now: float) -> bool:
+        """Take ``event`` if it is this user's (True), else leave it (False). A response in it
+        is valid during the call only."""
+        ...
+
+    def next_deadline(self) -> float | None:
+        """The user's next timer (None: none)."""
+        ...
+
+    def handle_timers(self, now: float) -> None:
+        """Fire what is due at ``now``."""
+
+
+__all__ = ["Node", "TransactionUser"]

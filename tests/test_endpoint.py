@@ -292,3 +292,17 @@ def test_an_internal_error_after_hand_over_neither_leaks_nor_double_frees(
         uas.receive(raw_request(), SOURCE, "udp", 0.0)  # the transaction had adopted the pool
     assert len(uas.transactions()) == 1
     assert not uas.close()  # no DoubleFreeError, nothing left behind
+
+
+def test_awaiting_answers_lists_requests_still_unanswered() -> None:
+    ep = Endpoint(EndpointConfig(malloc_debug=True))
+    ep.add_listener("tcp", UAS_ADDR)
+    pair = EndpointPair()
+    req = pair.request("OPTIONS")
+    req.headers.set("Via", ep.via("tcp"))
+    tx = ep.send_request(req, SOURCE, "tcp", 0.0)
+    assert ep.awaiting_answers() == [tx]
+    ep.transport_error(SOURCE, "TCP", 0.0)
+    assert ep.awaiting_answers() == []
+    ep.close()
+    assert not ep.leak_report()

@@ -26,6 +26,7 @@ from invsess.inv import (
     option_tags,
 )
 from invsess.inv.offer import INCOMING_TRANSITIONS, IncomingInput, IncomingOffer, IncomingState
+from invsess.routeset import parse_route_set
 from invsess.sdp import NegotiatorState, parse_sdp
 from invsess.sip import LocalProtocolError, Request, Response, parse_message
 from invsess.testing import LinkProfile, ScriptedPeer, SimNetwork
@@ -212,7 +213,7 @@ def test_hangup_with_a_reason_sends_the_reason_header_on_bye_and_cancel() -> Non
 
 def test_a_preloaded_route_goes_in_the_invite() -> None:
     net, alice, bob = pair()
-    _session, incoming = ring(net, alice, bob, route=["<sip:127.0.0.2:5060;lr>"])
+    _session, incoming = ring(net, alice, bob, route=parse_route_set(["sip:127.0.0.2:5060;lr"]))
     assert sent(net, "INVITE")[0].headers.get("Route") == "<sip:127.0.0.2:5060;lr>"
     bob.answer(incoming.session, 603, net.now)
     net.run_until(net.now + 0.1)

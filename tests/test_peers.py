@@ -321,6 +321,8 @@ async def test_pjsip_calls_invsess_answer_which_reinvites_takes_info_and_hangs_u
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert answer.stderr is not None
+    first = (await asyncio.wait_for(answer.stderr.readline(), 20)).decode()
+    assert first.startswith("warning: no --auth")  # answer says first that it answers anyone
     assert "listening on udp" in (await asyncio.wait_for(answer.stderr.readline(), 20)).decode()
     caller = await asyncio.create_subprocess_exec(
         *pjsip("uac", f"sip:bob@127.0.0.1:{port}", "udp", "--dtmf-info", "--hangup-after", "20"), cwd=ROOT,

@@ -2,7 +2,7 @@
 name resolution (RFC 3263), and the application API (:class:`UserAgent`, :class:`Call`, their
 events and errors)."""
 
-from invsess.aio.agent import ACCEPT, Call, OfferHandler, RequestHandler, UserAgent
+from invsess.aio.agent import ACCEPT, Call, OfferHandler, RequestHandler, ShutdownReport, UserAgent
 from invsess.aio.endpoint import AsyncEndpoint, ListenSpec
 from invsess.aio.events import (
     CallEnded,
@@ -24,12 +24,15 @@ from invsess.aio.events import (
     TransportFailed,
 )
 from invsess.aio.guard import LOOPBACK, SendGuard, SendRefusedError
+from invsess.aio.registration import AsyncRegistration, RegistrationError, register
 from invsess.aio.resolver import DnsResolver, ResolutionError, Resolver, SystemResolver, Target
+from invsess.aio.transport import StreamLimits, UdpLimits
 
 __all__ = [
     "ACCEPT",
     "LOOPBACK",
     "AsyncEndpoint",
+    "AsyncRegistration",
     "Call",
     "CallEnded",
     "CallError",
@@ -45,6 +48,7 @@ __all__ = [
     "OfferHandler",
     "OfferRefusedError",
     "ProgressReceived",
+    "RegistrationError",
     "Reject",
     "Reply",
     "RequestArrived",
@@ -54,9 +58,13 @@ __all__ = [
     "SendGuard",
     "SendRefusedError",
     "SessionRefreshed",
+    "ShutdownReport",
     "StateChanged",
+    "StreamLimits",
     "SystemResolver",
     "Target",
     "TransportFailed",
+    "UdpLimits",
     "UserAgent",
+    "register",
 ]

@@ -8,7 +8,7 @@ await call.hold()
 await call.send_dtmf("5")                          # INFO, application/dtmf-relay
 await call.hangup(reason="done")
 await call.close()          # releases the references: session first, dialog second
-report = await ua.close()   # waits for transactions, returns the leak report
+report = await ua.close()   # hangs up what is left, returns the leak report
 ```
 
 Incoming calls come from ``await ua.incoming()`` (or ``async for call in
@@ -24,6 +24,12 @@ once from the call's SDP. INFO and MESSAGE go to ``on_request`` (200 without one
 A :class:`Call` holds one reference on its session and one on its dialog from creation until
 :meth:`Call.close`, so its session stays readable after DISCONNECTED; :meth:`UserAgent.close`
 closes the calls the application left open.
+
+Shutdown (:meth:`UserAgent.close`) hangs up every call still up at once and waits a bounded
+total time; a call whose peer never answers is then ended the way a long enough wait would
+have ended it (its timers run out now: the BYE times out), so the session layer releases it
+in the documented order, session first, dialog second. :meth:`UserAgent.hurry` (a second
+Ctrl-C) stops waiting at once. :attr:`UserAgent.shutdown` then says what was still up.
 """
 
 from __future__ import annotations
@@ -32,13 +38,14 @@ import asyncio
 import contextlib
 import inspect
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
+
+import attrs
 
 from invsess.aio.endpoint import AsyncEndpoint, ListenSpec
 from invsess.aio.events import (
     CallEnded,
-    CallError,
     CallEvent,
     CallFailed,
     CallTimedOut,
@@ -57,7 +64,9 @@ from invsess.aio.events import (
     parse_dtmf,
 )
 from invsess.aio.guard import SendGuard
+from invsess.aio.registration import AsyncRegistration, register
 from invsess.aio.resolver import ResolutionError, Resolver, SystemResolver
+from invsess.aio.transport import StreamLimits, UdpLimits
 from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import (
     DialogRequestReceived,
@@ -83,8 +92,9 @@ from invsess.inv import (
 from invsess.inv.events import detached_request
 from invsess.logs import get_logger
 from invsess.memory import LeakReport
+from invsess.routeset import parse_route_set
 from invsess.sdp import SessionDescription
-from invsess.sip import LocalProtocolError, Request, Response, SipUri, make_response, parse_uri
+from invsess.sip import LocalProtocolError, NameAddress, Request, Response, SipUri, make_response, parse_uri
 from invsess.trace import Trace
 from invsess.transaction import RequestReceived, Transaction
 
@@ -108,6 +118,28 @@ def _default_reply(request: Request) -> Reply:
     if request.method == "INFO" and "Info-Package" in request.headers:
         return Reply(469, "Bad Info Package")
     return Reply(200 if request.method in ("INFO", "MESSAGE") else 501)
+
+
+@attrs.frozen
+class ShutdownReport:
+    """What :meth:`UserAgent.close` found and did: calls still up when it started, how many
+    ended by the protocol while it waited (their peer answered), and how many it ended itself
+    when the wait was over or cut short (their peer never answered: BYE, CANCEL or ACK timed
+    out). Those are calls still up at shutdown, not leaks: all were released."""
+
+    up: int
+    answered: int
+    timed_out: int
+    hurried: bool
+    seconds: float
+
+    def format(self) -> str:
+        """One line for a command's exit report."""
+        return (
+            f"{self.up} calls still up at shutdown: {self.answered} ended by their peer, "
+            f"{self.timed_out} ended without an answer{' (stopped at once)' if self.hurried else ''} "
+            f"in {self.seconds:.1f} s"
+        )
 
 
 class Call:
@@ -408,6 +440,13 @@ class UserAgent:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Out-of-dialog requests other than INVITE (OPTIONS when not automatic, MESSAGE ...)
         #: are answered 200.
+        #: Registrations made by :meth:`register` and not yet unregistered.
+        self.registrations: list[AsyncRegistration] = []
+        self._changed = asyncio.Event()  # any call changed state (what close() waits on)
+        self._hurry = asyncio.Event()
+        self._closing = False
+        #: Set by :meth:`close`: the calls it found still up and what became of them.
+        self.shutdown: ShutdownReport | None = None
         self._pump = asyncio.get_running_loop().create_task(self._read_events())
 
     @classmethod
@@ -427,6 +466,8 @@ class UserAgent:
         resolver: Resolver | None = None,
         offer_timeout: float = 30.0,
         lock_codec: bool = False,
+        stream_limits: StreamLimits | None = None,
+        udp_limits: UdpLimits | None = None,
     ) -> UserAgent:
         """Open the listeners and start reading events.
 
@@ -436,7 +477,8 @@ class UserAgent:
         ``config``, the default one is made to match them (PRACK allowed, "timer"/"100rel"
         supported) and serves INFO and MESSAGE too. ``resolver``: see :mod:`invsess.aio.resolver`.
         ``lock_codec`` re-offers one codec after an answer that kept several (pjsua's option;
-        see :mod:`invsess.inv.lock`).
+        see :mod:`invsess.inv.lock`). ``stream_limits`` and ``udp_limits`` bound the transports
+        (docs/hardening.md); the call, transaction and rate limits are the ``config``'s.
         """
         if config is None:
             supported = option_tags(timer, rel100)
@@ -449,7 +491,14 @@ class UserAgent:
             lock_codec=lock_codec,
         )  # fmt: skip
         aio = AsyncEndpoint(
-            endpoint, core=layer, guard=guard, trace=trace, server_ssl=server_ssl, client_ssl=client_ssl
+            endpoint,
+            core=layer,
+            guard=guard,
+            trace=trace,
+            server_ssl=server_ssl,
+            client_ssl=client_ssl,
+            stream_limits=stream_limits,
+            udp_limits=udp_limits,
         )
         try:
             for spec in listen:
@@ -485,7 +534,7 @@ class UserAgent:
         headers: Iterable[tuple[str, str]] | None = None,
         from_: str | None = None,
         display_name: str | None = None,
-        route: Iterable[str] | None = None,
+        route: Sequence[str | NameAddress] = (),
         transport: str | None = None,
         with_offer: bool = True,
         on_offer: OfferHandler | None = None,
@@ -493,19 +542,17 @@ class UserAgent:
         """Place a call to ``uri``: our offer is ``sdp`` (else the agent's SDP; none at all —
         a late offer — when neither exists or ``with_offer`` is False). ``headers`` go in the
         INVITE; ``from_`` (a URI) and ``display_name`` make the From; ``route`` is a preloaded
-        route set (the INVITE then goes to its first entry). The host is resolved by the agent's
-        resolver; a name that does not resolve raises :class:`TransportFailed`. ``on_offer``
-        handles the peer's offers in this call (also the one in a 2xx to a late offer)."""
+        route set, e.g. an outbound proxy ``["sip:proxy.example.com;lr"]`` (the INVITE goes to
+        its first entry). That host is resolved by the agent's resolver; a name that does not
+        resolve raises :class:`TransportFailed`. ``on_offer`` handles the peer's offers in this
+        call (also the one in a 2xx to a late offer)."""
         target = parse_uri(uri)
         if not isinstance(target, SipUri):
             raise LocalProtocolError(f"can only call sip: or sips: URIs, not {uri!r}")
-        routes = tuple(r if r.lstrip().startswith("<") else f"<{r}>" for r in route or ())
-        hop = target
-        if routes:
-            first = parse_uri(routes[0].strip().strip("<>").split(">")[0])
-            if not isinstance(first, SipUri):
-                raise LocalProtocolError(f"a route must be a sip: or sips: URI, not {routes[0]!r}")
-            hop = first
+        routes = parse_route_set(route)
+        hop = routes[0].uri if routes else target
+        if not isinstance(hop, SipUri):
+            raise LocalProtocolError(f"a route must be a sip: or sips: URI, not {hop}")
         if transport is not None:
             hop = hop.with_params(transport=transport.lower())
         try:
@@ -532,6 +579,17 @@ class UserAgent:
         self._calls[session] = call
         self.flush()
         return call
+
+    async def register(
+        self, registrar: str, user: str, password: str | None = None, **options: Any
+    ) -> AsyncRegistration:
+        """Register ``user`` at ``registrar`` and keep the binding refreshed until
+        :meth:`close` (or the registration's ``unregister()``); the password also answers the
+        401/407 of calls through the same proxy. ``options``: ``expires``, ``transport``,
+        ``route``, ``aor``, ``instance_id``, ``keepalive``, ``retry``, ``timeout`` — see
+        :func:`invsess.aio.registration.register`, which raises ``RegistrationError`` when the
+        registrar refuses."""
+        return await register(self, registrar, user, password, **options)
 
     async def incoming(self, timeout: float | None = None) -> Call:
         """The next incoming call."""
@@ -561,7 +619,13 @@ class UserAgent:
                 )
 
     async def _dispatch(self, event: object) -> None:
+        if isinstance(event, SessionStateChanged):
+            self._changed.set()  # (what close() waits on)
         if isinstance(event, IncomingCall):
+            if self._closing:  # no new call while shutting down: the layer releases it
+                self.layer.answer(event.session, 503, self.now(), reason="Shutting Down")
+                self.flush()
+                return
             await self._new_call(event)
             return
         if isinstance(event, RequestReceived) and not isinstance(event, DialogRequestReceived):
@@ -688,24 +752,106 @@ class UserAgent:
         self.flush()
         self._spawn(call._record(RequestArrived(request, reply.code)))
 
+    def hurry(self) -> None:
+        """Make a :meth:`close` under way (or the next one) stop waiting for peers at once."""
+        self._hurry.set()
+        self.aio.hurry()
+
     async def close(self, timeout: float = 5.0) -> LeakReport:
-        """Hang up what is still up, release every call, close the transports, report leaks."""
+        """Hang up every call still up, all at once; wait at most ``timeout`` seconds in all
+        (less after :meth:`hurry`) for their peers; end the rest by running their timers out;
+        release every call; remove our bindings at registrars (``Expires: 0``); close the
+        transports; return the leak report.
+
+        :attr:`shutdown` says how many calls were still up and how each ended.
+        """
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + timeout
+        self._closing = True
+        # Every session the layer holds, not only the application's calls: a Call closed
+        # while its session was up leaves the session to us.
+        up = self._live()
+        for session in up:
+            with contextlib.suppress(LocalProtocolError):
+                self.layer.hangup(session, self.now())
+        self.flush()
+        while self._live() and not self._hurry.is_set() and loop.time() < deadline:
+            self._changed.clear()
+            waiters = [loop.create_task(self._changed.wait()), loop.create_task(self._hurry.wait())]
+            await asyncio.wait(waiters, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+        was_up = {id(session) for session in up}
+        timed_out = sum(1 for session in self._live() if id(session) in was_up)
+        await self._run_out()
+        self.shutdown = ShutdownReport(
+            up=len(up),
+            answered=len(up) - timed_out,
+            timed_out=timed_out,
+            hurried=self._hurry.is_set(),
+            seconds=loop.time() - start,
+        )
         for call in list(self._calls.values()):
-            if call.state is not InviteState.DISCONNECTED:
-                with contextlib.suppress(TimeoutError, LocalProtocolError, CallError):
-                    async with asyncio.timeout(timeout):
-                        await call.hangup()
-        for task in list(self._tasks):
+            await call.close()  # the application's references: session first, dialog second
+        # Requests of ours still waiting for their answer (a CANCEL, a BYE of a call ended by
+        # the application just before) get what is left of the wait, with the event pump still
+        # turning: an INVITE arriving meanwhile is refused (503) and released. Transactions
+        # that only absorb retransmissions are not waited for; nor anything once the peers
+        # proved silent (their requests were run out above) or after hurry().
+        if not timed_out:
+            while self.endpoint.awaiting_answers() and not self._hurry.is_set() and loop.time() < deadline:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), min(0.05, max(deadline - loop.time(), 0)))
+        for registration in list(self.registrations):  # our bindings at registrars go too
+            await registration.unregister(
+                timeout=0.5 if self._hurry.is_set() else max(deadline - loop.time(), 1.0)
+            )
+        for task in list(self._tasks):  # offer and request handlers still running
             task.cancel()
-        for call in list(self._calls.values()):
-            await call.close()
+        for pending in self._requests.values():  # send_request() still waiting: no answer
+            if not pending.done():
+                pending.set_result(None)
         self._pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._pump
-        for waiter in self._requests.values():
-            if not waiter.done():
-                waiter.set_result(None)
-        return await self.aio.close(timeout=timeout)  # the session layer closes what is left
+        # No await from here until the core is closed: nothing can arrive in between.
+        self._refuse_queued_calls()
+        return await self.aio.close(timeout=0)  # the session layer closes what is left
+
+    def _refuse_queued_calls(self) -> None:
+        """Events the pump did not get to: a call that came in is refused (503), so the layer
+        releases it instead of closing with it still ringing."""
+        while (event := self.layer.next_event()) is not None:
+            if isinstance(event, IncomingCall) and event.session.state is InviteState.INCOMING:
+                self.layer.answer(event.session, 503, self.now(), reason="Shutting Down")
+        self.flush()
+
+    def _live(self) -> list[InviteSession]:
+        """Sessions the layer still holds and that are not DISCONNECTED (the layer's list holds
+        only sessions it has not released, so reading their state is safe)."""
+        return [s for s in self.layer.sessions if s.state is not InviteState.DISCONNECTED]
+
+    async def _run_out(self) -> None:
+        """End the calls whose peer did not answer as waiting long enough would have: their
+        transactions' and sessions' timers run out now (a BYE times out, an unacknowledged
+        2xx gives up, an INVITE without final response ends), so the session layer's own paths
+        disconnect and release them."""
+        timers = self.endpoint.config.timers
+        horizon = 64 * timers.t1 + 32.0 + timers.t4 + 1.0  # past every RFC 3261 timer (D is 32 s)
+        at = self.now()
+        for _ in range(4):  # an ended call may start one more transaction (a BYE after no ACK)
+            live = self._live()
+            if not live:
+                break
+            for session in live:  # one that came in while we waited: end it too
+                with contextlib.suppress(LocalProtocolError):
+                    self.layer.hangup(session, self.now())
+            at += horizon
+            self.aio.core.handle_timers(at)
+            self.flush()
+            for _ in range(3):  # the event pump runs the releases due
+                await asyncio.sleep(0)
 
 
-__all__ = ["ACCEPT", "Call", "OfferHandler", "RequestHandler", "UserAgent"]
+__all__ = ["ACCEPT", "Call", "OfferHandler", "RequestHandler", "ShutdownReport", "UserAgent"]

@@ -11,18 +11,19 @@ import asyncio
 import ipaddress
 import logging
 import ssl
+from collections.abc import Callable
 
 import attrs
 
 from invsess.address import Address, format_address
 from invsess.aio.guard import SendGuard, SendRefusedError
-from invsess.aio.transport import StreamTransport, UdpTransport
+from invsess.aio.transport import StreamLimits, StreamTransport, UdpLimits, UdpTransport
 from invsess.endpoint import AnyEvent, Endpoint
 from invsess.inv import SessionEvent, SessionStateChanged
 from invsess.logs import get_logger
 from invsess.memory import LeakReport
 from invsess.node import Node
-from invsess.sip.errors import LocalProtocolError
+from invsess.sip.errors import FramingError, LocalProtocolError
 from invsess.trace import Trace
 from invsess.transaction import TRANSPORT_ERROR, Outgoing
 
@@ -67,9 +68,13 @@ class AsyncEndpoint:
         guard: SendGuard | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
-        idle_timeout: float = 300.0,
+        idle_timeout: float | None = None,
         trace: Trace | None = None,
+        stream_limits: StreamLimits | None = None,
+        udp_limits: UdpLimits | None = None,
     ) -> None:
+        """``stream_limits`` and ``udp_limits`` bound the transports (docs/hardening.md);
+        ``idle_timeout``, when given, overrides ``stream_limits.idle_timeout``."""
         self.endpoint = endpoint
         #: The node that bytes, timers and event reads go to: the endpoint itself, or a node
         #: over it (a SessionLayer) — which must wrap this endpoint.
@@ -81,16 +86,31 @@ class AsyncEndpoint:
         self.guard = guard or SendGuard()
         self._server_ssl = server_ssl
         self._client_ssl = client_ssl
-        self._idle_timeout = idle_timeout
+        limits = stream_limits or StreamLimits()
+        if idle_timeout is not None:
+            limits = attrs.evolve(limits, idle_timeout=idle_timeout)
+        self.stream_limits = limits
+        self.udp_limits = udp_limits or UdpLimits()
         self._loop = asyncio.get_running_loop()
         self._udp: dict[str, UdpTransport] = {}
-        self._udp_transports: list[asyncio.DatagramTransport] = []
+        self._udp_all: list[UdpTransport] = []
         self._streams: dict[str, StreamTransport] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._wakeup = asyncio.Event()
-        self._idle_task: asyncio.Task[None] | None = None
+        self._hurried = False
         self.refused = 0
+        #: Called after every flush (after every datagram, timer and application call): how
+        #: an adapter of a sans-IO part beside the core's events (a registration) learns that
+        #: the part may have news, without a task polling it.
+        self.flush_hooks: list[Callable[[], None]] = []
+        stats = endpoint.limit_stats
+        streams = self._streams.values
+        stats.gauge("connections", lambda: sum(s.open for s in streams()))
+        stats.gauge("handshakes", lambda: sum(s.handshakes for s in streams()), limits.max_handshakes)
+        stats.gauge("buffered_bytes", lambda: sum(s.buffered for s in streams()), limits.max_buffered)
+        stats.gauge("udp_queued", lambda: sum(u.queued for u in self._udp_all), self.udp_limits.max_queue)
+        stats.maxima["connections"] = limits.effective_max_connections()
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -99,14 +119,19 @@ class AsyncEndpoint:
         if isinstance(spec, str):
             spec = ListenSpec.parse(spec)
         if spec.transport == "udp":
-            family_host = spec.host
-            transport, protocol = await self._loop.create_datagram_endpoint(
-                lambda: UdpTransport(self._feed, self.guard), local_addr=(family_host, spec.port)
+            udp = UdpTransport(
+                self._feed,
+                self.flush,
+                self.guard,
+                self.endpoint.limit_stats,
+                shed=self._shed,
+                admit=self._admitted,
+                limits=self.udp_limits,
             )
-            self._udp["udp"] = protocol
-            self._udp_transports.append(transport)
-            sock = transport.get_extra_info("sockname")
-            bound: Address = (sock[0], sock[1])
+            bound: Address = await udp.open(spec.host, spec.port)
+            self.endpoint.driver_admits("udp")
+            self._udp["udp"] = udp
+            self._udp_all.append(udp)
         else:
             if spec.transport == "tls" and self._server_ssl is None:
                 raise LocalProtocolError("a tls listener needs server_ssl")
@@ -114,18 +139,19 @@ class AsyncEndpoint:
             if stream is None:
                 stream = StreamTransport(
                     self._feed,
+                    self.flush,
                     spec.transport,
-                    self.guard,
-                    self.endpoint.config.limits,
+                    guard=self.guard,
+                    parser_limits=self.endpoint.config.limits,
+                    stats=self.endpoint.limit_stats,
+                    limits=self.stream_limits,
                     server_ssl=self._server_ssl if spec.transport == "tls" else None,
                     client_ssl=self._client_ssl if spec.transport == "tls" else None,
-                    idle_timeout=self._idle_timeout,
                     on_error=self._connection_failed,
+                    on_unframeable=self._unframeable,
                 )
                 self._streams[spec.transport] = stream
             bound = await stream.listen(spec.host, spec.port)
-            if self._idle_task is None:
-                self._idle_task = self._loop.create_task(self._close_idle())
         self.endpoint.add_listener(spec.transport, bound)
         log.info("listening", transport=spec.transport, address=f"{bound[0]}:{bound[1]}")
         return bound
@@ -137,12 +163,27 @@ class AsyncEndpoint:
         return self._loop.time()
 
     def _feed(self, data: bytes, source: Address, transport: str) -> None:
+        """One message in; the transport calls :meth:`flush` after its batch."""
         if log.is_enabled_for(logging.DEBUG):  # nothing of the line is built unless it is written
             log.debug("rx", transport=transport, source=format_address(source), line=_first_line(data))
         if self.trace is not None:
             local = self.endpoint.listeners.get(transport, ("0.0.0.0", 0))  # noqa: S104 - a label only
             self.trace.message(self.now(), source, local, transport, data)
         self.core.receive(data, source, transport, self.now())
+
+    def _admitted(self, data: bytes, source: Address) -> bool:
+        """The per-source rate, counted as a datagram is read: a flood is counted as it
+        arrives (not as it is served), and dropped before it takes a place in the queue."""
+        return self.endpoint.admit(data, source, self.now())
+
+    def _shed(self, data: bytes, source: Address, transport: str) -> None:
+        """New work the UDP reader had no time for: a cheap 503 (flushed with its batch)."""
+        self.endpoint.shed(data, source, transport, self.now())
+
+    def _unframeable(self, head: bytes, error: FramingError, source: Address, transport: str) -> None:
+        """A streamed message that cannot be framed: its answer (513...) goes out now, before
+        the connection closes."""
+        self.endpoint.answer_unparsable(head, error, source, transport)
         self.flush()
 
     def flush(self) -> None:
@@ -153,6 +194,8 @@ class AsyncEndpoint:
                 self._send(item)
         self._arm()
         self._wakeup.set()
+        for hook in list(self.flush_hooks):
+            hook()
 
     def _send(self, item: Outgoing) -> None:
         if log.is_enabled_for(logging.DEBUG):
@@ -218,12 +261,6 @@ class AsyncEndpoint:
         self.core.handle_timers(now)
         self.flush()
 
-    async def _close_idle(self) -> None:
-        while True:
-            await asyncio.sleep(min(30.0, self._idle_timeout))
-            for stream in self._streams.values():
-                stream.close_idle(self.now())
-
     async def next_event(self, timeout: float | None = None) -> AnyEvent | SessionEvent | None:
         """The next event from the core (raises TimeoutError after ``timeout``). With a trace,
         a session's change of state is recorded in it as it is read."""
@@ -239,18 +276,21 @@ class AsyncEndpoint:
 
     # -- shutdown ----------------------------------------------------------------------------
 
+    def hurry(self) -> None:
+        """Make a :meth:`close` under way (or the next one) stop waiting for transactions."""
+        self._hurried = True
+
     async def close(self, timeout: float = 5.0) -> LeakReport:
-        """Wait (up to ``timeout``) for transactions to finish, close everything, report leaks."""
+        """Wait (up to ``timeout``, or until :meth:`hurry`) for transactions to finish, close
+        everything, report leaks."""
         deadline = self.now() + timeout
-        while self.endpoint.transactions() and self.now() < deadline:
+        while self.endpoint.transactions() and self.now() < deadline and not self._hurried:
             await asyncio.sleep(min(0.05, max(deadline - self.now(), 0)))
         if self._timer is not None:
             self._timer.cancel()
-        if self._idle_task is not None:
-            self._idle_task.cancel()
         report = self.core.close(self.now())
-        for transport in self._udp_transports:
-            transport.close()
+        for udp in self._udp_all:
+            udp.close()
         for stream in self._streams.values():
             await stream.close()
         if report:

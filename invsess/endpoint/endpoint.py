@@ -21,12 +21,14 @@ import heapq
 import logging
 import random
 from collections import Counter, deque
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
 from invsess.address import Address, uri_host
 from invsess.endpoint.config import KNOWN_METHODS, EndpointConfig
+from invsess.endpoint.limits import LimitStats, Rejection
+from invsess.endpoint.overload import Kind, SourceRateLimiter, call_id_of, classify
 from invsess.endpoint.routing import response_destination, stamp_via
 from invsess.logs import get_logger
 from invsess.memory import LeakReport, Pool, PoolExhaustedError, PoolFactory
@@ -62,6 +64,8 @@ from invsess.transaction import (
 from invsess.transaction.base import is_rfc3261_branch
 
 ClientTransaction = ClientInviteTransaction | ClientNonInviteTransaction
+#: Client transaction states in which the final answer has not come yet.
+_AWAITING_ANSWER = frozenset({"CALLING", "TRYING", "PROCEEDING"})
 
 
 @attrs.frozen
@@ -78,6 +82,35 @@ class CancelReceived:
 AnyEvent = Event | CancelReceived
 
 
+class ScreenAnswer(Protocol):
+    """How a :class:`RequestScreen` refuses a request: answered statelessly with these."""
+
+    @property
+    def status_code(self) -> int:
+        """The response's code."""
+
+    @property
+    def headers(self) -> tuple[tuple[str, object], ...]:
+        """Added to the response (the challenge)."""
+
+    @property
+    def reason(self) -> str | None:
+        """The reason phrase (None: the standard one)."""
+
+    @property
+    def why(self) -> str:
+        """What went wrong, for the log."""
+
+
+class RequestScreen(Protocol):
+    """Consulted for each new request before a transaction is made for it (a
+    :class:`~invsess.auth.DigestAuthenticator` is one): None lets it through; an answer is sent
+    statelessly, and nothing is allocated for the request."""
+
+    def screen(self, request: Request, source: Address, now: float) -> ScreenAnswer | None:
+        """The stateless answer ``request`` gets, or None."""
+
+
 class Endpoint:
     """One SIP endpoint's transaction layer; see the module docstring."""
 
@@ -87,8 +120,13 @@ class Endpoint:
         *,
         factory: PoolFactory | None = None,
         logger: Any = None,
+        authenticator: RequestScreen | None = None,
     ) -> None:
         self.config = config or EndpointConfig()
+        #: Screens new requests before any transaction exists for them (digest authentication:
+        #: a request without valid credentials gets a stateless 401/407). None: every request is
+        #: let through.
+        self.authenticator = authenticator
         self.factory = factory or PoolFactory(
             total_size=self.config.total_memory, malloc_debug=self.config.malloc_debug
         )
@@ -108,8 +146,23 @@ class Endpoint:
         self._event_pool: Pool | None = None
         self._handed_on: Pool | None = None  # the rx pool a transaction or an event took over
         self._dialogs: set[tuple[str, str, str]] = set()
+        # Live calls, counted here so the limit is checked before the session layer sees an
+        # INVITE: one key (Call-ID, remote tag) per registered dialog or initial INVITE under
+        # way (a UAS's INVITE and the dialog it makes share the key: one call).
+        self._calls: Counter[tuple[str, str]] = Counter()
+        self._call_ids: Counter[str] = Counter()
+        self._call_of_tx: dict[TransactionKey, tuple[str, str]] = {}
+        self._rate = SourceRateLimiter(self.config.rate_limit) if self.config.rate_limit else None
+        self._rate_now = 0.0  # the time of the last rate check, for the blocked_sources gauge
+        self._driver_admits: set[str] = set()  # transports whose driver calls admit() itself
         #: Counters: stray responses and ACKs, parse failures, stateless answers by code, ...
         self.stats: Counter[str] = Counter()
+        #: Every limit's current value, maximum and rejections (docs/hardening.md).
+        self.limit_stats = LimitStats()
+        self.limit_stats.gauge("transactions", lambda: len(self._server), self.config.max_transactions)
+        self.limit_stats.gauge("client_transactions", lambda: len(self._client))
+        self.limit_stats.gauge("calls", lambda: len(self._calls), self.config.max_calls)
+        self.limit_stats.gauge("blocked_sources", self._blocked_sources)
 
     # -- configuration by the driver ---------------------------------------------------------
 
@@ -188,18 +241,26 @@ class Endpoint:
     def receive(self, data: bytes, source: Address, transport: str, now: float) -> None:
         """Feed one datagram, or one message cut from a stream by the framer."""
         transport = transport.lower()
+        if (
+            self._rate is not None
+            and transport not in self._driver_admits
+            and not self.admit(data, source, now)
+        ):
+            return
         try:
             pool = self.factory.create_pool(
                 "rx-msg", 2048, 2048, max_size=4 * self.config.limits.max_message_size
             )
         except PoolExhaustedError:
             self.stats["dropped: out of memory"] += 1
+            self.limit_stats.reject(Rejection.MEMORY)
             return
         self._handed_on = None
         try:
             self._receive(pool, data, source, transport, now)
         except PoolExhaustedError:
             self.stats["dropped: pool exhausted"] += 1
+            self.limit_stats.reject(Rejection.MEMORY)
         finally:
             # Ownership is tracked where it moves, not by return values: even an unexpected
             # exception must neither leak this pool nor free one a transaction now owns.
@@ -230,6 +291,7 @@ class Endpoint:
         key = TransactionKey(top.branch or "", "", request.cseq.method)
         if key in self._client:
             raise LocalProtocolError(f"branch {top.branch} is already in use")
+        self._stamp(request)
         pool = self.factory.create_pool(f"tsx-c-{top.branch}", 2048, 2048)
         cls = ClientInviteTransaction if request.method == "INVITE" else ClientNonInviteTransaction
         tx = cls(
@@ -257,6 +319,7 @@ class Endpoint:
 
     def send_stateless(self, message: Request | Response, destination: Address, transport: str) -> None:
         """Send without a transaction (an ACK for a 2xx, a 2xx retransmitted by a session)."""
+        self._stamp(message)
         self._out.append(Outgoing(message.serialize(), destination, transport.lower()))
 
     def send_stateless_bytes(self, data: bytes, destination: Address, transport: str) -> None:
@@ -267,12 +330,17 @@ class Endpoint:
         """Send a response through a server transaction."""
         if transaction.terminated:
             raise LocalProtocolError(f"{transaction!r} is terminated")
+        self._stamp(response)
         transaction.respond(response, now)
         self._touch(transaction)
 
     def transactions(self) -> list[Transaction[Any]]:
         """Every live transaction."""
         return [*self._server.values(), *self._client.values()]
+
+    def awaiting_answers(self) -> list[ClientTransaction]:
+        """Client transactions whose final answer has not come yet (what a shutdown waits for)."""
+        return [tx for tx in self._client.values() if tx.state.name in _AWAITING_ANSWER]
 
     def transport_error(
         self, destination: Address, transport: str, now: float = 0.0, *, reason: str = TRANSPORT_ERROR
@@ -288,12 +356,85 @@ class Endpoint:
                 self._touch(tx)
 
     def register_dialog(self, dialog_id: tuple[str, str, str]) -> None:
-        """Let in-dialog requests for (Call-ID, local tag, remote tag) through (else 481)."""
-        self._dialogs.add(dialog_id)
+        """Let in-dialog requests for (Call-ID, local tag, remote tag) through (else 481).
+
+        A registered dialog is a live call for ``max_calls`` until it is unregistered."""
+        if dialog_id not in self._dialogs:
+            self._dialogs.add(dialog_id)
+            self._count_call((dialog_id[0], dialog_id[2]), 1)
 
     def unregister_dialog(self, dialog_id: tuple[str, str, str]) -> None:
         """In-dialog requests for this dialog get 481 again."""
-        self._dialogs.discard(dialog_id)
+        if dialog_id in self._dialogs:
+            self._dialogs.discard(dialog_id)
+            self._count_call((dialog_id[0], dialog_id[2]), -1)
+
+    @property
+    def calls(self) -> int:
+        """Live calls: registered dialogs, plus initial INVITEs under way that no dialog claims
+        yet (what ``max_calls`` limits)."""
+        return len(self._calls)
+
+    def admit(self, data: bytes, source: Address, now: float) -> bool:
+        """The per-source rate (``rate_limit``, Kamailio's pike), before a message costs a pool
+        or a parse: counts a request outside any dialog against its source, and says False
+        when the message must be ignored (its source is over its rate; counted as rejected).
+
+        :meth:`receive` calls it, unless the driver declared with :meth:`driver_admits` that it
+        calls it itself as it reads (so that a flood is counted as it arrives, not as it is
+        served, and dropped before it takes a place in the driver's queue)."""
+        limiter = self._rate
+        if limiter is None:
+            return True
+        host = source[0]
+        self._rate_now = now
+        kind = classify(data)
+        if kind is Kind.RESPONSE:
+            return True
+        if kind.rate_limited:
+            if limiter.allow(host, now):
+                return True
+        elif not limiter.is_blocked(host, now) or self._live_call(data):
+            return True  # a blocked source's own live calls still go on
+        self.limit_stats.reject(Rejection.RATE)
+        return False
+
+    def driver_admits(self, transport: str) -> None:
+        """The driver calls :meth:`admit` itself for messages over ``transport`` (the asyncio
+        UDP reader does, as it reads); :meth:`receive` then does not count them again."""
+        self._driver_admits.add(transport.lower())
+
+    def shed(self, data: bytes, source: Address, transport: str, now: float) -> None:
+        """New work the driver has no time for (its reader is behind): answered 503 with
+        Retry-After from the start line and headers alone (no transaction, no parse of the
+        body), or ignored when its source is over its rate or nothing can be answered."""
+        transport = transport.lower()
+        limiter = self._rate
+        if limiter is not None:
+            if transport in self._driver_admits:  # counted as it was read: only look now
+                if limiter.is_blocked(source[0], now) and not self._live_call(data):
+                    self.limit_stats.reject(Rejection.RATE)
+                    return
+            elif not self.admit(data, source, now):
+                return
+        self.limit_stats.reject(Rejection.SHED)
+        salvaged = salvage_request(data, limits=self.config.limits)
+        if salvaged is None or salvaged.method in ("ACK", "CANCEL") or "Via" not in salvaged.headers:
+            return
+        with contextlib.suppress(ParseError):
+            stamp_via(salvaged, source)
+        retry = [("Retry-After", str(self.config.retry_after))]
+        self._stateless(
+            salvaged,
+            make_response(salvaged, 503, to_tag=self.new_tag(), headers=retry),
+            source,
+            transport.lower(),
+        )
+
+    def answer_unparsable(self, data: bytes, error: ParseError, source: Address, transport: str) -> None:
+        """Answer a message the driver could not even frame (``error`` says how: 513 for one
+        over ``max_message_size``), when its start line and Via are readable; else nothing."""
+        self._answer_unparsable(data, error, source, transport.lower())
 
     def _knows_dialog(self, call_id: str, local_tag: str, remote_tag: str) -> bool:
         """A registered dialog; or one whose 2xx came without To tag (RFC 3261 §12.1.2): its
@@ -340,6 +481,9 @@ class Endpoint:
         table: dict[TransactionKey, Any] = self._server if isinstance(tx, ServerTransaction) else self._client
         if table.get(tx.key) is tx:
             del table[tx.key]
+            call = self._call_of_tx.pop(tx.key, None)
+            if call is not None:
+                self._count_call(call, -1)
             if isinstance(tx, ServerTransaction):
                 merge_key = _merge_key(tx.request)
                 if self._merge.get(merge_key) is tx:
@@ -348,6 +492,31 @@ class Endpoint:
 
     def _queue(self, item: Outgoing) -> None:
         self._out.append(item)
+
+    def _count_call(self, key: tuple[str, str], delta: int) -> None:
+        calls, ids = self._calls, self._call_ids
+        calls[key] += delta
+        ids[key[0]] += delta
+        if calls[key] <= 0:
+            del calls[key]
+        if ids[key[0]] <= 0:
+            del ids[key[0]]
+
+    def _blocked_sources(self) -> int:
+        return 0 if self._rate is None else len(self._rate.blocked(self._rate_now))
+
+    def _live_call(self, data: bytes) -> bool:
+        call_id = call_id_of(data)
+        return call_id is not None and call_id in self._call_ids
+
+    def _stamp(self, message: Request | Response) -> None:
+        """Our Server (responses) or User-Agent (requests) header, when configured."""
+        if isinstance(message, Response):
+            name, value = "Server", self.config.server
+        else:
+            name, value = "User-Agent", self.config.user_agent
+        if value is not None and name not in message.headers:
+            message.headers.add(name, value)
 
     def _on_tx_event(self, event: Event) -> None:
         self._events.append((event, None))
@@ -452,6 +621,8 @@ class Endpoint:
         answer = self._screen_new_request(request)
         if answer is not None:
             code, reason, headers = answer
+            if code == 481 and self._rate is not None:
+                self._rate.penalise(source[0], now)  # a made-up dialog: counts like a new request
             self._stateless(
                 request,
                 make_response(request, code, reason, to_tag=self.new_tag(), headers=headers),
@@ -459,6 +630,21 @@ class Endpoint:
                 transport,
             )
             return
+        if self.authenticator is not None:
+            refused = self.authenticator.screen(request, source, now)
+            if refused is not None:
+                self.stats["auth refused"] += 1
+                if self.log.is_enabled_for(logging.DEBUG):
+                    self.log.debug("request refused", method=method, why=refused.why, source=source[0])
+                response = make_response(
+                    request,
+                    refused.status_code,
+                    refused.reason,
+                    to_tag=self.new_tag(),
+                    headers=refused.headers,
+                )
+                self._stateless(request, response, source, transport)
+                return
         tx = self._new_server_tx(key, pool, request, source=source, transport=transport, now=now)
         if method == "OPTIONS" and self.config.answer_options:
             self.respond(tx, self._options_answer(request), now)
@@ -484,7 +670,9 @@ class Endpoint:
             return 405, None, [("Allow", cfg.allow_header)]
         if to_tag is not None and not self._knows_dialog(request.call_id or "", to_tag, from_tag or ""):
             return 481, None, []  # an in-dialog request for a dialog we do not have
-        if len(self._server) + len(self._client) >= cfg.max_transactions:
+        busy = self._overloaded(method, to_tag is not None)
+        if busy is not None:
+            self.limit_stats.reject(busy)
             return 503, None, [("Retry-After", str(cfg.retry_after))]
         if request.body:
             ctype = request.content_type
@@ -492,6 +680,21 @@ class Endpoint:
                 return 415, None, [("Accept", ", ".join(cfg.accept))]
         if method in ("INVITE", "UPDATE") and request.accept and not _accepts_any(request, cfg.accept):
             return 406, None, [("Accept", ", ".join(cfg.accept))]
+        return None
+
+    def _overloaded(self, method: str, in_dialog: bool) -> Rejection | None:
+        """Which limit a new request hits, if any: pings and requests inside dialogs may use
+        every transaction; new calls stop a tenth earlier, and at ``max_calls``."""
+        cfg = self.config
+        transactions = len(self._server)
+        if transactions >= cfg.max_transactions:
+            return Rejection.TRANSACTIONS
+        if in_dialog or method == "OPTIONS":
+            return None
+        if transactions >= cfg.invite_transactions:
+            return Rejection.TRANSACTIONS
+        if method == "INVITE" and cfg.max_calls is not None and len(self._calls) >= cfg.max_calls:
+            return Rejection.CALLS
         return None
 
     def _new_server_tx(
@@ -520,6 +723,11 @@ class Endpoint:
         self._server[key] = tx
         self._handed_on = pool
         self._merge[_merge_key(request)] = tx
+        if request.method == "INVITE" and (request.to is None or request.to.tag is None):
+            from_tag = request.from_.tag if request.from_ else None
+            call = (request.call_id or "", from_tag or "")
+            self._call_of_tx[key] = call
+            self._count_call(call, 1)
         tx.start(now)
         self._touch(tx)
         return tx
@@ -561,11 +769,11 @@ class Endpoint:
         headers: list[tuple[str, object]] = [("Allow", cfg.allow_header), ("Accept", ", ".join(cfg.accept))]
         if cfg.supported:
             headers.append(("Supported", ", ".join(cfg.supported)))
-        headers.append(("Server", cfg.user_agent))
         return make_response(request, 200, to_tag=self.new_tag(), headers=headers)
 
     def _stateless(self, request: Request, response: Response, source: Address, transport: str) -> None:
         self.stats[f"stateless {response.status_code}"] += 1
+        self._stamp(response)
         if self.log.is_enabled_for(logging.DEBUG):
             self.log.debug(
                 "stateless answer",
@@ -609,4 +817,12 @@ def _accepts_any(request: Request, ours: tuple[str, ...]) -> bool:
     return False
 
 
-__all__ = ["AnyEvent", "CancelReceived", "ClientTransaction", "Endpoint", "TransactionTerminated"]
+__all__ = [
+    "AnyEvent",
+    "CancelReceived",
+    "ClientTransaction",
+    "Endpoint",
+    "RequestScreen",
+    "ScreenAnswer",
+    "TransactionTerminated",
+]

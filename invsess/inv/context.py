@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from invsess.address import uri_host
+from invsess.auth import ClientAuth, CredentialStore
 from invsess.dialog import Dialog, DialogId, DialogRole
 from invsess.endpoint import Endpoint
 from invsess.inv.events import SessionEvent
@@ -99,6 +100,7 @@ class SessionContext:
         local_sdp: SessionDescription | None,
         settings: LayerSettings,
         session_class: type[InviteSession],
+        credentials: CredentialStore | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.session_class = session_class
@@ -112,6 +114,11 @@ class SessionContext:
         self._heap: list[tuple[float, int, SessionHandle]] = []
         self._serial = 0
         self._contacts: dict[tuple[str, tuple[str, int]], NameAddress] = {}
+        #: Usernames and passwords by realm, for the 401/407 our requests get (mutable: a
+        #: registration adds its own, so that calls through the same proxy use them too).
+        self.credentials = credentials if credentials is not None else CredentialStore()
+        #: Nonce counts and stale retries, shared by the layer's sessions (RFC 7616 §3.4).
+        self.auth = ClientAuth(self.credentials)
 
     def new_session(self, dialog: Dialog, local_sdp: SessionDescription | None = None) -> InviteSession:
         """A session allocated from ``dialog``'s pool, holding a dialog session count and its

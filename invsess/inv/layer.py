@@ -21,16 +21,19 @@ provisional response arrives (RFC 3261 §9.1); 487 to a cancelled INVITE; 200 to
 an offer that overlaps ours and the randomised retry after a 491 of our own (§14.1); BYE after
 a 408 or 481 to an in-dialog request; ACK + BYE for the 2xx of a second fork (or a call of its
 own); 481 to requests for dialogs it does not have; with the extensions on, session refreshes
-and expiry, reliable 1xx and their PRACKs, and 420/421/422 to INVITEs it cannot accept.
+and expiry, reliable 1xx and their PRACKs, and 420/421/422 to INVITEs it cannot accept; with
+``credentials``, INVITE, re-INVITE, UPDATE, BYE and PRACK sent again after a 401/407 (RFC 3261
+§22). Transaction users attached to it (a registration, a registrar) get what no session takes.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from invsess.address import Address
+from invsess.auth import CredentialStore
 from invsess.dialog import DialogRole
 from invsess.endpoint import AnyEvent, CancelReceived, Endpoint
 from invsess.inv.answer import Answer, header_list
@@ -57,11 +60,13 @@ from invsess.inv.timer import TimerSettings
 from invsess.inv.uac import place_call
 from invsess.inv.uas import accept_invite
 from invsess.memory import LeakReport
+from invsess.node import TransactionUser
 from invsess.sdp import SessionDescription
-from invsess.sip import LocalProtocolError, RemoteProtocolError, Request, make_response
+from invsess.sip import LocalProtocolError, NameAddress, RemoteProtocolError, Request, make_response
 from invsess.transaction import (
     TRANSPORT_ERROR,
     AckReceived,
+    Event,
     Outgoing,
     RequestReceived,
     ResponseReceived,
@@ -90,12 +95,16 @@ class SessionLayer:
         keep_forks: bool = False,
         lock_codec: bool = False,
         offer_timeout: float = 30.0,
+        credentials: CredentialStore | None = None,
     ) -> None:
         """``local_sdp`` is what we offer and answer with (our capabilities); None for a layer
         whose application brings every SDP itself (a B2BUA: each call's, each answer's). ``user``
         the user part of our From and Contact. ``offer_timeout``: see :meth:`defer_offers`.
-        ``timer`` turns on session timers (RFC 4028) with those settings; ``rel100`` is
-        "off", "supported" (reliable 1xx when the peer supports them too) or "required";
+        ``credentials`` answer the 401/407 our requests get (digest authentication: the INVITE,
+        re-INVITE, UPDATE, BYE and PRACK are sent again with them, RFC 3261 §22);
+        :attr:`credentials` is the same store, to add to later. ``timer`` turns on session
+        timers (RFC 4028) with those settings; ``rel100`` is "off", "supported" (reliable 1xx
+        when the peer supports them too) or "required";
         ``keep_forks`` keeps the 2xx of a second fork as a call of its own (a
         :class:`ForkedCall` event) instead of ending it with BYE; ``lock_codec`` offers again
         with one codec when the answer to our offer kept several (pjsua's option).
@@ -119,13 +128,19 @@ class SessionLayer:
         if missing:
             raise ValueError(f"the endpoint's EndpointConfig lacks {', '.join(missing)}")
         self.endpoint = endpoint
-        self._ctx = SessionContext(endpoint, local_sdp, settings, InviteSession)
+        self._ctx = SessionContext(endpoint, local_sdp, settings, InviteSession, credentials)
         self._after_event: Any = None
+        self._users: list[TransactionUser] = []
 
     @property
     def settings(self) -> LayerSettings:
         """How this layer's sessions behave (user, timer, 100rel, forks)."""
         return self._ctx.settings
+
+    @property
+    def credentials(self) -> CredentialStore:
+        """Usernames and passwords by realm, for the 401/407 our requests get."""
+        return self._ctx.credentials
 
     @property
     def local_sdp(self) -> SessionDescription | None:
@@ -165,20 +180,43 @@ class SessionLayer:
         return self.endpoint.datagrams_to_send()
 
     def next_deadline(self) -> float | None:
-        """The earlier of the endpoint's and the sessions' next timers (two heap tops)."""
-        ours = self._ctx.next_deadline()
-        theirs = self.endpoint.next_deadline()
-        if ours is None or (theirs is not None and theirs < ours):
-            return theirs
-        return ours
+        """The earliest of the endpoint's, the sessions' (two heap tops) and the attached
+        transaction users' next timers."""
+        due = [self._ctx.next_deadline(), self.endpoint.next_deadline()]
+        due += [user.next_deadline() for user in self._users]
+        times = [t for t in due if t is not None]
+        return min(times) if times else None
 
     def handle_timers(self, now: float) -> None:
-        """Fire the transactions' timers due at ``now``, then those of the sessions due."""
+        """Fire the transactions' timers due at ``now``, then those of the sessions and of the
+        transaction users due."""
         self.endpoint.handle_timers(now)
         self._process(now)
         for session in self._ctx.due(now):
             session.handle_timers(now)
             self._after(session, now)
+        for user in list(self._users):
+            deadline = user.next_deadline()
+            if deadline is not None and deadline <= now:
+                user.handle_timers(now)
+                self._process(now)
+
+    # -- transaction users -------------------------------------------------------------------
+
+    def attach(self, user: TransactionUser) -> None:
+        """Let ``user`` (a registration client, a registrar) take the events no session is
+        for, and drive its timers with ours; see :class:`~invsess.node.TransactionUser`."""
+        if user not in self._users:
+            self._users.append(user)
+
+    def detach(self, user: TransactionUser) -> None:
+        """Stop giving ``user`` events and timers (nothing if it is not attached)."""
+        if user in self._users:
+            self._users.remove(user)
+
+    def _offer(self, event: Event, now: float) -> bool:
+        """Give an event no session is for to the first transaction user that takes it."""
+        return any(user.on_event(event, now) for user in list(self._users))
 
     def next_event(self) -> SessionEvent | None:
         """The next session event. A DISCONNECTED session's own references go at the next call."""
@@ -212,16 +250,17 @@ class SessionLayer:
         transport: str = "udp",
         from_uri: str | None = None,
         with_offer: bool = True,
+        route: Sequence[NameAddress] = (),
         sdp: SessionDescription | None = None,
         display_name: str | None = None,
         headers: Iterable[tuple[str, str]] = (),
-        route: Iterable[str] = (),
         defer_offers: bool = False,
     ) -> InviteSession:
         """Place a call: an INVITE with our offer — ``sdp``, else one made from the layer's SDP —
         or none, for a late offer (``with_offer=False``, or no SDP anywhere). ``from_uri`` and
-        ``display_name`` make the From; ``headers`` are added to the INVITE; ``route`` is a
-        preloaded route set (``destination`` is then where its first entry resolves).
+        ``display_name`` make the From; ``headers`` are added to the INVITE. ``route`` is a
+        preloaded route set (an outbound proxy; :func:`invsess.routeset.parse_route_set` makes
+        one from URIs), ``destination`` where the INVITE goes (for a proxy: its address).
         ``defer_offers``: as :meth:`defer_offers`, from the start (an offer in the 2xx then
         waits for :meth:`answer_offer` before our ACK goes)."""
         session = place_call(
@@ -232,10 +271,10 @@ class SessionLayer:
             transport=transport,
             from_uri=from_uri,
             with_offer=with_offer,
+            route=route,
             sdp=sdp,
             display_name=display_name,
             headers=header_list(headers),
-            route=tuple(route),
             deferred=defer_offers,
         )
         self._after(session, now)
@@ -406,6 +445,8 @@ class SessionLayer:
         tx = event.invite if isinstance(event, CancelReceived) else event.transaction
         route = ctx.routes.pop(tx, None) if isinstance(event, TransactionTerminated) else ctx.routes.get(tx)
         if route is None:
+            if self._users and not isinstance(event, CancelReceived):
+                self._offer(event, now)
             return
         session = route.handle.session if route.handle is not None else None
         if session is not None:
@@ -453,8 +494,10 @@ class SessionLayer:
                     session = accept_invite(ctx, tx, request, now)
                 elif request.method in _IN_DIALOG_ONLY:
                     raise RequestRefusedError(f"{request.method} outside a dialog", 481)
-                else:  # MESSAGE, OPTIONS when not auto-answered, ...: the application answers
-                    ctx.emit(RequestReceived(tx, request, tx.peer))
+                else:  # REGISTER, MESSAGE, OPTIONS when not auto-answered, ...: a transaction
+                    received = RequestReceived(tx, request, tx.peer)  # user (a registrar) or the
+                    if not self._offer(received, now):  # application answers
+                        ctx.emit(received)
                 return
             session = self._session_of(request, learn=True)
             if session is None or session.state is InviteState.DISCONNECTED:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from invsess.auth import credentials_of
 from invsess.errors import InternalError
 from invsess.inv.answers import take_answer
 from invsess.inv.context import Purpose, methods_of
@@ -274,6 +275,8 @@ class OfferExchange:
                 session.media_updated()
                 lock_codec(session, now)
             return
+        if code in (401, 407) and self._send_authenticated(session, tx, response, now):
+            return
         if neg.state is NegotiatorState.LOCAL_OFFER:
             neg.cancel_offer()
         retry = (
@@ -318,6 +321,23 @@ class OfferExchange:
         else:
             session.ctx.emit(OfferRefused(session, 503, "Service Unavailable"))
 
+    def _send_authenticated(
+        self, session: InviteSession, tx: Transaction[Any], response: Response, now: float
+    ) -> bool:
+        """A proxy (or the peer) challenged our re-INVITE or UPDATE: the same request, offer
+        included, again with credentials; it is the pending one now (a refresh stays one)."""
+        request = session.authenticated_retry(tx, response, session.dialog)
+        if request is None:
+            return False
+        ctx = session.ctx
+        again = ctx.endpoint.send_request(request, tx.peer, tx.transport, now)
+        self.pending = again
+        purpose = Purpose.REINVITE if request.method == "INVITE" else Purpose.UPDATE
+        ctx.track(again, session, purpose, session.dialog)
+        if session.timer is not None and session.timer.refresh_tx is tx:
+            session.timer.refresh_tx = again
+        return True
+
     def on_timeout(self, session: InviteSession, now: float) -> None:
         """Our re-INVITE or UPDATE got no final response: the dialog is unreachable."""
         self.pending = None
@@ -353,7 +373,9 @@ class OfferExchange:
         host, port, transport = session.next_hop()
         cseq = tx.request.cseq.number if tx.request.cseq else session.dialog.local_cseq
         endpoint = session.ctx.endpoint
-        ack = session.dialog.create_request("ACK", via=endpoint.via(transport), cseq=cseq)
+        ack = session.dialog.create_request(
+            "ACK", via=endpoint.via(transport), cseq=cseq, headers=credentials_of(tx.request)
+        )
         endpoint.send_stateless(ack, (host, port), transport)
 
     # -- the peer's --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from invsess.address import Address, is_ip
+from invsess.auth import AuthenticationFailedError, resubmit
 from invsess.dialog import Dialog, DialogRole, DialogState
 from invsess.inv.answer import Answer
 from invsess.inv.context import Purpose, SessionContext, SessionHandle
@@ -317,6 +318,12 @@ class InviteSession(RefCounted):
     def on_response(self, purpose: Purpose, tx: Transaction[Any], response: Response, now: float) -> None:
         """A response to a request of ours, by what that request was for."""
         code = response.status_code
+        if (
+            code in (401, 407)
+            and purpose in (Purpose.BYE, Purpose.PRACK)
+            and self._send_authenticated(purpose, tx, response, now)
+        ):
+            return
         if purpose is Purpose.INVITE and self.uac is not None:
             self.uac.on_response(self, tx, response, now)
         elif purpose in (Purpose.REINVITE, Purpose.UPDATE):
@@ -376,6 +383,39 @@ class InviteSession(RefCounted):
             self.uac.invite_terminated(self, now, 503 if failed else 408)
         elif failed and self.state in (InviteState.INCOMING, InviteState.EARLY):
             self.end(SessionInput.REJECT, 503, now)  # our answer cannot reach the caller
+
+    # -- digest authentication (RFC 3261 §22) -------------------------------------------------
+
+    def authenticated_retry(self, tx: Transaction[Any], response: Response, dialog: Dialog) -> Request | None:
+        """``tx``'s request again, with credentials for the 401/407 ``response``: the next CSeq of
+        ``dialog``, a new branch, the rest unchanged (RFC 3261 §22.2). None when it must not go
+        again (no credentials for the realm, or they were refused already: the caller then
+        treats the 401/407 as the final failure it is)."""
+        try:
+            credentials = self.ctx.auth.authorize(tx.request, response)
+        except AuthenticationFailedError as exc:
+            self.log.info("authentication failed", method=tx.request.method, error=str(exc))
+            return None
+        dialog.local_cseq += 1
+        via = self.ctx.endpoint.via(tx.transport)
+        return resubmit(tx.request, via=via, cseq=dialog.local_cseq, credentials=credentials)
+
+    def _send_authenticated(
+        self, purpose: Purpose, tx: Transaction[Any], response: Response, now: float
+    ) -> bool:
+        """A BYE or PRACK of ours was challenged: send it again with credentials (in the dialog
+        it went in: a PRACK may belong to another fork's early dialog)."""
+        to = tx.request.to
+        tag = to.tag if to is not None else None
+        dialog = self.dialog
+        if tag and tag != dialog.remote_tag and self.uac is not None:
+            dialog = self.uac.forks.get(tag, dialog)
+        request = self.authenticated_retry(tx, response, dialog)
+        if request is None:
+            return False
+        ctx = self.ctx
+        ctx.track(ctx.endpoint.send_request(request, tx.peer, tx.transport, now), self, purpose, dialog)
+        return True
 
     # -- the application's calls -------------------------------------------------------------
 

@@ -11,11 +11,13 @@ provisional response (§9.1); the INVITE client transaction gives up 64*T1 after
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from invsess.address import Address, is_ip, uri_host
+from invsess.auth import credentials_of
 from invsess.dialog import Dialog, DialogState
 from invsess.inv.answer import HeaderList
 from invsess.inv.answers import take_answer
@@ -26,6 +28,7 @@ from invsess.inv.prack import ReliableReceiver, is_reliable
 from invsess.inv.settings import Rel100
 from invsess.inv.states import InviteState, SessionInput
 from invsess.inv.timer import SessionTimer
+from invsess.routeset import route_request
 from invsess.sdp import NegotiatorState, SdpNegotiationError, SessionDescription, parse_sdp
 from invsess.sip import (
     CSeq,
@@ -59,33 +62,38 @@ def place_call(
     transport: str = "udp",
     from_uri: str | None = None,
     with_offer: bool = True,
+    route: Sequence[NameAddress] = (),
     sdp: SessionDescription | None = None,
     display_name: str | None = None,
     headers: HeaderList = (),
-    route: tuple[str, ...] = (),
     deferred: bool = False,
 ) -> InviteSession:
     """A new session and its INVITE, with our offer (``sdp``, else made from the layer's SDP;
-    none at all for a late offer: ``with_offer=False``, or no SDP anywhere), sent to
-    ``destination``. ``headers`` are added to the INVITE, ``route`` is a preloaded route set
-    (Route headers, RFC 3261 §8.1.2: ``destination`` is then the first route's address);
-    ``deferred``: the session's offers are answered by the application (an offer in the 2xx
-    holds our ACK back until then)."""
+    none at all for a late offer: ``with_offer=False``, or no SDP anywhere), sent.
+
+    ``route`` is a preloaded route set (an outbound proxy): Route headers for a loose router,
+    the strict router's URI as Request-URI otherwise (:mod:`invsess.routeset`); ``destination``
+    is where the INVITE goes (the first route's address, for a proxy). ``headers`` are added to
+    the INVITE; ``deferred``: the session's offers are answered by the application (an offer in
+    the 2xx holds our ACK back until then)."""
     endpoint, settings = ctx.endpoint, ctx.settings
     host, port = endpoint.listeners.get(transport.lower(), ("127.0.0.1", 5060))
     local = from_uri or f"sip:{settings.user}@{uri_host(host)}:{port}"
+    target_uri = parse_uri(target)
+    request_uri, routes = route_request(target_uri, route)
     request = make_request(
         "INVITE",
-        target,
+        request_uri,
         via=endpoint.via(transport),
         from_=NameAddress(parse_uri(local), display_name, (("tag", endpoint.new_tag()),)),
-        to=NameAddress(parse_uri(target)),
+        to=NameAddress(target_uri),
         call_id=f"{endpoint.new_tag()}{endpoint.new_tag()}@{host}",
         cseq=1,
         contact=ctx.contact(transport),
-        headers=[("Route", r) for r in route],
+        headers=[("Route", r) for r in routes],
     )
     dialog = Dialog.create_uac_initial(endpoint.factory, request, transport=transport)
+    dialog.remote_target = target_uri  # not a strict router's URI: the 2xx's Contact replaces it
     session = ctx.new_session(dialog, sdp)
     session.offers.deferred = deferred
     session.uac = uac = UacInvite()
@@ -130,6 +138,8 @@ class UacInvite:
     cancel_sent: bool = False  # one CANCEL per INVITE: hanging up again changes nothing
     #: The Reason header of our CANCEL (RFC 3326), when the application gave one.
     cancel_reason: str | None = None
+    #: The Authorization lines of the INVITE last sent: its ACKs repeat them (§13.2.2.4).
+    ack_credentials: list[tuple[str, str]] = attrs.field(factory=list)
     #: Our ACK for the 2xx, sent again for each retransmission of it (while the INVITE lasts).
     ack: bytes | None = None
     #: Early dialogs of other forks, by To tag.
@@ -144,11 +154,13 @@ class UacInvite:
     ) -> None:
         """Send ``request`` (the INVITE, or the same INVITE again after a 422)."""
         ctx = session.ctx
+        self.provisional_seen = False  # a CANCEL waits for a provisional of this INVITE (§9.1)
         tx = ctx.endpoint.send_request(request, destination, transport, now)
         if not isinstance(tx, ClientInviteTransaction):  # pragma: no cover - an INVITE makes one
             raise TypeError("send_request of an INVITE must give an INVITE client transaction")
         session.invite_tx = tx
         session.peer = destination
+        self.ack_credentials = credentials_of(request)
         ctx.track(tx, session, Purpose.INVITE, session.dialog)
 
     # -- responses ---------------------------------------------------------------------------
@@ -174,6 +186,8 @@ class UacInvite:
             return  # ended already (a provisional after our CANCEL, say): nothing to do
         elif code < 200:
             self._on_1xx(session, tx, response, now)
+        elif code in (401, 407) and self._retry_authenticated(session, tx, response, now):
+            return
         elif not (code == 422 and self._retry_422(session, tx, response, now)):
             session.end(SessionInput.INVITE_FAILED, code, now)
 
@@ -314,14 +328,15 @@ class UacInvite:
             return None, False
 
     def send_ack(self, session: InviteSession, cseq: int, body: bytes | None) -> None:
-        """The ACK of a 2xx to the INVITE (``cseq``'s; carrying our answer to a late offer),
-        kept for resending."""
+        """The ACK of a 2xx to the INVITE (``cseq``'s; carrying our answer to a late offer, and
+        the INVITE's credentials), kept for resending."""
         endpoint = session.ctx.endpoint
         host, port, transport = session.next_hop()
         ack = session.dialog.create_request(
             "ACK",
             via=endpoint.via(transport),
             cseq=cseq,
+            headers=self.ack_credentials,  # §13.2.2.4: the INVITE's credentials again
             body=body or b"",
             content_type=SDP if body else None,
         )
@@ -388,6 +403,23 @@ class UacInvite:
         ctx = session.ctx
         cancel_tx = ctx.endpoint.send_request(cancel, tx.peer, tx.transport, now)
         ctx.track(cancel_tx, session, Purpose.CANCEL, session.dialog)
+
+    # -- digest authentication: 401/407 ------------------------------------------------------
+
+    def _retry_authenticated(
+        self, session: InviteSession, tx: Transaction[Any], response: Response, now: float
+    ) -> bool:
+        """RFC 3261 §22.2: the INVITE again with our credentials — same Call-ID, From tag and
+        offer, the next CSeq, a new branch (the transaction ACKed the 401/407 itself). Not once
+        the call was hung up, nor after an early dialog (a 1xx with a To tag) of this INVITE."""
+        if session.dialog.state is not DialogState.NULL or self.cancel_pending or self.cancel_sent:
+            return False
+        request = session.authenticated_retry(tx, response, session.dialog)
+        if request is None:
+            return False
+        session.log.info("INVITE again with credentials", status=response.status_code)
+        self.send_invite(session, request, tx.peer, tx.transport, now)
+        return True
 
     # -- session timers: 422 -----------------------------------------------------------------
 
@@ -535,6 +567,7 @@ def _forked_session(
             neg.cancel_offer()
         forked.cause = 488
     forked.process(SessionInput.RECV_2XX, now)
+    uac.ack_credentials = credentials_of(tx.request)
     uac.send_ack(forked, tx.request.cseq.number if tx.request.cseq else 1, answer)
     forked.process(SessionInput.SEND_ACK, now)
     forked.media_updated()

@@ -42,7 +42,13 @@ class ParseError(RemoteProtocolError):
 
 
 class FramingError(ParseError):
-    """A byte stream cannot be split into messages; the connection cannot be used any more."""
+    """A byte stream cannot be split into messages; the connection cannot be used any more.
+
+    ``head`` holds the start of the message that failed (its header block, when complete) so
+    that a 513 can still be answered along its Via; empty when there is nothing to answer.
+    """
+
+    head: bytes = b""
 
 
 class LocalProtocolError(ProtocolError, UsageError):

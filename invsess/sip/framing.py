@@ -79,20 +79,24 @@ class StreamFramer:
                 end, sep = find_header_end(buf, max(0, self._scan_from - 3))
                 if end < 0:
                     if len(buf) > self.limits.max_message_size:
-                        raise FramingError(
+                        error = FramingError(
                             f"no end of headers within {self.limits.max_message_size} bytes",
                             status_code=513,
                             reason="Message Too Large",
                         )
+                        error.head = bytes(buf[: self.limits.max_message_size])
+                        raise error
                     self._scan_from = len(buf)
                     break
                 total = end + sep + self._content_length(bytes(buf[:end]))
                 if total > self.limits.max_message_size:
-                    raise FramingError(
+                    error = FramingError(
                         f"message of {total} bytes exceeds the limit of {self.limits.max_message_size}",
                         status_code=513,
                         reason="Message Too Large",
                     )
+                    error.head = bytes(buf[: end + sep])
+                    raise error
             if len(buf) < total:
                 self._pending_total = total
                 break

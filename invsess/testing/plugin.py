@@ -278,7 +278,7 @@ def endpoint_factory(request: pytest.FixtureRequest, sip_network: SimNetwork) ->
 
 
 #: The keyword options that go to the SessionLayer (the rest are EndpointConfig's fields).
-_LAYER_OPTIONS = ("timer", "rel100", "keep_forks", "lock_codec")
+_LAYER_OPTIONS = ("timer", "rel100", "keep_forks", "lock_codec", "credentials")
 
 
 class UserAgentFactory:
@@ -298,8 +298,9 @@ class UserAgentFactory:
     ) -> SessionLayer:
         """A user agent at ``address`` (default 127.0.0.N:5060, or a free port on real sockets:
         read it from ``layer.endpoint.listeners``). ``options``: SessionLayer's (``timer``,
-        ``rel100``, ``keep_forks``, ``lock_codec``) and EndpointConfig's fields; the endpoint is made to match
-        (INVITE, BYE, UPDATE, PRACK, OPTIONS allowed; "timer"/"100rel" supported when asked)."""
+        ``rel100``, ``keep_forks``, ``lock_codec``, ``credentials``) and EndpointConfig's fields;
+        the endpoint is made to match (INVITE, BYE, UPDATE, PRACK, OPTIONS allowed;
+        "timer"/"100rel" supported when asked)."""
         n = len(self.agents) + 1
         # The simulated network has every port free; real sockets take a free one.
         address = address or (f"127.0.0.{n}", 0 if isinstance(self.network, LoopbackNetwork) else 5060)
