@@ -49,10 +49,11 @@ async def main() -> None:
     phone.on_offer = accept_holds
 
     # -- Registration -------------------------------------------------------------------------
-    # A real softphone registers its contact with its provider here, before it can be called
-    # (RFC 3261 §10; digest authentication, refresh before expiry, unregister at exit). That
-    # part comes with the authentication and registration work (issue 14: ``ua.register``);
-    # this example calls and is called directly, by address.
+    # A softphone at a provider registers here, before it can be called by name:
+    #     registration = await phone.register("sip:registrar.example.com", "alice", "secret")
+    # (digest authentication, refresh before expiry, Expires: 0 at ua.close(); the password also
+    # answers the 401/407 of calls through the same proxy). examples/softphone_register.py does
+    # it against Kamailio (register_softphone()); this example calls and is called by address.
     # -----------------------------------------------------------------------------------------
 
     far_host, far_port = far.endpoint.listeners["udp"]
