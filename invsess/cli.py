@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import signal
 import ssl
 import sys
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import click
@@ -27,11 +30,15 @@ from invsess.errors import UsageError
 from invsess.inv import InviteState, TimerSettings, option_tags
 from invsess.logs import configure, get_logger
 from invsess.memory import LeakReport
+from invsess.monitor import EXTRA_HINT, BindAddress
 from invsess.registration import Registrar
 from invsess.sdp import parse_sdp
 from invsess.sip import LocalProtocolError, ParseError, SipUri, parse_uri
 from invsess.trace import Trace, render_svg, render_text, write_pcap
 from invsess.transaction import TimerConfig
+
+if TYPE_CHECKING:
+    from invsess.monitor.server import HttpService
 
 log = get_logger("invsess.cli")
 
@@ -334,6 +341,99 @@ def _exit_report(agent: UserAgent, report: LeakReport) -> None:
     click.echo(report.format(), err=True)
 
 
+@attrs.frozen
+class MonitoringOptions:
+    """``--rpc``, ``--metrics`` and ``--rpc-token`` of a command (see :func:`monitoring_options`)."""
+
+    rpc: BindAddress | None = None
+    metrics: BindAddress | None = None
+    token: str | None = None
+
+    async def start(self, agents: Sequence[UserAgent]) -> list[HttpService]:
+        """Serve what was asked for about ``agents``; print the URLs on stderr."""
+        if self.rpc is None and self.metrics is None:
+            return []
+        try:
+            from invsess.monitor.server import serve_metrics, serve_rpc  # noqa: PLC0415 - optional extra
+        except ImportError as exc:
+            raise click.ClickException(
+                f"--rpc/--metrics need the monitor extra ({EXTRA_HINT}): {exc}"
+            ) from None
+        targets = [agent.monitor_target() for agent in agents]
+        services: list[HttpService] = []
+        for bind, serve, what in ((self.rpc, serve_rpc, "rpc"), (self.metrics, serve_metrics, "metrics")):
+            if bind is None:
+                continue
+            if not bind.loopback and self.token is None:
+                click.echo(
+                    f"warning: --{what} on {bind.host}, beyond loopback, without --rpc-token", err=True
+                )
+            try:
+                service = await serve(targets, bind, token=self.token)
+            except OSError as exc:
+                for started in services:
+                    await started.close()
+                raise click.ClickException(
+                    f"--{what} {bind.host}:{bind.port}: {exc.strerror or exc}"
+                ) from None
+            services.append(service)
+            click.echo(f"{what}: {service.url}", err=True)
+        return services
+
+    @staticmethod
+    async def stop(services: Sequence[HttpService]) -> None:
+        """Stop serving."""
+        for service in services:
+            await service.close()
+
+
+def _bind_option(ctx: click.Context, param: click.Parameter, value: str | None) -> BindAddress | None:
+    if value is None:
+        return None
+    try:
+        return BindAddress.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def monitoring_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--rpc``, ``--metrics`` and ``--rpc-token`` to a command: it then receives one
+    ``monitoring: MonitoringOptions`` argument, and serves with ``await monitoring.start(agents)``
+    (``answer``, ``call``, and any command built on user agents)."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, rpc_bind: Any, metrics_bind: Any, rpc_token: str | None, **kwargs: Any) -> Any:
+        return f(*args, monitoring=MonitoringOptions(rpc_bind, metrics_bind, rpc_token or None), **kwargs)
+
+    for option in reversed(
+        [
+            click.option(
+                "--rpc",
+                "rpc_bind",
+                metavar="[HOST:]PORT",
+                callback=_bind_option,
+                help="Serve Kamailio-compatible JSON-RPC 2.0 at http://HOST:PORT/RPC (host 127.0.0.1 "
+                "unless given; `invsess stats --rpc URL` reads it). Off by default.",
+            ),
+            click.option(
+                "--metrics",
+                "metrics_bind",
+                metavar="[HOST:]PORT",
+                callback=_bind_option,
+                help="Serve Prometheus metrics at http://HOST:PORT/metrics (127.0.0.1 unless given).",
+            ),
+            click.option(
+                "--rpc-token",
+                envvar="INVSESS_RPC_TOKEN",
+                metavar="TOKEN",
+                help="Require 'Authorization: Bearer TOKEN' on --rpc and --metrics (or $INVSESS_RPC_TOKEN).",
+            ),
+        ]
+    ):
+        wrapper = option(wrapper)
+    return wrapper
+
+
 async def _agent(
     listen: tuple[str, ...],
     *,
@@ -509,6 +609,7 @@ def _credentials(user: str | None, password: str | None) -> None:
 @main.command()
 @_listen_options
 @_limit_options
+@monitoring_options
 @click.option(
     "--answer-code",
     type=click.IntRange(200, 699),
@@ -605,6 +706,7 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     password: str | None,
     proxy: str | None,
     expires: int,
+    monitoring: MonitoringOptions,
     **limit_options: Any,
 ) -> None:
     """Answer calls until interrupted (or --calls/--duration): an auto-answering UAS for testing.
@@ -679,6 +781,11 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
                 await agent.close()
                 return 2
             click.echo(f"registered at {registrar} as {user}: expires {registration.expires}", err=True)
+        try:
+            services = await monitoring.start([agent])
+        except click.ClickException:
+            await agent.close()
+            raise
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         _stop_on_signals(agent, stop)
@@ -739,6 +846,7 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
         for task in (acceptor, *handlers):  # the calls they held are closed by agent.close()
             task.cancel()
         await asyncio.gather(acceptor, *handlers, return_exceptions=True)
+        await monitoring.stop(services)
         report = await agent.close(timeout=limits.shutdown_timeout)
         if trace is not None and trace_path:
             trace.rebased().write(trace_path)
@@ -757,6 +865,7 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
 @click.argument("uri")
 @_listen_options
 @_limit_options
+@monitoring_options
 @click.option(
     "--calls", type=click.IntRange(1), default=1, show_default=True, help="How many calls to place."
 )
@@ -819,6 +928,7 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
     user: str | None,
     password: str | None,
     proxy: str | None,
+    monitoring: MonitoringOptions,
     **limit_options: Any,
 ) -> None:
     """Place --calls calls to URI at --rate per second, each held --hold seconds, then BYE.
@@ -866,6 +976,11 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
         )
         if user and password:
             agent.layer.credentials.add(user, password)
+        try:
+            services = await monitoring.start([agent])
+        except click.ClickException:
+            await agent.close()
+            raise
         loop = asyncio.get_running_loop()
         stats = CallerStats(started_at=agent.now())
         stop = asyncio.Event()
@@ -937,6 +1052,7 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
             task.cancel()
         await asyncio.gather(placing, stopping, return_exceptions=True)
         elapsed = agent.now() - stats.started_at
+        await monitoring.stop(services)
         report = await agent.close(timeout=limits.shutdown_timeout)
         if trace is not None and trace_path:
             trace.rebased().write(trace_path)
@@ -953,6 +1069,82 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
         return 0 if stats.succeeded == calls and not report else 1
 
     raise SystemExit(asyncio.run(run()))
+
+
+def _rpc_url(value: str) -> str:
+    """``--rpc``: a URL, or ``[HOST:]PORT`` meaning ``http://HOST:PORT/RPC``."""
+    if value.startswith(("http://", "https://")):
+        return value
+    try:
+        bind = BindAddress.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rpc") from None
+    host = f"[{bind.host}]" if ":" in bind.host else bind.host
+    return f"http://{host}:{bind.port}/RPC"
+
+
+@main.command()
+@click.option(
+    "--rpc",
+    "url",
+    required=True,
+    metavar="URL",
+    help="The JSON-RPC URL of a running invsess (or Kamailio): http://127.0.0.1:5071/RPC, or [HOST:]PORT.",
+)
+@click.option("--watch", is_flag=True, help="Refresh in place until interrupted (with rates).")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="Seconds between refreshes.",
+)
+@click.option("--count", type=click.IntRange(min=1), default=None, help="With --watch: stop after this many.")
+@click.option(
+    "--top", type=click.IntRange(1, 100), default=10, show_default=True, help="How many allocation sites."
+)
+@click.option("--token", envvar="INVSESS_RPC_TOKEN", help="Bearer token (or $INVSESS_RPC_TOKEN).")
+@click.option("--json", "as_json", is_flag=True, help="Print one reading as JSON instead of tables.")
+def stats(  # noqa: PLR0917 - click passes every option positionally by name
+    url: str, watch: bool, interval: float, count: int | None, top: int, token: str | None, as_json: bool
+) -> None:
+    """Show the statistics and top allocation sites of a running process, read over JSON-RPC
+    (`invsess answer --rpc PORT`, a UserAgent.serve_rpc, or a Kamailio with jsonrpcs+xhttp)."""
+    try:
+        from rich.console import Console  # noqa: PLC0415 - optional extra
+        from rich.live import Live  # noqa: PLC0415
+
+        from invsess.monitor.client import RpcClient, RpcClientError  # noqa: PLC0415
+        from invsess.monitor.watch import read, render  # noqa: PLC0415
+    except ImportError as exc:
+        raise click.ClickException(f"invsess stats needs the monitor extra ({EXTRA_HINT}): {exc}") from None
+    url = _rpc_url(url)
+    try:
+        client = RpcClient(url, token=token)
+        reading = read(client, top=top)
+    except RpcClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(attrs.asdict(reading), indent=1, sort_keys=True))
+        return
+    console = Console(highlight=False)
+    if not watch:
+        console.print(render(url, reading))
+        return
+    shown = 1
+    previous = reading
+    try:
+        with Live(render(url, reading, interval=interval), console=console, auto_refresh=False) as live:
+            while count is None or shown < count:
+                time.sleep(interval)
+                reading = read(client, top=top)
+                live.update(render(url, reading, previous, interval=interval), refresh=True)
+                previous = reading
+                shown += 1
+    except RpcClientError as exc:
+        raise click.ClickException(f"lost the server: {exc}") from None
+    except KeyboardInterrupt:
+        pass
 
 
 @main.command()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from invsess.memory import Pool, PoolFactory, RefCounted
 from invsess.routeset import next_hop, route_request
@@ -30,6 +30,9 @@ from invsess.sip import (
     parse_uri,
 )
 from invsess.sip.headers import ContactStar, parse_name_address
+
+if TYPE_CHECKING:
+    from invsess.counters import StateGauge
 
 
 class DialogState(enum.Enum):
@@ -103,6 +106,8 @@ class Dialog(RefCounted):
         "_remote_target",
         "_remote_uri",
         "call_id",
+        "created",
+        "gauge",
         "local_contact",
         "local_cseq",
         "local_tag",
@@ -136,6 +141,8 @@ class Dialog(RefCounted):
         secure: bool,
         transport: str,
         state: DialogState,
+        created: float | None = None,
+        gauge: StateGauge[DialogState] | None = None,
     ) -> None:
         super().__init__()
         self.pool = pool
@@ -157,6 +164,10 @@ class Dialog(RefCounted):
         self.transport = transport
         self.state = state
         self.tsx_count = 0
+        #: When the dialog was made (the driver's clock), if its maker said.
+        self.created = created
+        #: The dialogs-by-state counters it keeps up to date (see :mod:`invsess.counters`).
+        self.gauge = gauge
         pool.set_context(self._context)
 
     def __repr__(self) -> str:
@@ -208,28 +219,47 @@ class Dialog(RefCounted):
         """A new pool with the dialog as its first block; the pool goes if construction fails."""
         pool = factory.create_pool(name, 2048, 2048)
         try:
-            return pool.alloc(cls, pool, **fields)
+            dialog = pool.alloc(cls, pool, **fields)
         except BaseException:
             pool.release("dialog creation failed")
             raise
+        if dialog.gauge is not None:
+            dialog.gauge.added(dialog.state)
+        return dialog
 
     @classmethod
     def create_uac(
-        cls, factory: PoolFactory, request: Request, response: Response, *, transport: str = "udp"
+        cls,
+        factory: PoolFactory,
+        request: Request,
+        response: Response,
+        *,
+        transport: str = "udp",
+        now: float | None = None,
+        gauge: StateGauge[DialogState] | None = None,
     ) -> Dialog:
-        """The dialog a 1xx (early) or 2xx (confirmed) with a To tag creates for our request."""
+        """The dialog a 1xx (early) or 2xx (confirmed) with a To tag creates for our request.
+        (``now``: when, for its age; ``gauge``: the dialogs-by-state counters to keep.)"""
         if not 100 < response.status_code < 300:
             raise LocalProtocolError(f"a {response.status_code} does not create a dialog")
-        dialog = cls.create_uac_initial(factory, request, transport=transport)
+        dialog = cls.create_uac_initial(factory, request, transport=transport, now=now, gauge=gauge)
         try:
             dialog.establish(response)
         except BaseException:
-            dialog.pool.release("dialog creation failed")
+            dialog._destroy("dialog creation failed")
             raise
         return dialog
 
     @classmethod
-    def create_uac_initial(cls, factory: PoolFactory, request: Request, *, transport: str = "udp") -> Dialog:
+    def create_uac_initial(
+        cls,
+        factory: PoolFactory,
+        request: Request,
+        *,
+        transport: str = "udp",
+        now: float | None = None,
+        gauge: StateGauge[DialogState] | None = None,
+    ) -> Dialog:
         """The dialog of an INVITE we are about to send (NULL: no remote tag yet; see establish)."""
         to, from_, call_id, cseq = request.to, request.from_, request.call_id, request.cseq
         if to is None or from_ is None or from_.tag is None or call_id is None or cseq is None:
@@ -256,14 +286,19 @@ class Dialog(RefCounted):
             secure=_is_sips(request.uri),
             transport=transport,
             state=DialogState.NULL,
+            created=now,
+            gauge=gauge,
         )
 
     def _go(self, event: DialogInput) -> None:
         """Move by the table; an input it lacks here is a misuse by whoever called us."""
-        nxt = TRANSITIONS.get((self.state, event))
+        old = self.state
+        nxt = TRANSITIONS.get((old, event))
         if nxt is None:
-            raise LocalProtocolError(f"dialog: cannot {event.value} in state {self.state.name}")
+            raise LocalProtocolError(f"dialog: cannot {event.value} in state {old.name}")
         self.state = nxt
+        if self.gauge is not None and nxt is not old:
+            self.gauge.moved(old, nxt)
 
     def establish(self, response: Response) -> None:
         """NULL -> EARLY (1xx) or CONFIRMED (2xx): the first response with a To tag."""
@@ -322,6 +357,8 @@ class Dialog(RefCounted):
         local_tag: str,
         local_contact: NameAddress,
         transport: str = "udp",
+        now: float | None = None,
+        gauge: StateGauge[DialogState] | None = None,
     ) -> Dialog:
         """The dialog we create by answering ``request`` (early until we send a 2xx)."""
         to, from_, call_id, cseq = request.to, request.from_, request.call_id, request.cseq
@@ -348,6 +385,8 @@ class Dialog(RefCounted):
             secure=_is_sips(request.uri),
             transport=transport,
             state=DialogState.EARLY,
+            created=now,
+            gauge=gauge,
         )
 
     # -- life cycle --------------------------------------------------------------------------
@@ -384,6 +423,8 @@ class Dialog(RefCounted):
 
     def _destroy(self, reason: str) -> None:
         self._go(DialogInput.TERMINATE)
+        if self.gauge is not None:
+            self.gauge.removed(self.state)
         self.pool.release(reason)
 
     # -- requests ----------------------------------------------------------------------------

@@ -39,7 +39,7 @@ import contextlib
 import inspect
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -97,6 +97,10 @@ from invsess.sdp import SessionDescription
 from invsess.sip import LocalProtocolError, NameAddress, Request, Response, SipUri, make_response, parse_uri
 from invsess.trace import Trace
 from invsess.transaction import RequestReceived, Transaction
+
+if TYPE_CHECKING:
+    from invsess.monitor import MonitorTarget
+    from invsess.monitor.server import HttpService
 
 _OWNER = "app-call"
 log = get_logger("invsess.aio")
@@ -448,6 +452,7 @@ class UserAgent:
         #: Set by :meth:`close`: the calls it found still up and what became of them.
         self.shutdown: ShutdownReport | None = None
         self._pump = asyncio.get_running_loop().create_task(self._read_events())
+        self._services: list[HttpService] = []
 
     @classmethod
     async def create(
@@ -752,6 +757,34 @@ class UserAgent:
         self.flush()
         self._spawn(call._record(RequestArrived(request, reply.code)))
 
+    # -- monitoring --------------------------------------------------------------------------
+
+    def monitor_target(self, name: str | None = None) -> MonitorTarget:
+        """This agent as something a monitoring server watches (named by its listeners)."""
+        from invsess.monitor import MonitorTarget  # noqa: PLC0415 - the monitor layer sits above this one
+
+        shown = name or ", ".join(f"{t}:{h}:{p}" for t, (h, p) in self.endpoint.listeners.items())
+        return MonitorTarget(shown or "invsess", self.endpoint, self.now)
+
+    async def serve_rpc(self, bind: str = "127.0.0.1:0", *, token: str | None = None) -> HttpService:
+        """Serve Kamailio-compatible JSON-RPC 2.0 about this agent at ``http://bind/RPC``
+        (``core.shmmem``, ``pkg.stats``, ``stats.get_statistics``, ``invsess.dialogs`` ...; see
+        docs/monitoring.md). Loopback unless ``bind`` says otherwise; with ``token``, requests
+        need ``Authorization: Bearer <token>``. Stopped by :meth:`close`. Needs the monitor extra."""
+        from invsess.monitor import serve_rpc  # noqa: PLC0415 - optional extra, imported when used
+
+        service = await serve_rpc([self.monitor_target()], bind, token=token)
+        self._services.append(service)
+        return service
+
+    async def serve_metrics(self, bind: str = "127.0.0.1:0", *, token: str | None = None) -> HttpService:
+        """Serve the Prometheus text format about this agent at ``http://bind/metrics``."""
+        from invsess.monitor import serve_metrics  # noqa: PLC0415 - optional extra, imported when used
+
+        service = await serve_metrics([self.monitor_target()], bind, token=token)
+        self._services.append(service)
+        return service
+
     def hurry(self) -> None:
         """Make a :meth:`close` under way (or the next one) stop waiting for peers at once."""
         self._hurry.set()
@@ -765,6 +798,9 @@ class UserAgent:
 
         :attr:`shutdown` says how many calls were still up and how each ended.
         """
+        for service in self._services:
+            await service.close()
+        self._services.clear()
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + timeout

@@ -26,13 +26,23 @@ from typing import Any, Protocol
 import attrs
 
 from invsess.address import Address, uri_host
+from invsess.counters import (
+    CounterGroup,
+    Counters,
+    MemoryGroup,
+    MessageCounters,
+    ProvidedGroup,
+    TransactionCounters,
+    retransmission_counters,
+)
 from invsess.endpoint.config import KNOWN_METHODS, EndpointConfig
-from invsess.endpoint.limits import LimitStats, Rejection
+from invsess.endpoint.limits import LimitsGroup, LimitStats, Rejection
 from invsess.endpoint.overload import Kind, SourceRateLimiter, call_id_of, classify
 from invsess.endpoint.routing import response_destination, stamp_via
 from invsess.logs import get_logger
 from invsess.memory import LeakReport, Pool, PoolExhaustedError, PoolFactory
 from invsess.sip import (
+    Check,
     LocalProtocolError,
     ParseError,
     Request,
@@ -163,6 +173,36 @@ class Endpoint:
         self.limit_stats.gauge("client_transactions", lambda: len(self._client))
         self.limit_stats.gauge("calls", lambda: len(self._calls), self.config.max_calls)
         self.limit_stats.gauge("blocked_sources", self._blocked_sources)
+        #: The statistics groups (Kamailio-shaped and Prometheus), kept as things happen; the
+        #: groups the endpoint updates itself are also attributes: ``messages`` (``core``),
+        #: ``retransmissions``, ``tx_counters`` (``tm``), ``sanity_failures``; ``limits``
+        #: is ``limit_stats``. See docs/monitoring.md.
+        self.counters = Counters()
+        self.counters.add(MemoryGroup(self.factory))
+        self.messages = self.counters.add(MessageCounters(KNOWN_METHODS, self.stats))
+        self.retransmissions = self.counters.add(retransmission_counters())
+        self.tx_counters = self.counters.add(TransactionCounters(self.retransmissions))
+        self.sanity_failures = self.counters.add(
+            CounterGroup(
+                "sanity",
+                prefix="failed_",
+                metric="invsess_sanity_failures",
+                label="check",
+                documentation="Requests refused by a sanity check (or not parsable at all)",
+                keys=[*(check.name.lower() for check in Check if check.name), "unparsable"],
+            )
+        )
+        self.counters.add(LimitsGroup(self.limit_stats))
+        self.counters.add(
+            ProvidedGroup(
+                "endpoint",
+                lambda: {key.replace(":", "").replace(" ", "_"): n for key, n in self.stats.items()},
+                metric="invsess_endpoint_events",
+                label="event",
+                documentation="What the endpoint did by itself (absorbed, stray, stateless answers)",
+                kind="counter",
+            )
+        )
 
     # -- configuration by the driver ---------------------------------------------------------
 
@@ -199,6 +239,9 @@ class Endpoint:
     def datagrams_to_send(self) -> list[Outgoing]:
         """Everything queued for sending since the last call, in order."""
         out, self._out = self._out, []
+        sent = self.messages.sent
+        for item in out:
+            sent(item.data)
         return out
 
     def next_event(self) -> AnyEvent | None:
@@ -304,6 +347,7 @@ class Endpoint:
             now=now,
             sink=self._queue,
             on_event=self._on_tx_event,
+            observer=self.tx_counters,
         )
         self._client[key] = tx
         tx.start(now)
@@ -541,6 +585,7 @@ class Endpoint:
                 _ = msg.top_via, msg.cseq  # a response must at least match something
         except ParseError as exc:
             self.stats["parse errors"] += 1
+            self.sanity_failures.inc("unparsable")
             self._answer_unparsable(data, exc, source, transport)
             return
         if isinstance(msg, Response):
@@ -558,6 +603,7 @@ class Endpoint:
 
     def _receive_response(self, pool: Pool, response: Response, now: float) -> None:
         top, cseq = response.top_via, response.cseq
+        self.messages.received_response(response.status_code, cseq.method if cseq is not None else "")
         if top is None or cseq is None:
             self.stats["stray responses"] += 1
             return
@@ -588,8 +634,10 @@ class Endpoint:
         self, pool: Pool, request: Request, source: Address, transport: str, now: float
     ) -> None:
         stamp_via(request, source)
+        self.messages.received_request(request.method)
         failure = check_request(request, self.config.checks, supported=self.config.supported)
         if failure is not None:
+            self.sanity_failures.inc(failure.check.name.lower() if failure.check.name else "unknown")
             if request.method != "ACK":
                 self._stateless(
                     request, response_for(request, failure, to_tag=self.new_tag()), source, transport
@@ -719,6 +767,7 @@ class Endpoint:
             sink=self._queue,
             on_event=self._on_tx_event,
             response_destination=response_destination(request.top_via, source, transport),
+            observer=self.tx_counters,
         )
         self._server[key] = tx
         self._handed_on = pool

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import attrs
 
+from invsess.counters import Family
+
 
 class Rejection(enum.StrEnum):
     """Why something was refused; each has a ``limits:rejected_<value>`` counter."""
@@ -78,4 +80,52 @@ class LimitStats:
         return out
 
 
-__all__ = ["LimitStats", "Rejection"]
+class LimitsGroup:
+    """:class:`LimitStats` as the ``limits`` statistics group (``endpoint.counters``): the same
+    names without the group, and three Prometheus families — rejections by limit, the current
+    values, the configured maxima."""
+
+    name = "limits"
+
+    def __init__(self, stats: LimitStats) -> None:
+        self._stats = stats
+
+    @property
+    def source(self) -> object:
+        """The limits' own statistics."""
+        return self._stats
+
+    def values(self) -> dict[str, int]:
+        """``limits:*`` without the group."""
+        return {key.partition(":")[2]: value for key, value in self._stats.statistics().items()}
+
+    def families(self) -> list[Family]:
+        """``invsess_limit_rejections`` (counter), ``invsess_limit_current``, ``invsess_limit_max``."""
+        stats = self._stats
+        current = stats.current()
+        return [
+            Family(
+                "invsess_limit_rejections",
+                "counter",
+                "Requests, connections or datagrams refused by a limit",
+                ("limit",),
+                tuple(((reason.value,), float(stats.rejected[reason])) for reason in Rejection),
+            ),
+            Family(
+                "invsess_limit_current",
+                "gauge",
+                "What each limit counts now",
+                ("limit",),
+                tuple(((name,), float(value)) for name, value in current.items()),
+            ),
+            Family(
+                "invsess_limit_max",
+                "gauge",
+                "The configured limits (bounded ones only)",
+                ("limit",),
+                tuple(((name,), float(value)) for name, value in stats.maxima.items()),
+            ),
+        ]
+
+
+__all__ = ["LimitStats", "LimitsGroup", "Rejection"]

@@ -24,10 +24,12 @@ import attrs
 
 from invsess.address import uri_host
 from invsess.auth import ClientAuth, CredentialStore
-from invsess.dialog import Dialog, DialogId, DialogRole
+from invsess.counters import DialogGauge, StateGauge
+from invsess.dialog import Dialog, DialogId, DialogRole, DialogState
 from invsess.endpoint import Endpoint
 from invsess.inv.events import SessionEvent
 from invsess.inv.settings import LayerSettings
+from invsess.inv.states import InviteState
 from invsess.sdp import SdpNegotiator, SessionDescription
 from invsess.sip import NameAddress, parse_uri
 
@@ -119,6 +121,30 @@ class SessionContext:
         self.credentials = credentials if credentials is not None else CredentialStore()
         #: Nonce counts and stale retries, shared by the layer's sessions (RFC 7616 §3.4).
         self.auth = ClientAuth(self.credentials)
+        # Live sessions and dialogs by state, kept on each transition (docs/monitoring.md).
+        self.session_states = endpoint.counters.add(
+            StateGauge(
+                "inv",
+                InviteState,
+                pattern="sessions_%s",
+                created="sessions_created",
+                destroyed="sessions_released",
+                metric="invsess_sessions",
+                documentation="INVITE sessions, by state",
+                gone="released",
+            )
+        )
+        self.dialog_states: DialogGauge[DialogState] = endpoint.counters.add(
+            DialogGauge(
+                "dialog",
+                DialogState,
+                pattern="%s_dialogs",
+                created="processed_dialogs",
+                destroyed="destroyed_dialogs",
+                metric="invsess_dialogs",
+                documentation="Dialogs, by state",
+            )
+        )
 
     def new_session(self, dialog: Dialog, local_sdp: SessionDescription | None = None) -> InviteSession:
         """A session allocated from ``dialog``'s pool, holding a dialog session count and its
@@ -131,6 +157,7 @@ class SessionContext:
         dialog.add_ref("inv-session")
         session.add_ref("inv-session")
         self.handles[session.handle] = None
+        self.session_states.added(session.state)
         if dialog.remote_tag or dialog.role is DialogRole.UAS:
             self.route_dialog(session)
         return session

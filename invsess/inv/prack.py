@@ -259,6 +259,7 @@ class ReliableSender:
                 session.end(SessionInput.REJECT, 504, now)
         elif isinstance(tx, ServerInviteTransaction):  # nothing to send with once it is gone
             session.ctx.endpoint.send_stateless_bytes(due, tx.response_destination, tx.transport)
+            session.ctx.endpoint.retransmissions.inc("reliable_1xx_sent")
 
 
 @attrs.define(slots=True)

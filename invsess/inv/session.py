@@ -175,6 +175,7 @@ class InviteSession(RefCounted):
         if effect is Effect.CONFIRM_DIALOG:
             self.dialog.confirm()
         old, self.state = self.state, nxt
+        self.ctx.session_states.moved(old, nxt)
         self.log.info("session state", old=old.name, new=nxt.name, cause=self.cause)
         if effect is Effect.END:
             self._end(old, now)
@@ -235,6 +236,7 @@ class InviteSession(RefCounted):
         ctx, dialog = self.ctx, self.dialog
         self.handle.session = None
         del ctx.handles[self.handle]
+        ctx.session_states.removed(self.state)
         ctx.unroute_dialog(self)
         self.dec_ref("inv-session")  # session first ...
         dialog.dec_ref("inv-session")  # ... dialog second: the order res_pjsip_session.c keeps

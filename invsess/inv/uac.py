@@ -92,7 +92,9 @@ def place_call(
         contact=ctx.contact(transport),
         headers=[("Route", r) for r in routes],
     )
-    dialog = Dialog.create_uac_initial(endpoint.factory, request, transport=transport)
+    dialog = Dialog.create_uac_initial(
+        endpoint.factory, request, transport=transport, now=now, gauge=ctx.dialog_states
+    )
     dialog.remote_target = target_uri  # not a strict router's URI: the 2xx's Contact replaces it
     session = ctx.new_session(dialog, sdp)
     session.offers.deferred = deferred
@@ -244,6 +246,7 @@ class UacInvite:
             if self.ack is not None:  # a retransmitted 2xx: our ACK was lost
                 host, port, transport = session.next_hop()
                 session.ctx.endpoint.send_stateless_bytes(self.ack, (host, port), transport)
+                session.ctx.endpoint.retransmissions.inc("acks_sent")
             return
         elif dialog.state is DialogState.NULL:
             # RFC 3261 §12.1.2: a 2xx without a To tag still makes the dialog (with a null
@@ -480,7 +483,12 @@ class UacInvite:
         if fork is None:
             try:
                 fork = Dialog.create_uac(
-                    session.ctx.endpoint.factory, tx.request, response, transport=tx.transport
+                    session.ctx.endpoint.factory,
+                    tx.request,
+                    response,
+                    transport=tx.transport,
+                    now=dialog.created,  # the INVITE's time: a fork is as old as the call
+                    gauge=session.ctx.dialog_states,
                 )
             except (RemoteProtocolError, LocalProtocolError) as exc:
                 session.log.info("forked 1xx ignored", error=str(exc))
@@ -510,8 +518,16 @@ class UacInvite:
         done = self.fork_acks.get(tag)
         if done is not None:  # a retransmitted 2xx: our ACK was lost
             endpoint.send_stateless_bytes(*done)
+            endpoint.retransmissions.inc("acks_sent")
             return
-        fork = Dialog.create_uac(endpoint.factory, tx.request, response, transport=tx.transport)
+        fork = Dialog.create_uac(
+            endpoint.factory,
+            tx.request,
+            response,
+            transport=tx.transport,
+            now=session.dialog.created,
+            gauge=ctx.dialog_states,
+        )
         (host, port), transport = _fork_hop(fork, tx)
         if ctx.settings.keep_forks:
             forked = _forked_session(session, fork, tx, response, now)

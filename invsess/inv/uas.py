@@ -66,6 +66,7 @@ class AckWait:
             session.end(SessionInput.ACK_TIMEOUT, 408, now)
         elif self.next_at is not None and now >= self.next_at:
             session.ctx.endpoint.send_stateless_bytes(self.wire, self.destination, self.transport)
+            session.ctx.endpoint.retransmissions.inc("2xx_sent")
             self.interval = min(self.interval * 2, session.ctx.endpoint.config.timers.t2)
             self.next_at = now + self.interval
 
@@ -113,6 +114,8 @@ def accept_invite(
             local_tag=endpoint.new_tag(),
             local_contact=ctx.contact(tx.transport),
             transport=tx.transport,
+            now=now,
+            gauge=ctx.dialog_states,
         )
     except PoolExhaustedError:
         raise RequestRefusedError("out of memory", 503, headers=(("Retry-After", "5"),)) from None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -128,6 +128,16 @@ def is_rfc3261_branch(branch: str | None) -> bool:
 StateT = TypeVar("StateT", bound=enum.Enum)
 
 
+class TransactionObserver(Protocol):
+    """Told of a transaction's life as it happens (the endpoint's counters): O(1) each time."""
+
+    def created(self, tx: Transaction[Any]) -> None:
+        """``tx`` was made, in its first state."""
+
+    def transition(self, tx: Transaction[Any], old: Any, event: TxInput, new: Any) -> None:
+        """``tx`` took ``event`` from ``old`` to ``new`` (often the same state)."""
+
+
 def terminating_table(
     states: type[StateT], table: Mapping[tuple[StateT, TxInput], StateT]
 ) -> dict[tuple[StateT, TxInput], StateT]:
@@ -158,6 +168,7 @@ class Transaction(Generic[StateT]):
         sink: Callable[[Outgoing], None],
         on_event: Callable[[Any], None],
         state: StateT,
+        observer: TransactionObserver | None = None,
     ) -> None:
         self.key = key
         self.request = request
@@ -175,6 +186,9 @@ class Transaction(Generic[StateT]):
         #: True once TERMINATED (the endpoint then forgets it and its pool is released).
         self.terminated = False
         self.state: StateT = state
+        self._observer = observer
+        if observer is not None:
+            observer.created(self)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.key.method} {self.key.branch} {self.state.name}>"
@@ -188,7 +202,9 @@ class Transaction(Generic[StateT]):
             raise TransactionTableError(
                 f"{type(self).__name__}: no transition for {event.value!r} in {self.state.name}"
             )
-        self.state = nxt
+        old, self.state = self.state, nxt
+        if self._observer is not None:
+            self._observer.transition(self, old, event, nxt)
 
     def can(self, event: TxInput) -> bool:
         """True when the table has ``event`` in the current state."""
