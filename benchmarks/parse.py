@@ -22,10 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the repository root
 
-from callflow import CALL_FLOW
-
+from benchmarks.callflow import CALL_FLOW
 from invsess.sip import Via, parse_message
 
 RFC4475 = Path(__file__).resolve().parent.parent / "tests" / "data" / "rfc4475"

@@ -19,8 +19,9 @@ import attrs
 import click
 
 from invsess import __version__
-from invsess.aio import Call, ListenSpec, RegistrationError, SendGuard, StreamLimits, UserAgent
+from invsess.aio import Call, CallError, ListenSpec, RegistrationError, SendGuard, StreamLimits, UserAgent
 from invsess.auth import Algorithm, DigestAuthenticator
+from invsess.b2bua import B2bua
 from invsess.cli_report import AnswererStats, CallerStats
 from invsess.demo import run_demo
 from invsess.demo_call import run_call
@@ -543,7 +544,7 @@ async def _after(
     await asyncio.sleep(delay)
     try:
         await action()
-    except (LocalProtocolError, TimeoutError) as exc:
+    except (LocalProtocolError, CallError, TimeoutError) as exc:  # CallError: refused, or ended
         counts[f"{what} failed"] += 1
         log.info("in-call request failed", what=what, error=str(exc))
     else:
@@ -819,7 +820,7 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
                     ):
                         if delay is not None:
                             actions.append(loop.create_task(_after(delay, what, action, stats.actions)))
-            except LocalProtocolError:  # cancelled while ringing, ended before the ACK ...
+            except (LocalProtocolError, CallError):  # cancelled while ringing, ended before the ACK ...
                 pass
             await call.wait_for(InviteState.DISCONNECTED, timeout=None)
             for task in actions:
@@ -990,6 +991,9 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
             stats.call_started(started)
             try:
                 placed = await agent.call(uri, transport=transport, route=route)
+            except CallError as exc:  # its host did not resolve: a 503 at once (RFC 3261 §8.1.3.1)
+                stats.call_ended(exc.cause or "error", was_up=False, cause=str(exc))
+                return
             except LocalProtocolError as exc:
                 stats.call_ended("error", was_up=False, cause=str(exc))
                 return
@@ -1010,7 +1014,7 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
                     await placed.wait_for(InviteState.DISCONNECTED, timeout=hold)
                 await placed.hangup()
                 outcome = placed.cause or 200
-            except LocalProtocolError:  # ended before it was answered: its cause says why
+            except (LocalProtocolError, CallError):  # ended before it was answered: its cause says why
                 outcome = placed.cause or "error"
             except TimeoutError:
                 with contextlib.suppress(LocalProtocolError, TimeoutError):
@@ -1239,6 +1243,117 @@ def register(  # noqa: PLR0917 - click passes every option positionally by name
         return 1 if report else 0
 
     raise SystemExit(asyncio.run(run()))
+
+
+@main.command()
+@click.option(
+    "--listen",
+    "listen",
+    multiple=True,
+    default=["udp:127.0.0.1:0"],
+    show_default=True,
+    help="udp:|tcp:HOST:PORT, repeatable ([::1] for IPv6): where callers reach the B2BUA.",
+)
+@click.option("--to", "to", required=True, help="Where every call is bridged to (sip:HOST:PORT).")
+@click.option("--t1", type=float, default=0.5, show_default=True, help="RFC 3261 T1 in seconds.")
+@click.option("--timer", "timer_spec", metavar="SE[,uac|uas]", help="Session timers on each leg (RFC 4028).")
+@click.option("--min-se", type=click.IntRange(1), default=None, help="Smallest session interval accepted.")
+@click.option(
+    "--100rel",
+    "rel100",
+    type=click.Choice(["off", "supported", "required"]),
+    default="off",
+    show_default=True,
+    help="Reliable provisional responses on each leg (RFC 3262).",
+)
+@click.option(
+    "--loopback-only/--any-destination",
+    default=True,
+    show_default=True,
+    help="Refuse to send anywhere but 127.0.0.0/8 and ::1 (the send guard).",
+)
+@click.option("--calls", type=int, default=None, help="Stop after this many calls have been bridged.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--trace", "trace_path", type=click.Path(dir_okay=False), help="Write a JSON-lines trace here.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+)
+def b2bua(  # noqa: PLR0917 - click passes every option positionally by name
+    listen: tuple[str, ...],
+    to: str,
+    t1: float,
+    timer_spec: str | None,
+    min_se: int | None,
+    rel100: str,
+    loopback_only: bool,
+    calls: int | None,
+    duration: float | None,
+    trace_path: str | None,
+    log_level: str,
+) -> None:
+    """Bridge every call received on --listen to --to: a back-to-back user agent.
+
+    Each call gets a second call of its own to --to; offers (hold, resume, late offers, early
+    media), CANCEL, BYE, failures and INFO (DTMF) pass between the two legs. Prints the outcomes
+    and the leak report at exit (interrupt, --calls or --duration); exits 1 if anything leaked.
+    """
+    configure(log_level)
+    timer = timer_settings(timer_spec, min_se)
+    try:
+        specs = [ListenSpec.parse(spec) for spec in listen]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    if any(spec.transport == "tls" for spec in specs):
+        raise click.BadParameter("the b2bua command listens on udp and tcp", param_hint="--listen")
+
+    async def serve() -> int:
+        trace = Trace() if trace_path else None
+        supported = option_tags(timer, rel100)
+        prack = ("PRACK",) if "100rel" in supported else ()
+        config = EndpointConfig(
+            allow=("INVITE", "BYE", "OPTIONS", "UPDATE", "INFO", "MESSAGE", *prack),
+            supported=supported,
+            accept=("application/sdp", "application/dtmf-relay", "application/dtmf", "text/plain"),
+            timers=TimerConfig(t1=t1, t2=max(4.0, t1), t4=max(5.0, t1)),
+        )
+        try:
+            bridge = await B2bua.create(
+                specs, to, config=config, trace=trace, timer=timer, rel100=rel100,
+                guard=SendGuard.loopback_only() if loopback_only else SendGuard(),
+            )  # fmt: skip
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--to") from None
+        except OSError as exc:
+            raise click.ClickException(f"cannot listen: {exc}") from None
+        for transport, (host, port) in bridge.ua.endpoint.listeners.items():
+            click.echo(f"listening on {transport}:{host}:{port}, bridging to {to}", err=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+
+        async def count() -> None:
+            while calls is None or sum(bridge.outcomes.values()) < calls:
+                await asyncio.sleep(0.1)
+            stop.set()
+
+        counter = loop.create_task(count())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), duration)
+        counter.cancel()
+        report = await bridge.close()
+        if trace is not None and trace_path:
+            trace.write(trace_path)
+        outcomes = ", ".join(f"{code} x{n}" for code, n in sorted(bridge.outcomes.items())) or "none"
+        click.echo(f"calls bridged: {bridge.started}; outcomes: {outcomes}", err=True)
+        click.echo(report.format(), err=True)
+        return 1 if report else 0
+
+    raise SystemExit(asyncio.run(serve()))
 
 
 @main.command()

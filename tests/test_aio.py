@@ -221,10 +221,26 @@ def test_listen_spec() -> None:
             ListenSpec.parse(bad)
 
 
+async def test_an_unresolvable_host_fails_the_call_at_once() -> None:
+    """A host that does not resolve: no call, no Timer B wait, a TransportFailed saying why."""
+    from invsess.aio import TransportFailed, UserAgent
+
+    from .sessions import ALICE_SDP
+
+    config = EndpointConfig(malloc_debug=True, timers=FAST, allow=("INVITE", "BYE"))
+    agent = await UserAgent.create(
+        ["udp:127.0.0.1:0"], sdp=ALICE_SDP, config=config, guard=SendGuard.loopback_only()
+    )
+    with pytest.raises(TransportFailed, match=r"cannot resolve bob\.invalid") as failed:
+        await agent.call("sip:bob@bob.invalid")
+    assert failed.value.cause == 503
+    assert agent.endpoint.transactions() == []
+    assert not await agent.close(timeout=1.0)
+
+
 @pytest.mark.parametrize(
     ("uri", "why"),
     [
-        ("sip:bob@bob.invalid", "not an IP address"),  # nothing here resolves names
         ("sip:bob@192.0.2.1:5060", "refusing to send to 192.0.2.1:5060"),  # the send guard
         ("sip:bob@127.0.0.1:9;transport=tcp", "tcp connection to 127.0.0.1:9 failed"),  # refused
     ],

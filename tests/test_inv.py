@@ -534,8 +534,8 @@ def test_a_callee_never_byes_an_early_dialog() -> None:
                                       "Content-Length: {content_length}\n\n" + offer), B)  # fmt: skip
     net.run_until(0.1)
     session = next(e for e in iter(bob.next_event, None) if isinstance(e, IncomingCall)).session
-    bob.answer(session, 180, net.now)
-    caller.expect(status=180)
+    bob.answer(session, 183, net.now, sdp=ALICE_SDP)  # the INVITE's offer answered (early media)
+    caller.expect(status=183)
     bob.update(session, net.now, direction="sendonly")
     update = caller.expect(method="UPDATE")
     caller.send(make_response(update, 481), B)  # type: ignore[arg-type]

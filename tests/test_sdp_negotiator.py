@@ -171,7 +171,7 @@ def test_a_received_offer_can_be_abandoned_too() -> None:
     assert bob.state is NegotiatorState.NULL and bob.active_local is None
     exchange(alice, bob)
     agreed = bob.active_remote
-    bob.receive_offer(alice.local)
+    bob.receive_offer(ALICE)  # alice.local, the same offer
     bob.cancel_offer()
     assert bob.state.name == "DONE" and bob.active_remote == agreed  # (mypy narrowed .state above)
     alice.release()

@@ -2,13 +2,24 @@
 
 ```python
 ua = await UserAgent.create(["udp:127.0.0.1:5070"], sdp=my_sdp)
-call = await ua.call("sip:bob@127.0.0.1:5080")
-await call.wait_for(InviteState.CONFIRMED)
+call = await ua.call("sip:bob@example.com", headers=[("X-Account", "42")])
+await call.wait_for(InviteState.CONFIRMED)        # CallFailed(response=...) if it was refused
 await call.hold()
-await call.hangup()
+await call.send_dtmf("5")                          # INFO, application/dtmf-relay
+await call.hangup(reason="done")
 await call.close()          # releases the references: session first, dialog second
 report = await ua.close()   # hangs up what is left, returns the leak report
 ```
+
+Incoming calls come from ``await ua.incoming()`` (or ``async for call in
+ua.incoming_calls()``, or an ``on_incoming`` callback); before answering, ``call.request`` is
+the INVITE as received and ``call.remote_offer`` its SDP, and ``call.ring()``,
+``call.answer(sdp=...)`` or ``call.reject()`` decide. ``async for event in call.events()``
+follows a call to its end (:mod:`invsess.aio.events`); pjsua2-style callbacks (``on_state``,
+``on_media``, ``on_dtmf``) sit on the same stream. Offers of the peer inside a call go to the
+call's ``on_offer`` handler (or the agent's), which may take its time — a B2BUA awaits the
+other leg — while the peer's re-INVITE waits with 100 Trying; without one they are answered at
+once from the call's SDP. INFO and MESSAGE go to ``on_request`` (200 without one).
 
 A :class:`Call` holds one reference on its session and one on its dialog from creation until
 :meth:`Call.close`, so its session stays readable after DISCONNECTED; :meth:`UserAgent.close`
@@ -25,40 +36,92 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from invsess.aio.endpoint import AsyncEndpoint, ListenSpec
+from invsess.aio.events import (
+    CallEnded,
+    CallEvent,
+    CallFailed,
+    CallTimedOut,
+    DtmfReceived,
+    MediaChanged,
+    OfferArrived,
+    OfferFailed,
+    OfferRefusedError,
+    ProgressReceived,
+    Reject,
+    Reply,
+    RequestArrived,
+    SessionRefreshed,
+    StateChanged,
+    TransportFailed,
+    parse_dtmf,
+)
 from invsess.aio.guard import SendGuard
 from invsess.aio.registration import AsyncRegistration, register
+from invsess.aio.resolver import ResolutionError, Resolver, SystemResolver
 from invsess.aio.transport import StreamLimits, UdpLimits
 from invsess.endpoint import Endpoint, EndpointConfig
 from invsess.inv import (
+    DialogRequestReceived,
+    DialogResponseReceived,
+    ForkedCall,
     IncomingCall,
+    InviteResponseReceived,
     InviteSession,
     InviteState,
     MediaUpdated,
+    OfferReceived,
+    OfferRefused,
+    OfferWithdrawn,
     Rel100,
     SessionLayer,
     SessionStateChanged,
     TimerSettings,
     option_tags,
 )
+from invsess.inv import (
+    SessionRefreshed as LayerRefreshed,
+)
+from invsess.inv.events import detached_request
+from invsess.logs import get_logger
 from invsess.memory import LeakReport
-from invsess.routeset import next_hop, parse_route_set
+from invsess.routeset import parse_route_set
 from invsess.sdp import SessionDescription
-from invsess.sip import LocalProtocolError, NameAddress, SipUri, make_response, parse_uri
+from invsess.sip import LocalProtocolError, NameAddress, Request, Response, SipUri, make_response, parse_uri
 from invsess.trace import Trace
-from invsess.transaction import RequestReceived
+from invsess.transaction import RequestReceived, Transaction
 
 if TYPE_CHECKING:
     from invsess.monitor import MonitorTarget
     from invsess.monitor.server import HttpService
 
 _OWNER = "app-call"
+log = get_logger("invsess.aio")
+
+#: An offer handler: the SDP to answer with (None: the call's own), or a :class:`Reject`.
+OfferHandler = Callable[["Call", OfferArrived], Awaitable[SessionDescription | Reject | None]]
+#: An ``on_request`` handler: a status code or a :class:`Reply`, directly or awaited.
+RequestHandler = Callable[["Call", Request], "int | Reply | Awaitable[int | Reply]"]
+Callback = Callable[["Call", Any], None]
+
+#: What the default configuration serves and accepts besides SDP (RFC 6086 DTMF, MESSAGE text).
+ACCEPT = ("application/sdp", "application/dtmf-relay", "application/dtmf", "text/plain")
+
+
+def _default_reply(request: Request) -> Reply:
+    """What a request in a call gets when the application has no ``on_request``: 200 for INFO
+    (legacy usage, DTMF) and MESSAGE; 469 for an INFO of an Info Package we never said we take
+    (RFC 6086 §4.2.2); 501 for the rest of what the endpoint lets through."""
+    if request.method == "INFO" and "Info-Package" in request.headers:
+        return Reply(469, "Bad Info Package")
+    return Reply(200 if request.method in ("INFO", "MESSAGE") else 501)
 
 
 @attrs.frozen
@@ -86,25 +149,48 @@ class ShutdownReport:
 class Call:
     """One call; made by :meth:`UserAgent.call` or handed out by :meth:`UserAgent.incoming`."""
 
-    def __init__(self, agent: UserAgent, session: InviteSession, request_uri: str | None = None) -> None:
+    def __init__(
+        self,
+        agent: UserAgent,
+        session: InviteSession,
+        request_uri: str | None = None,
+        *,
+        request: Request | None = None,
+        offer: SessionDescription | None = None,
+    ) -> None:
         self.agent = agent
         self.session = session
         self.dialog = session.dialog
         session.add_ref(_OWNER)
         self.dialog.add_ref(_OWNER)
+        #: The INVITE as received (an incoming call's; a copy the call keeps), else None.
+        self.request = request
+        #: The caller's SDP offer in that INVITE (None for a late offer or a call we placed).
+        self.remote_offer = offer
+        #: The final failure response to the INVITE of a call we placed, once it came.
+        self.final_response: Response | None = None
         self._changed = asyncio.Condition()
+        self._log: list[CallEvent] = []
         self.history: list[InviteState] = [session.state]
         self.media: MediaUpdated | None = None
         self.closed = False
         self.target = request_uri
+        self._on_offer: OfferHandler | None = None
+        #: pjsua2-style callbacks, called with (call, event) from the agent's event loop task.
+        self.on_state: Callback | None = None
+        self.on_media: Callback | None = None
+        self.on_dtmf: Callback | None = None
+        #: Answers the peer's INFO, MESSAGE, ... (a status or a :class:`Reply`); default 200/501.
+        self.on_request: RequestHandler | None = None
 
     def __repr__(self) -> str:
         return f"<Call {self.session.call_id} {self.state.name}>"
 
     @property
     def state(self) -> InviteState:
-        """The session's state."""
-        return self.session.state
+        """The call's state as its events have told it (``session.state`` may be ahead by the
+        events not read yet: a call reported CONFIRMED has its media known)."""
+        return self.history[-1]
 
     @property
     def cause(self) -> int | None:
@@ -116,56 +202,178 @@ class Call:
         """The Call-ID."""
         return self.session.call_id
 
-    async def _notify(self) -> None:
+    @property
+    def on_offer(self) -> OfferHandler | None:
+        """The handler of the peer's offers in this call (else the agent's, else automatic)."""
+        return self._on_offer
+
+    @on_offer.setter
+    def on_offer(self, handler: OfferHandler | None) -> None:
+        self._on_offer = handler
+        self.agent.layer.defer_offers(self.session, (handler or self.agent.on_offer) is not None)
+
+    # -- the event stream --------------------------------------------------------------------
+
+    async def _record(self, event: CallEvent) -> None:
+        self._log.append(event)
+        callback = None
+        if isinstance(event, StateChanged | CallEnded):
+            callback = self.on_state
+        elif isinstance(event, MediaChanged):
+            callback = self.on_media
+        elif isinstance(event, DtmfReceived):
+            callback = self.on_dtmf
+        if callback is not None:
+            try:
+                callback(self, event)
+            except Exception as exc:
+                log.error(  # noqa: TRY400 - logged as a value: the facade has no exception()
+                    "call callback failed", call_id=self.call_id, error=repr(exc)
+                )
         async with self._changed:
             self._changed.notify_all()
 
+    async def events(self) -> AsyncIterator[CallEvent]:
+        """Every event of the call, from its first, in order, ending with :class:`CallEnded`."""
+        index = 0
+        while True:
+            async with self._changed:
+                while index >= len(self._log):
+                    await self._changed.wait()
+                batch = self._log[index:]
+            index += len(batch)
+            for event in batch:
+                yield event
+                if isinstance(event, CallEnded):
+                    return
+
     async def wait_for(self, state: InviteState, timeout: float | None = 10.0) -> None:
-        """Wait until the call reaches ``state`` (or DISCONNECTED, which raises if unwanted)."""
+        """Wait until the call reaches ``state``; raises :class:`CallFailed` (or its kinds) if
+        it ends first, TimeoutError after ``timeout``."""
         async with asyncio.timeout(timeout), self._changed:
             while True:
                 if self.state is state:
                     return
                 if self.state is InviteState.DISCONNECTED:
-                    raise LocalProtocolError(f"call ended (cause {self.cause}) before reaching {state.name}")
+                    raise self.failure(f"before reaching {state.name}")
                 await self._changed.wait()
 
-    async def answer(self, code: int = 200, reason: str | None = None) -> None:
-        """Answer an incoming call: 180/183 rings, 2xx connects, 3xx-6xx rejects."""
-        self.agent.layer.answer(self.session, code, self.agent.now(), reason=reason)
+    def failure(self, when: str = "") -> CallFailed:
+        """The error that says why the call ended: the final response, a timeout, a transport."""
+        cause, response = self.cause, self.final_response
+        what = f"call ended (cause {cause}) {when}".rstrip()
+        if response is not None:
+            return CallFailed(
+                f"{what}: {response.status_code} {response.reason}", cause, response.reason, response
+            )
+        if cause == 408:
+            return CallTimedOut(f"{what}: no answer in time", cause, "Request Timeout")
+        if cause == 503:
+            return TransportFailed(f"{what}: could not be sent", cause, "Service Unavailable")
+        return CallFailed(what, cause)
+
+    # -- answering an incoming call ----------------------------------------------------------
+
+    async def answer(
+        self,
+        code: int = 200,
+        reason: str | None = None,
+        *,
+        sdp: SessionDescription | None = None,
+        headers: Iterable[tuple[str, str]] | None = None,
+    ) -> None:
+        """Answer an incoming call: 2xx connects (``sdp``: the answer to send, checked against the
+        offer; default: made from the agent's SDP), 1xx rings, 3xx-6xx rejects."""
+        self.agent.layer.answer(
+            self.session, code, self.agent.now(), reason=reason, sdp=sdp, headers=headers or ()
+        )
         self.agent.flush()
 
-    async def hangup(self) -> None:
-        """CANCEL, reject or BYE, as the state calls for; waits for DISCONNECTED."""
+    async def ring(
+        self, code: int = 180, *, sdp: SessionDescription | None = None, reliable: bool | None = None
+    ) -> None:
+        """A provisional response: ``sdp`` for early media (183), ``reliable`` True/False to
+        force or refuse 100rel (None: reliable when both sides do 100rel)."""
+        if not 100 < code < 200:
+            raise LocalProtocolError(f"ring() sends 101-199, not {code}")
+        self.agent.layer.answer(self.session, code, self.agent.now(), sdp=sdp, reliable=reliable)
+        self.agent.flush()
+
+    async def reject(
+        self, code: int = 486, reason: str | None = None, *, headers: Iterable[tuple[str, str]] | None = None
+    ) -> None:
+        """Refuse an incoming call with a 3xx-6xx."""
+        if not 300 <= code < 700:
+            raise LocalProtocolError(f"reject() sends 3xx-6xx, not {code}")
+        await self.answer(code, reason, headers=headers)
+
+    async def hangup(self, code: int | None = None, reason: str | None = None) -> None:
+        """CANCEL, reject (``code``, 603 by default) or BYE, as the state calls for; with
+        ``reason``, a ``Reason: SIP;cause=...;text=...`` header (RFC 3326). Waits for the end."""
         if self.state is InviteState.DISCONNECTED:
             return
-        self.agent.layer.hangup(self.session, self.agent.now())
+        self.agent.layer.hangup(self.session, self.agent.now(), code=code, reason=reason)
         self.agent.flush()
-        await self.wait_for(InviteState.DISCONNECTED, timeout=None)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.state is InviteState.DISCONNECTED)
 
-    async def reinvite(self, direction: str | None = None) -> None:
-        """Send a re-INVITE (a new offer); returns when it was agreed."""
-        self.agent.layer.reinvite(self.session, self.agent.now(), direction=direction)
+    # -- offers inside the call --------------------------------------------------------------
+
+    async def reinvite(
+        self,
+        direction: str | None = None,
+        *,
+        sdp: SessionDescription | None = None,
+        headers: Iterable[tuple[str, str]] | None = None,
+    ) -> None:
+        """Send a re-INVITE (a new offer: ``sdp``, or ours with ``direction``); returns when it
+        was agreed, raises :class:`OfferRefusedError` when the peer refused it."""
+        start = len(self._log)
+        self.agent.layer.reinvite(
+            self.session, self.agent.now(), direction=direction, sdp=sdp, headers=headers or ()
+        )
         self.agent.flush()
-        await self._wait_agreed()
+        await self._wait_agreed(start)
 
-    async def _wait_agreed(self) -> None:
+    async def update(
+        self,
+        direction: str | None = None,
+        *,
+        sdp: SessionDescription | None = None,
+        headers: Iterable[tuple[str, str]] | None = None,
+    ) -> None:
+        """Send an UPDATE with a new offer (RFC 3311); returns when it was agreed, raises
+        :class:`OfferRefusedError` when the peer refused it."""
+        start = len(self._log)
+        self.agent.layer.update(
+            self.session, self.agent.now(), direction=direction, sdp=sdp, headers=headers or ()
+        )
+        self.agent.flush()
+        await self._wait_agreed(start)
+
+    async def _wait_agreed(self, start: int) -> None:
+        """Until our offer (sent when the log had ``start`` events) was agreed; raises
+        :class:`OfferRefusedError` when it was refused, CallFailed when the call ended."""
         session = self.session
-        async with asyncio.timeout(40), self._changed:
-            # Done when no re-INVITE is pending or waiting to retry (after a 491), and the last
-            # MediaUpdated seen is the agreement now active (not an earlier one still queued).
-            while self.state is not InviteState.DISCONNECTED and (
-                session.offers.busy
-                or self.media is None
-                or self.media.generation != session.negotiator.generation
-            ):
+        limit = 64 * session.ctx.endpoint.config.timers.t1 + 10  # the request's own timeout, and some
+        async with asyncio.timeout(limit), self._changed:
+            while True:
+                refused = next((e for e in self._log[start:] if isinstance(e, OfferFailed)), None)
+                if refused is not None:
+                    text = f"offer refused: {refused.code} {refused.reason}"
+                    raise OfferRefusedError(text, refused.code, refused.reason)
+                if self.state is InviteState.DISCONNECTED:
+                    raise self.failure("before the offer was answered")
+                # Agreed when no request of ours is pending or waiting to retry (after a 491),
+                # and the last MediaUpdated seen is the agreement now in force.
+                if (
+                    session.offers.pending is None
+                    and session.offers.retry_at is None
+                    and self.media is not None
+                    and self.media.generation == session.negotiator.generation
+                ):
+                    return
                 await self._changed.wait()
-
-    async def update(self, direction: str | None = None) -> None:
-        """Send an UPDATE with a new offer (RFC 3311); returns when it was agreed."""
-        self.agent.layer.update(self.session, self.agent.now(), direction=direction)
-        self.agent.flush()
-        await self._wait_agreed()
 
     async def hold(self) -> None:
         """Put the call on hold (a=sendonly)."""
@@ -174,6 +382,40 @@ class Call:
     async def resume(self) -> None:
         """Take the call off hold (a=sendrecv)."""
         await self.reinvite("sendrecv")
+
+    # -- requests inside the call ------------------------------------------------------------
+
+    async def send_request(
+        self,
+        method: str,
+        *,
+        headers: Iterable[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Response:
+        """Send INFO, MESSAGE, ... in the call's dialog; returns the final response (a copy).
+        Raises :class:`CallTimedOut` when none came (the call then ends, RFC 3261 §12.2.1.2)."""
+        agent = self.agent
+        tx = agent.layer.send_request(
+            self.session, method, agent.now(), headers=headers or (), body=body, content_type=content_type
+        )
+        waiter: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
+        agent._requests[tx] = waiter
+        agent.flush()
+        response = await waiter
+        if response is None:
+            raise CallTimedOut(f"no response to {method.upper()}", 408, "Request Timeout")
+        return response
+
+    async def send_dtmf(self, digit: str, *, duration: int = 160, relay: bool = True) -> Response:
+        """One DTMF digit by INFO (RFC 6086 legacy usage): ``application/dtmf-relay`` (SIP INFO
+        as PJSIP and Cisco send it), or ``application/dtmf`` with ``relay=False``."""
+        if len(digit) != 1 or digit.upper() not in "0123456789*#ABCD":
+            raise ValueError(f"not a DTMF digit: {digit!r}")
+        if relay:
+            body = f"Signal={digit.upper()}\r\nDuration={duration}\r\n".encode()
+            return await self.send_request("INFO", body=body, content_type="application/dtmf-relay")
+        return await self.send_request("INFO", body=digit.upper().encode(), content_type="application/dtmf")
 
     async def close(self) -> None:
         """Release the references: the session first, the dialog second (never the other way)."""
@@ -187,13 +429,21 @@ class Call:
 class UserAgent:
     """A SIP user agent on asyncio: an endpoint, its session layer, and a task reading events."""
 
-    def __init__(self, aio: AsyncEndpoint, layer: SessionLayer) -> None:
+    def __init__(self, aio: AsyncEndpoint, layer: SessionLayer, *, resolver: Resolver | None = None) -> None:
         self.aio = aio
         self.layer = layer
+        #: How URIs become addresses (A/AAAA by default; :class:`DnsResolver` for RFC 3263).
+        self.resolver: Resolver = resolver or SystemResolver()
+        #: The default handler of the peer's offers, for calls that set none.
+        self.on_offer: OfferHandler | None = None
+        #: When set, incoming calls go to it instead of :meth:`incoming`.
+        self.on_incoming: Callable[[Call], None] | None = None
         self._calls: dict[InviteSession, Call] = {}
         self._incoming: asyncio.Queue[Call] = asyncio.Queue()
-        #: Out-of-dialog requests other than INVITE (answered 200 unless ``on_request`` is set).
-        self.requests: asyncio.Queue[RequestReceived] = asyncio.Queue()
+        self._requests: dict[Transaction[Any], asyncio.Future[Response | None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Out-of-dialog requests other than INVITE (OPTIONS when not automatic, MESSAGE ...)
+        #: are answered 200.
         #: Registrations made by :meth:`register` and not yet unregistered.
         self.registrations: list[AsyncRegistration] = []
         self._changed = asyncio.Event()  # any call changed state (what close() waits on)
@@ -209,7 +459,7 @@ class UserAgent:
         cls,
         listen: Iterable[str | ListenSpec],
         *,
-        sdp: SessionDescription,
+        sdp: SessionDescription | None = None,
         user: str = "invsess",
         config: EndpointConfig | None = None,
         guard: SendGuard | None = None,
@@ -218,25 +468,33 @@ class UserAgent:
         client_ssl: ssl.SSLContext | None = None,
         timer: TimerSettings | None = None,
         rel100: Rel100 | str = Rel100.OFF,
+        resolver: Resolver | None = None,
+        offer_timeout: float = 30.0,
         lock_codec: bool = False,
         stream_limits: StreamLimits | None = None,
         udp_limits: UdpLimits | None = None,
     ) -> UserAgent:
         """Open the listeners and start reading events.
 
-        ``timer`` and ``rel100`` turn on session timers and reliable provisional responses (see
-        :class:`~invsess.inv.SessionLayer`); without a ``config``, the default one is made to
-        match them (PRACK allowed, "timer"/"100rel" supported). ``lock_codec`` re-offers one codec
-        after an answer that kept several (pjsua's option; see :mod:`invsess.inv.lock`).
-        ``stream_limits`` and ``udp_limits`` bound the transports (docs/hardening.md); the call,
-        transaction and rate limits are the ``config``'s.
+        ``sdp`` is what calls offer and answer with unless they bring their own (None: every
+        call and answer must: a B2BUA). ``timer`` and ``rel100`` turn on session timers and
+        reliable provisional responses (see :class:`~invsess.inv.SessionLayer`); without a
+        ``config``, the default one is made to match them (PRACK allowed, "timer"/"100rel"
+        supported) and serves INFO and MESSAGE too. ``resolver``: see :mod:`invsess.aio.resolver`.
+        ``lock_codec`` re-offers one codec after an answer that kept several (pjsua's option;
+        see :mod:`invsess.inv.lock`). ``stream_limits`` and ``udp_limits`` bound the transports
+        (docs/hardening.md); the call, transaction and rate limits are the ``config``'s.
         """
         if config is None:
             supported = option_tags(timer, rel100)
-            allow = ("INVITE", "BYE", "OPTIONS", "UPDATE", *(("PRACK",) if "100rel" in supported else ()))
-            config = EndpointConfig(allow=allow, supported=supported)
+            prack = ("PRACK",) if "100rel" in supported else ()
+            allow = ("INVITE", "BYE", "OPTIONS", "UPDATE", "INFO", "MESSAGE", *prack)
+            config = EndpointConfig(allow=allow, supported=supported, accept=ACCEPT)
         endpoint = Endpoint(config)
-        layer = SessionLayer(endpoint, sdp, user=user, timer=timer, rel100=rel100, lock_codec=lock_codec)
+        layer = SessionLayer(
+            endpoint, sdp, user=user, timer=timer, rel100=rel100, offer_timeout=offer_timeout,
+            lock_codec=lock_codec,
+        )  # fmt: skip
         aio = AsyncEndpoint(
             endpoint,
             core=layer,
@@ -247,9 +505,13 @@ class UserAgent:
             stream_limits=stream_limits,
             udp_limits=udp_limits,
         )
-        for spec in listen:
-            await aio.listen(spec)
-        return cls(aio, layer)
+        try:
+            for spec in listen:
+                await aio.listen(spec)
+        except BaseException:
+            await aio.close(timeout=0)
+            raise
+        return cls(aio, layer, resolver=resolver)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -264,32 +526,61 @@ class UserAgent:
         """Send what the core queued and re-arm its timer."""
         self.aio.flush()
 
+    @property
+    def calls(self) -> list[Call]:
+        """The calls not closed yet, oldest first."""
+        return list(self._calls.values())
+
     async def call(
         self,
         uri: str,
         *,
+        sdp: SessionDescription | None = None,
+        headers: Iterable[tuple[str, str]] | None = None,
+        from_: str | None = None,
+        display_name: str | None = None,
+        route: Sequence[str | NameAddress] = (),
         transport: str | None = None,
         with_offer: bool = True,
-        route: Sequence[str | NameAddress] = (),
+        on_offer: OfferHandler | None = None,
     ) -> Call:
-        """Place a call to ``uri`` (host must be an IP address: nothing here resolves names).
-        ``route``: a preloaded route set, e.g. an outbound proxy ``["sip:10.0.0.1:5060;lr"]``
-        (the INVITE goes to its first entry)."""
+        """Place a call to ``uri``: our offer is ``sdp`` (else the agent's SDP; none at all —
+        a late offer — when neither exists or ``with_offer`` is False). ``headers`` go in the
+        INVITE; ``from_`` (a URI) and ``display_name`` make the From; ``route`` is a preloaded
+        route set, e.g. an outbound proxy ``["sip:proxy.example.com;lr"]`` (the INVITE goes to
+        its first entry). That host is resolved by the agent's resolver; a name that does not
+        resolve raises :class:`TransportFailed`. ``on_offer`` handles the peer's offers in this
+        call (also the one in a 2xx to a late offer)."""
         target = parse_uri(uri)
         if not isinstance(target, SipUri):
             raise LocalProtocolError(f"can only call sip: or sips: URIs, not {uri!r}")
         routes = parse_route_set(route)
-        host, port, hop_transport = next_hop(target, routes, "udp")
-        transport = (transport or hop_transport).lower()
+        hop = routes[0].uri if routes else target
+        if not isinstance(hop, SipUri):
+            raise LocalProtocolError(f"a route must be a sip: or sips: URI, not {hop}")
+        if transport is not None:
+            hop = hop.with_params(transport=transport.lower())
+        try:
+            targets = await self.resolver.resolve(hop, tuple(self.endpoint.listeners))
+        except ResolutionError as exc:
+            raise TransportFailed(str(exc), 503, "Service Unavailable") from None
+        first_target = targets[0]
+        handler = on_offer or self.on_offer
         session = self.layer.invite(
             uri,
-            destination=(host, port),
+            destination=(first_target.host, first_target.port),
             now=self.now(),
-            transport=transport,
+            transport=first_target.transport,
+            from_uri=from_,
             with_offer=with_offer,
+            sdp=sdp,
+            display_name=display_name,
+            headers=headers or (),
             route=routes,
+            defer_offers=handler is not None,
         )
         call = Call(self, session, uri)
+        call._on_offer = on_offer
         self._calls[session] = call
         self.flush()
         return call
@@ -310,32 +601,161 @@ class UserAgent:
         async with asyncio.timeout(timeout):
             return await self._incoming.get()
 
+    async def incoming_calls(self) -> AsyncIterator[Call]:
+        """Incoming calls, as they come, for ever: ``async for call in ua.incoming_calls()``."""
+        while True:
+            yield await self._incoming.get()
+
+    # -- the event pump ----------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _read_events(self) -> None:
         while True:
             event = await self.aio.next_event()
-            if isinstance(event, IncomingCall):
-                if self._closing:  # no new call while shutting down: the layer releases it
-                    self.layer.answer(event.session, 503, self.now(), reason="Shutting Down")
-                    self.flush()
-                    continue
-                new = Call(self, event.session, event.request.uri_text)
-                self._calls[event.session] = new
-                self._incoming.put_nowait(new)
-            elif isinstance(event, SessionStateChanged | MediaUpdated):
-                if isinstance(event, SessionStateChanged):
-                    self._changed.set()
-                call = self._calls.get(event.session)
-                if call is None:
-                    continue
-                if isinstance(event, MediaUpdated):
-                    call.media = event
-                elif call.history[-1] is not event.new:
-                    call.history.append(event.new)
-                await call._notify()
-            elif isinstance(event, RequestReceived):
-                response = make_response(event.request, 200, to_tag=self.endpoint.new_tag())
-                self.endpoint.respond(event.transaction, response, self.now())
+            try:
+                await self._dispatch(event)
+            except Exception as exc:
+                log.error(  # noqa: TRY400 - logged as a value: the facade has no exception()
+                    "event dispatch failed", kind=type(event).__name__, error=repr(exc)
+                )
+
+    async def _dispatch(self, event: object) -> None:
+        if isinstance(event, SessionStateChanged):
+            self._changed.set()  # (what close() waits on)
+        if isinstance(event, IncomingCall):
+            if self._closing:  # no new call while shutting down: the layer releases it
+                self.layer.answer(event.session, 503, self.now(), reason="Shutting Down")
                 self.flush()
+                return
+            await self._new_call(event)
+            return
+        if isinstance(event, RequestReceived) and not isinstance(event, DialogRequestReceived):
+            response = make_response(event.request, 200, to_tag=self.endpoint.new_tag())
+            self.endpoint.respond(event.transaction, response, self.now())
+            self.flush()
+            return
+        if isinstance(event, DialogResponseReceived):
+            waiter = self._requests.pop(event.transaction, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(event.response)
+            return
+        if isinstance(event, ForkedCall):
+            return  # only with keep_forks, which the agent does not set
+        session = getattr(event, "session", None)
+        call = self._calls.get(session) if isinstance(session, InviteSession) else None
+        if call is None:
+            if isinstance(event, DialogRequestReceived):  # the call was closed: still answer
+                self.layer.respond(event.session, event.transaction, 481, self.now())
+                self.flush()
+            return
+        if isinstance(event, SessionStateChanged):
+            if call.history[-1] is not event.new:
+                call.history.append(event.new)
+            await call._record(StateChanged(event.old, event.new, event.cause))
+            if event.new is InviteState.DISCONNECTED:
+                await call._record(CallEnded(event.cause, call.final_response))
+        elif isinstance(event, MediaUpdated):
+            call.media = event
+            await call._record(MediaChanged(event.local, event.remote))
+        elif isinstance(event, InviteResponseReceived):
+            code = event.response.status_code
+            if code < 200:
+                await call._record(ProgressReceived(event.response))
+            elif code >= 300:
+                call.final_response = event.response
+        elif isinstance(event, OfferReceived):
+            request = detached_request(event.request) if event.request is not None else None
+            arrived = OfferArrived(event.offer, event.kind, request)
+            await call._record(arrived)
+            self._spawn(self._answer_offer(call, arrived))
+        elif isinstance(event, OfferRefused):
+            await call._record(OfferFailed(event.code, event.reason))
+        elif isinstance(event, OfferWithdrawn):
+            log.info("offer withdrawn", call_id=call.call_id, code=event.code)
+        elif isinstance(event, LayerRefreshed):
+            await call._record(SessionRefreshed(event.interval))
+        elif isinstance(event, DialogRequestReceived):
+            await self._answer_request(call, event)
+
+    async def _new_call(self, event: IncomingCall) -> None:
+        new = Call(self, event.session, event.request.uri_text, request=detached_request(event.request),
+                   offer=event.offer)  # fmt: skip
+        self._calls[event.session] = new
+        if self.on_offer is not None:
+            self.layer.defer_offers(event.session)
+        await new._record(StateChanged(InviteState.NULL, event.session.state, None))
+        if self.on_incoming is not None:
+            try:
+                self.on_incoming(new)
+            except Exception as exc:
+                log.error(  # noqa: TRY400 - logged as a value: the facade has no exception()
+                    "on_incoming failed", call_id=new.call_id, error=repr(exc)
+                )
+        else:
+            self._incoming.put_nowait(new)
+
+    async def _answer_offer(self, call: Call, offer: OfferArrived) -> None:
+        """Run the call's offer handler and give the layer its answer (or refusal)."""
+        handler = call.on_offer or self.on_offer
+        result: SessionDescription | Reject | None
+        try:
+            result = await handler(call, offer) if handler is not None else None
+        except Exception as exc:
+            log.error(  # noqa: TRY400 - logged as a value: the facade has no exception()
+                "offer handler failed", call_id=call.call_id, error=repr(exc)
+            )
+            result = Reject(500, "Offer Handler Failed")
+        if call.closed:
+            return
+        try:
+            if isinstance(result, Reject):
+                self.layer.reject_offer(call.session, self.now(), code=result.code, reason=result.reason)
+            else:
+                self.layer.answer_offer(call.session, self.now(), sdp=result)
+        except LocalProtocolError as exc:  # withdrawn meanwhile (CANCEL, BYE, timeout)
+            log.info("offer answer dropped", call_id=call.call_id, reason=str(exc))
+        self.flush()
+
+    async def _answer_request(self, call: Call, event: DialogRequestReceived) -> None:
+        request = detached_request(event.request)
+        dtmf = parse_dtmf(request) if request.method == "INFO" else None
+        handler = call.on_request
+        if handler is None:
+            self._respond(call, event, _default_reply(request), request)
+        else:
+            self._spawn(self._run_request_handler(call, event, handler, request))
+        if dtmf is not None:
+            await call._record(DtmfReceived(dtmf[0], dtmf[1], request))
+
+    async def _run_request_handler(
+        self, call: Call, event: DialogRequestReceived, handler: RequestHandler, request: Request
+    ) -> None:
+        try:
+            outcome = handler(call, request)
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+        except Exception as exc:
+            log.error(  # noqa: TRY400 - logged as a value: the facade has no exception()
+                "request handler failed", call_id=call.call_id, error=repr(exc)
+            )
+            outcome = Reply(500)
+        reply = outcome if isinstance(outcome, Reply) else Reply(int(outcome))
+        if not call.closed:
+            self._respond(call, event, reply, request)
+
+    def _respond(self, call: Call, event: DialogRequestReceived, reply: Reply, request: Request) -> None:
+        if event.transaction.terminated:
+            return
+        self.layer.respond(
+            call.session, event.transaction, reply.code, self.now(), reason=reply.reason,
+            headers=reply.headers, body=reply.body, content_type=reply.content_type,
+        )  # fmt: skip
+        self.flush()
+        self._spawn(call._record(RequestArrived(request, reply.code)))
 
     # -- monitoring --------------------------------------------------------------------------
 
@@ -423,6 +843,11 @@ class UserAgent:
             await registration.unregister(
                 timeout=0.5 if self._hurry.is_set() else max(deadline - loop.time(), 1.0)
             )
+        for task in list(self._tasks):  # offer and request handlers still running
+            task.cancel()
+        for pending in self._requests.values():  # send_request() still waiting: no answer
+            if not pending.done():
+                pending.set_result(None)
         self._pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._pump
@@ -463,3 +888,6 @@ class UserAgent:
             self.flush()
             for _ in range(3):  # the event pump runs the releases due
                 await asyncio.sleep(0)
+
+
+__all__ = ["ACCEPT", "Call", "OfferHandler", "RequestHandler", "ShutdownReport", "UserAgent"]

@@ -16,6 +16,7 @@ import attrs
 from invsess.errors import InvsessError
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
+_PASSED_MAX = 4096
 
 
 class SendRefusedError(InvsessError):
@@ -28,6 +29,8 @@ class SendGuard:
 
     allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] | None = None
     refused: list[tuple[str, int]] = attrs.field(factory=list)
+    #: Hosts already found allowed: a busy peer is checked once, not per datagram (bounded).
+    _passed: set[str] = attrs.field(factory=set, init=False, repr=False)
 
     @classmethod
     def loopback_only(cls) -> SendGuard:
@@ -41,6 +44,8 @@ class SendGuard:
 
     def check(self, destination: tuple[str, int]) -> None:
         """Raise :class:`SendRefusedError` unless ``destination`` may be sent to."""
+        if destination[0] in self._passed:
+            return
         host = destination[0].strip("[]")
         try:
             addr = ipaddress.ip_address(host)
@@ -55,3 +60,6 @@ class SendGuard:
         if bad or (self.allowed is not None and not any(addr in net for net in self.allowed)):
             self.refused.append(destination)
             raise SendRefusedError(f"refusing to send to {destination[0]}:{destination[1]}")
+        if len(self._passed) >= _PASSED_MAX:
+            self._passed.clear()
+        self._passed.add(destination[0])

@@ -5,12 +5,28 @@ own their behaviour (a transition table with effects), and the parts sessions ar
 * :mod:`~invsess.inv.states` — states, inputs, effects and the table.
 * :mod:`~invsess.inv.session` — :class:`InviteSession`: the table driven, the memory rules.
 * :mod:`~invsess.inv.uac`, :mod:`~invsess.inv.uas` — the INVITE sent, the INVITE answered.
-* :mod:`~invsess.inv.offer` — re-INVITE and UPDATE, both ways.
+* :mod:`~invsess.inv.offer` — re-INVITE and UPDATE, both ways; offers the application answers.
+* :mod:`~invsess.inv.answer` — what the application answers an INVITE with.
 * :mod:`~invsess.inv.timer` — session timers (RFC 4028); :mod:`~invsess.inv.prack` — 100rel.
 * :mod:`~invsess.inv.context`, :mod:`~invsess.inv.settings`, :mod:`~invsess.inv.events`.
 """
 
-from invsess.inv.events import ForkedCall, IncomingCall, MediaUpdated, SessionEvent, SessionStateChanged
+from invsess.inv.answer import Answer
+from invsess.inv.events import (
+    DialogRequestReceived,
+    DialogResponseReceived,
+    ForkedCall,
+    IncomingCall,
+    InviteResponseReceived,
+    MediaUpdated,
+    OfferKind,
+    OfferReceived,
+    OfferRefused,
+    OfferWithdrawn,
+    SessionEvent,
+    SessionRefreshed,
+    SessionStateChanged,
+)
 from invsess.inv.layer import SessionLayer
 from invsess.inv.session import InviteSession
 from invsess.inv.settings import LayerSettings, Rel100, option_tags
@@ -27,9 +43,17 @@ from invsess.inv.timer import TimerSettings
 
 __all__ = [
     "TRANSITIONS",
+    "Answer",
+    "DialogRequestReceived",
+    "DialogResponseReceived",
     "Effect",
     "ForkedCall",
     "IncomingCall",
+    "InviteResponseReceived",
+    "OfferKind",
+    "OfferReceived",
+    "OfferRefused",
+    "OfferWithdrawn",
     "InviteSession",
     "InviteState",
     "LayerSettings",
@@ -40,6 +64,7 @@ __all__ = [
     "SessionEvent",
     "SessionInput",
     "SessionLayer",
+    "SessionRefreshed",
     "SessionStateChanged",
     "SessionTableError",
     "TimerSettings",

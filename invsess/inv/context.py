@@ -64,6 +64,7 @@ class Purpose(enum.Enum):
     BYE = "BYE"  # ours
     CANCEL = "CANCEL"  # ours
     PRACK = "PRACK"  # ours
+    REQUEST = "request"  # ours, sent by the application (INFO, MESSAGE, ...)
     FORK_BYE = "BYE of a fork"  # the BYE ending a second fork's 2xx (no session of its own)
     RECEIVED = "received"  # a request of the peer inside the dialog (it keeps the dialog alive)
 
@@ -98,7 +99,7 @@ class SessionContext:
     def __init__(
         self,
         endpoint: Endpoint,
-        local_sdp: SessionDescription,
+        local_sdp: SessionDescription | None,
         settings: LayerSettings,
         session_class: type[InviteSession],
         credentials: CredentialStore | None = None,
@@ -145,10 +146,13 @@ class SessionContext:
             )
         )
 
-    def new_session(self, dialog: Dialog) -> InviteSession:
+    def new_session(self, dialog: Dialog, local_sdp: SessionDescription | None = None) -> InviteSession:
         """A session allocated from ``dialog``'s pool, holding a dialog session count and its
-        own internal reference; reachable by dialog id once the dialog has its remote tag."""
-        negotiator = SdpNegotiator(self.local_sdp, self.endpoint.factory, name=f"sdp-{dialog.call_id}")
+        own internal reference; reachable by dialog id once the dialog has its remote tag.
+        Its negotiator starts from ``local_sdp`` (this call's SDP), else the layer's."""
+        negotiator = SdpNegotiator(
+            local_sdp or self.local_sdp, self.endpoint.factory, name=f"sdp-{dialog.call_id}"
+        )
         session = dialog.pool.alloc(self.session_class, self, dialog, negotiator)
         dialog.add_ref("inv-session")
         session.add_ref("inv-session")

@@ -29,15 +29,30 @@ and expiry, reliable 1xx and their PRACKs, and 420/421/422 to INVITEs it cannot 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from invsess.address import Address
 from invsess.auth import CredentialStore
 from invsess.dialog import DialogRole
 from invsess.endpoint import AnyEvent, CancelReceived, Endpoint
+from invsess.inv.answer import Answer, header_list
 from invsess.inv.context import Purpose, SessionContext
-from invsess.inv.events import ForkedCall, IncomingCall, MediaUpdated, SessionEvent, SessionStateChanged
+from invsess.inv.events import (
+    DialogRequestReceived,
+    DialogResponseReceived,
+    ForkedCall,
+    IncomingCall,
+    InviteResponseReceived,
+    MediaUpdated,
+    OfferKind,
+    OfferReceived,
+    OfferRefused,
+    OfferWithdrawn,
+    SessionEvent,
+    SessionRefreshed,
+    SessionStateChanged,
+)
 from invsess.inv.session import InviteSession
 from invsess.inv.settings import LayerSettings, Rel100
 from invsess.inv.states import InviteState, RequestRefusedError
@@ -57,6 +72,7 @@ from invsess.transaction import (
     ResponseReceived,
     ServerInviteTransaction,
     ServerTransaction,
+    Transaction,
     TransactionTerminated,
     TransactionTimedOut,
 )
@@ -71,18 +87,21 @@ class SessionLayer:
     def __init__(
         self,
         endpoint: Endpoint,
-        local_sdp: SessionDescription,
+        local_sdp: SessionDescription | None,
         *,
         user: str = "invsess",
         timer: TimerSettings | None = None,
         rel100: Rel100 | str = Rel100.OFF,
         keep_forks: bool = False,
         lock_codec: bool = False,
+        offer_timeout: float = 30.0,
         credentials: CredentialStore | None = None,
     ) -> None:
-        """``local_sdp`` is what we offer and answer with; ``user`` the user part of our From and
-        Contact. ``credentials`` answer the 401/407 our requests get (digest authentication:
-        the INVITE, re-INVITE, UPDATE, BYE and PRACK are sent again with them, RFC 3261 §22);
+        """``local_sdp`` is what we offer and answer with (our capabilities); None for a layer
+        whose application brings every SDP itself (a B2BUA: each call's, each answer's). ``user``
+        the user part of our From and Contact. ``offer_timeout``: see :meth:`defer_offers`.
+        ``credentials`` answer the 401/407 our requests get (digest authentication: the INVITE,
+        re-INVITE, UPDATE, BYE and PRACK are sent again with them, RFC 3261 §22);
         :attr:`credentials` is the same store, to add to later. ``timer`` turns on session
         timers (RFC 4028) with those settings; ``rel100`` is "off", "supported" (reliable 1xx
         when the peer supports them too) or "required";
@@ -95,7 +114,12 @@ class SessionLayer:
         must list PRACK. A mismatch raises ValueError naming the missing setting.
         """
         settings = LayerSettings(
-            user=user, timer=timer, rel100=Rel100(rel100), keep_forks=keep_forks, lock_codec=lock_codec
+            user=user,
+            timer=timer,
+            rel100=Rel100(rel100),
+            keep_forks=keep_forks,
+            lock_codec=lock_codec,
+            offer_timeout=offer_timeout,
         )
         config = endpoint.config
         missing = [f"supported: {tag!r}" for tag in settings.supported if tag not in config.supported]
@@ -119,12 +143,12 @@ class SessionLayer:
         return self._ctx.credentials
 
     @property
-    def local_sdp(self) -> SessionDescription:
-        """What new sessions offer and answer with."""
+    def local_sdp(self) -> SessionDescription | None:
+        """What new sessions offer and answer with (unless a call brings its own SDP)."""
         return self._ctx.local_sdp
 
     @local_sdp.setter
-    def local_sdp(self, sdp: SessionDescription) -> None:
+    def local_sdp(self, sdp: SessionDescription | None) -> None:
         self._ctx.local_sdp = sdp
 
     @property
@@ -227,10 +251,18 @@ class SessionLayer:
         from_uri: str | None = None,
         with_offer: bool = True,
         route: Sequence[NameAddress] = (),
+        sdp: SessionDescription | None = None,
+        display_name: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        defer_offers: bool = False,
     ) -> InviteSession:
-        """Place a call: an INVITE with our offer (or none, for a late offer). ``route`` is a
+        """Place a call: an INVITE with our offer — ``sdp``, else one made from the layer's SDP —
+        or none, for a late offer (``with_offer=False``, or no SDP anywhere). ``from_uri`` and
+        ``display_name`` make the From; ``headers`` are added to the INVITE. ``route`` is a
         preloaded route set (an outbound proxy; :func:`invsess.routeset.parse_route_set` makes
-        one from URIs), ``destination`` where the INVITE goes (for a proxy: its address)."""
+        one from URIs), ``destination`` where the INVITE goes (for a proxy: its address).
+        ``defer_offers``: as :meth:`defer_offers`, from the start (an offer in the 2xx then
+        waits for :meth:`answer_offer` before our ACK goes)."""
         session = place_call(
             self._ctx,
             target,
@@ -240,35 +272,151 @@ class SessionLayer:
             from_uri=from_uri,
             with_offer=with_offer,
             route=route,
+            sdp=sdp,
+            display_name=display_name,
+            headers=header_list(headers),
+            deferred=defer_offers,
         )
         self._after(session, now)
         return session
 
-    def answer(self, session: InviteSession, code: int, now: float, *, reason: str | None = None) -> None:
-        """Answer an incoming call: 1xx (ringing; reliably with 100rel), 2xx (with our SDP), or a
-        failure. A 1xx or 2xx that must wait for the PRACK of an earlier reliable 1xx goes out
-        after it (RFC 3262 §3): the state changes when it does."""
+    def answer(
+        self,
+        session: InviteSession,
+        code: int,
+        now: float,
+        *,
+        reason: str | None = None,
+        sdp: SessionDescription | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        reliable: bool | None = None,
+    ) -> None:
+        """Answer an incoming call: 1xx (ringing; reliably with 100rel unless ``reliable`` is
+        False), 2xx, or a failure. The SDP answer (or, for an INVITE without one, our offer) is
+        made now: ``sdp`` as given (checked against the offer: 488 when it does not answer it),
+        else from the layer's SDP. A 1xx or 2xx that must wait for the PRACK of an earlier
+        reliable 1xx goes out after it (RFC 3262 §3): the state changes when it does.
+        ``headers`` are added to the response."""
         if session.uas is None:
             raise LocalProtocolError("answer() is for a ringing incoming call")
-        session.uas.answer(session, code, reason, now)
+        answer = Answer(code, reason, sdp, tuple(headers), reliable)
+        session.uas.answer(session, answer, now)
         self._after(session, now)
 
-    def hangup(self, session: InviteSession, now: float, *, code: int = 603) -> None:
-        """End the call the way its state calls for: CANCEL, reject (``code``), or BYE."""
-        session.hangup(now, code)
+    def hangup(
+        self, session: InviteSession, now: float, *, code: int | None = None, reason: str | None = None
+    ) -> None:
+        """End the call the way its state calls for: CANCEL, reject (``code``, 603 by default),
+        or BYE; with ``reason`` (or a ``code``), the CANCEL or BYE carries ``Reason:
+        SIP;cause=code;text="reason"`` (RFC 3326) and ``code`` becomes the session's cause."""
+        session.hangup(now, code, reason)
         self._after(session, now)
 
-    def reinvite(self, session: InviteSession, now: float, *, direction: str | None = None) -> None:
-        """Send a re-INVITE with a new offer (``direction``: "sendonly" holds, "sendrecv" resumes)."""
-        session.offers.reinvite(session, now, direction)
+    def reinvite(
+        self,
+        session: InviteSession,
+        now: float,
+        *,
+        direction: str | None = None,
+        sdp: SessionDescription | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Send a re-INVITE with a new offer (``direction``: "sendonly" holds, "sendrecv"
+        resumes; ``sdp``: this offer, e.g. the other leg's, instead of ours)."""
+        session.offers.reinvite(session, now, direction, sdp=sdp, headers=header_list(headers))
         self._after(session, now)
 
     def update(
-        self, session: InviteSession, now: float, *, direction: str | None = None, with_offer: bool = True
+        self,
+        session: InviteSession,
+        now: float,
+        *,
+        direction: str | None = None,
+        with_offer: bool = True,
+        sdp: SessionDescription | None = None,
+        headers: Iterable[tuple[str, str]] = (),
     ) -> None:
-        """Send an UPDATE (RFC 3311): no INVITE transaction, no ACK. With a new offer, or, with
-        ``with_offer=False``, none: a session refresh that changes no media."""
-        session.offers.update(session, now, direction, with_offer=with_offer)
+        """Send an UPDATE (RFC 3311): no INVITE transaction, no ACK. With a new offer (``sdp``,
+        or ours), or, with ``with_offer=False``, none: a session refresh that changes no media."""
+        session.offers.update(
+            session, now, direction, with_offer=with_offer, sdp=sdp,
+            headers=header_list(headers),
+        )  # fmt: skip
+        self._after(session, now)
+
+    def defer_offers(self, session: InviteSession, defer: bool = True) -> None:
+        """From now on the peer's offers in this session (re-INVITE, UPDATE, the 2xx to an
+        INVITE without SDP) wait for the application: an :class:`OfferReceived` event, then
+        :meth:`answer_offer` or :meth:`reject_offer`. Meanwhile the re-INVITE's transaction
+        sends 100 Trying; after ``offer_timeout`` (and before the peer's Timer F for an UPDATE)
+        the offer is refused with 504 (:class:`OfferWithdrawn`). Without this, offers are
+        answered at once from the session's SDP."""
+        session.offers.deferred = defer
+
+    def answer_offer(
+        self,
+        session: InviteSession,
+        now: float,
+        *,
+        sdp: SessionDescription | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Answer the offer of an :class:`OfferReceived`: with ``sdp`` (for a re-INVITE without
+        SDP, ``sdp`` is our offer), or from the session's SDP. An ``sdp`` that does not answer
+        the offer gets the request a 488 and leaves the session as it was."""
+        session.offers.answer_offer(session, sdp, now, header_list(headers))
+        self._after(session, now)
+
+    def reject_offer(
+        self, session: InviteSession, now: float, *, code: int = 488, reason: str | None = None
+    ) -> None:
+        """Refuse the offer of an :class:`OfferReceived` with ``code``: the session goes on with
+        the media agreed before (an offer in a 2xx: ACK, then BYE)."""
+        session.offers.reject_offer(session, code, reason, now)
+        self._after(session, now)
+
+    def send_request(
+        self,
+        session: InviteSession,
+        method: str,
+        now: float,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Transaction[Any]:
+        """Send a request in the session's dialog (INFO, MESSAGE, NOTIFY, ...); its final
+        response (or None on a timeout) comes as a :class:`DialogResponseReceived` for the
+        transaction returned. A 408 or 481 ends the session (RFC 3261 §12.2.1.2)."""
+        tx = session.send_request(
+            method.upper(), now, headers=header_list(headers), body=body,
+            content_type=content_type,
+        )  # fmt: skip
+        self._after(session, now)
+        return tx
+
+    def respond(
+        self,
+        session: InviteSession,
+        transaction: ServerTransaction[Any],
+        code: int,
+        now: float,
+        *,
+        reason: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> None:
+        """Answer a :class:`DialogRequestReceived` (once, with a final response)."""
+        if transaction.terminated:
+            raise LocalProtocolError("the request's transaction has ended")
+        if body and content_type is None:
+            raise LocalProtocolError("a body needs a content type")
+        response = make_response(
+            transaction.request, code, reason, headers=list(header_list(headers)),
+            body=body, content_type=content_type,
+        )  # fmt: skip
+        self.endpoint.respond(transaction, response, now)
         self._after(session, now)
 
     # -- routing -----------------------------------------------------------------------------
@@ -308,10 +456,9 @@ class SessionLayer:
                 except RemoteProtocolError as exc:  # §18.1.2: a malformed response is discarded
                     session.log.warning("malformed response discarded", error=str(exc))
             elif isinstance(event, TransactionTimedOut):
-                session.on_timeout(route.purpose, event.timer, now)
+                session.on_timeout(route.purpose, event.timer, now, tx)
             elif isinstance(event, CancelReceived):
-                if session.uas is not None:
-                    session.uas.on_cancel(session, now)
+                session.on_cancel(route.purpose, tx, now)
             else:
                 session.on_terminated(route.purpose, tx, now)
             if session.handle.session is not None:
@@ -390,10 +537,18 @@ class SessionLayer:
 
 
 __all__ = [
+    "DialogRequestReceived",
+    "DialogResponseReceived",
     "ForkedCall",
     "IncomingCall",
+    "InviteResponseReceived",
     "MediaUpdated",
+    "OfferKind",
+    "OfferReceived",
+    "OfferRefused",
+    "OfferWithdrawn",
     "SessionEvent",
     "SessionLayer",
+    "SessionRefreshed",
     "SessionStateChanged",
 ]

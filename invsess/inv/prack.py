@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from invsess.inv.answer import Answer
 from invsess.inv.answers import take_answer
 from invsess.inv.context import Purpose
 from invsess.inv.settings import Rel100
@@ -68,7 +69,7 @@ class ReliableSender:
 
     next_rseq: int
     outstanding: Outstanding | None = None
-    queue: deque[tuple[int, str | None]] = attrs.field(factory=deque)  # (status, reason) to send
+    queue: deque[Answer] = attrs.field(factory=deque)  # the application's answers, to send in order
 
     @classmethod
     def create(cls, rng: random.Random) -> ReliableSender:
@@ -152,25 +153,28 @@ class ReliableSender:
     # -- flows -------------------------------------------------------------------------------
 
     def send_1xx(
-        self, session: InviteSession, tx: ServerInviteTransaction, code: int, reason: str | None, now: float
+        self, session: InviteSession, tx: ServerInviteTransaction, answer: Answer, now: float
     ) -> None:
-        """A reliable 1xx; the first completes the INVITE's offer (or makes one) (RFC 3262 §5)."""
+        """A reliable 1xx; the first completes the INVITE's offer (or makes one) (RFC 3262 §5),
+        with the application's SDP when it gave one."""
         body = b""
         offer = False
         neg = session.negotiator
         if not session.early_sdp:
             try:
                 agreed = neg.active_local_bytes
-                if neg.state is NegotiatorState.DONE and agreed is not None:
+                if neg.state is NegotiatorState.REMOTE_OFFER:
+                    body = neg.create_answer(answer.sdp).serialize()
+                elif neg.state is NegotiatorState.DONE and agreed is not None:
                     body = agreed
                 elif neg.state is NegotiatorState.NULL:
-                    body, offer = neg.create_offer().serialize(), True
+                    body, offer = neg.create_offer(sdp=answer.sdp).serialize(), True
             except SdpNegotiationError as exc:
                 session.log.warning("no SDP for the reliable provisional", error=str(exc))
             session.early_sdp = bool(body)
         rseq = self.take_rseq()
-        headers: list[tuple[str, object]] = [("Require", "100rel"), ("RSeq", str(rseq))]
-        response = session.response(tx.request, code, reason, body=body, extra=headers)
+        headers: list[tuple[str, object]] = [("Require", "100rel"), ("RSeq", str(rseq)), *answer.headers]
+        response = session.response(tx.request, answer.code, answer.reason, body=body, extra=headers)
         session.ctx.endpoint.respond(tx, response, now)
         self.sent(
             rseq,
@@ -232,13 +236,13 @@ class ReliableSender:
             and isinstance(tx, ServerInviteTransaction)
             and session.uas is not None
             and session.state in (InviteState.INCOMING, InviteState.EARLY)
-            and not self.must_wait(self.queue[0][0])
+            and not self.must_wait(self.queue[0].code)
         ):
-            code, reason = self.queue.popleft()
-            if code < 200:
-                self.send_1xx(session, tx, code, reason, now)
+            answer = self.queue.popleft()
+            if answer.code < 200:
+                self.send_1xx(session, tx, answer, now)
             else:
-                session.uas.send_2xx(session, tx, code, reason, now)
+                session.uas.send_2xx(session, tx, answer, now)
 
     def handle_timer(self, session: InviteSession, now: float) -> None:
         """Retransmit the reliable 1xx awaiting its PRACK; after 64*T1, 504 (RFC 3262 §3)."""

@@ -21,13 +21,22 @@ Never touches a session after its pool is released: nothing of it may fire after
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from invsess.address import Address, is_ip
 from invsess.auth import AuthenticationFailedError, resubmit
 from invsess.dialog import Dialog, DialogRole, DialogState
+from invsess.inv.answer import Answer
 from invsess.inv.context import Purpose, SessionContext, SessionHandle
-from invsess.inv.events import MediaUpdated, SessionStateChanged
+from invsess.inv.events import (
+    DialogRequestReceived,
+    DialogResponseReceived,
+    MediaUpdated,
+    OfferKind,
+    SessionStateChanged,
+    detached,
+)
 from invsess.inv.lock import lock_codec
 from invsess.inv.offer import OfferExchange
 from invsess.inv.states import (
@@ -47,7 +56,6 @@ from invsess.transaction import (
     TRANSPORT_ERROR,
     ClientInviteState,
     ClientInviteTransaction,
-    RequestReceived,
     ServerInviteTransaction,
     Timer,
 )
@@ -61,6 +69,8 @@ if TYPE_CHECKING:
 
 SDP = "application/sdp"
 _LOG = get_logger("invsess.inv")
+#: Methods the session sends itself (the application asks for them by their own calls).
+_LAYER_METHODS = frozenset({"INVITE", "ACK", "CANCEL", "BYE", "PRACK", "UPDATE"})
 
 
 class InviteSession(RefCounted):
@@ -267,6 +277,7 @@ class InviteSession(RefCounted):
             self.ctx.endpoint.respond(tx, make_response(request, 200), now)
             if self.uas is not None:
                 self.uas.bye_received(self, now)  # §15.1.2: an early BYE ends the INVITE too
+            self.offers.withdraw(self, now)  # and a re-INVITE or UPDATE still unanswered: 487
             self.end(SessionInput.RECV_BYE, 200, now)
             return
         if method == "INVITE" and isinstance(tx, ServerInviteTransaction):
@@ -280,8 +291,9 @@ class InviteSession(RefCounted):
             self.rel_sender.on_prack(self, tx, request, now)
         else:
             # INFO, MESSAGE, NOTIFY ...: the endpoint let it through (its ``allow`` lists it),
-            # so the application answers it (``endpoint.respond``), as outside any dialog.
-            self.ctx.emit(RequestReceived(tx, request, tx.peer))
+            # so the application answers it (``SessionLayer.respond``), knowing its session.
+            self.process(SessionInput.RECV_REQUEST, now)
+            self.ctx.emit(DialogRequestReceived(tx, request, tx.peer, self))
 
     def on_ack(self, ack: Request, now: float) -> None:
         """The ACK of a 2xx of ours (to the INVITE, or to a re-INVITE)."""
@@ -297,9 +309,9 @@ class InviteSession(RefCounted):
             self.cause = 488
             self.send_bye(now)
             return
-        self.process(SessionInput.RECV_ACK, now)
         if initial and not self.early_sdp:  # else agreed at the reliable 1xx already
-            self.media_updated()
+            self.media_updated()  # before CONFIRMED: a confirmed call's media are known
+        self.process(SessionInput.RECV_ACK, now)
         if self.bye_pending:
             self.send_bye(now)
         elif offered and ack.body:
@@ -320,10 +332,16 @@ class InviteSession(RefCounted):
             self.offers.on_response(self, tx, response, now)
         elif purpose is Purpose.BYE and code >= 200:
             self.end(SessionInput.BYE_DONE, self.cause or 200, now)
+        elif purpose is Purpose.REQUEST and code >= 200:
+            self.ctx.emit(DialogResponseReceived(self, tx, detached(response)))
+            if code in (408, 481):  # RFC 3261 §12.2.1.2: the dialog is gone
+                self.fail(code, now)
         elif purpose in (Purpose.CANCEL, Purpose.PRACK) and code >= 300:
             self.log.info(f"{purpose.value} refused", status=code)
 
-    def on_timeout(self, purpose: Purpose, timer: Timer, now: float) -> None:
+    def on_timeout(
+        self, purpose: Purpose, timer: Timer, now: float, tx: Transaction[Any] | None = None
+    ) -> None:
         """A request of ours got no final response in time (Timer B/F, or given up after CANCEL)."""
         if purpose is Purpose.INVITE and self.uac is not None:
             self.uac.on_timeout(self, timer, now)
@@ -331,6 +349,18 @@ class InviteSession(RefCounted):
             self.offers.on_timeout(self, now)
         elif purpose is Purpose.BYE:
             self.end(SessionInput.BYE_DONE, self.cause or 408, now)
+        elif purpose is Purpose.REQUEST and tx is not None:
+            self.ctx.emit(DialogResponseReceived(self, tx, None))
+            self.fail(408, now)  # RFC 3261 §12.2.1.2
+
+    def on_cancel(self, purpose: Purpose, tx: Transaction[Any], now: float) -> None:
+        """The peer CANCELled a request of its (the endpoint said 200 to the CANCEL): the INVITE
+        gets 487 and the session ends; a re-INVITE whose offer waits for the application gets
+        487 and the session goes on."""
+        if purpose is Purpose.INVITE and self.uas is not None:
+            self.uas.on_cancel(self, now)
+        elif self.offers.incoming.tx is tx:
+            self.offers.withdraw(self, now)
 
     def on_terminated(self, purpose: Purpose, tx: Transaction[Any], now: float) -> None:
         """A transaction of the session is gone; the INVITE's, if it ends a setup that never got
@@ -340,6 +370,9 @@ class InviteSession(RefCounted):
         failed = reason.startswith(TRANSPORT_ERROR) and self.state is not InviteState.DISCONNECTED
         if failed:
             self.log.info("transport failure", purpose=purpose.value, reason=reason)
+            if purpose is Purpose.REQUEST:
+                self.ctx.emit(DialogResponseReceived(self, tx, None))  # it could not be sent
+                return
             self.cause_text = reason
             if purpose is Purpose.BYE:
                 self.end(SessionInput.BYE_DONE, self.cause or 503, now)
@@ -388,19 +421,59 @@ class InviteSession(RefCounted):
 
     # -- the application's calls -------------------------------------------------------------
 
-    def hangup(self, now: float, code: int = 603) -> None:
-        """End the call the way its state calls for: CANCEL, reject, or BYE."""
+    def hangup(self, now: float, code: int | None = None, reason: str | None = None) -> None:
+        """End the call the way its state calls for: CANCEL, reject (``code``, 603 by default),
+        or BYE. With ``reason``, a CANCEL or BYE carries ``Reason: SIP;cause=code;text="reason"``
+        (RFC 3326; the cause defaults to 487 for a CANCEL, 200 for a BYE)."""
+        if code is not None and not 300 <= code < 700:
+            raise LocalProtocolError(f"a call is ended with a 3xx-6xx cause, not {code}")
         state = self.state
         if state is InviteState.DISCONNECTED:
             return
         if self.uac is not None and state in (InviteState.CALLING, InviteState.EARLY):
-            self.uac.hangup(self, now)
-        elif self.uas is not None and state in (InviteState.INCOMING, InviteState.EARLY):
-            self.uas.answer(self, code, None, now)
+            header = f'SIP;cause={code or 487};text="{reason}"' if reason is not None else None
+            self.uac.hangup(self, now, header)
+            return
+        if self.uas is not None and state in (InviteState.INCOMING, InviteState.EARLY):
+            self.uas.answer(self, Answer(code or 603, reason), now)
+            return
+        if reason is not None or code is not None:
+            self.cause = code or 200
+            if reason is not None:
+                self.cause_text = reason
+        if self.offers.incoming.waiting and self.offers.incoming.kind is OfferKind.ACK:
+            self.offers.reject_offer(self, code or 488, reason, now)  # our ACK first, then the BYE
         elif self.uas is not None and state is InviteState.CONNECTING:
             self.bye_pending = True  # a UAS's BYE waits for the ACK
         else:
             self.send_bye(now)
+
+    def send_request(
+        self,
+        method: str,
+        now: float,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
+        body: bytes = b"",
+        content_type: str | None = None,
+    ) -> Transaction[Any]:
+        """A request of the application in the dialog (INFO, MESSAGE, ...); its final response
+        comes as :class:`~invsess.inv.events.DialogResponseReceived`."""
+        if method in _LAYER_METHODS:
+            raise LocalProtocolError(f"{method} is the session's own: use the call for it")
+        self.process(SessionInput.SEND_REQUEST, now)
+        if self.bye_sent:
+            raise LocalProtocolError("the session is ending: a BYE was sent")
+        if body and content_type is None:
+            raise LocalProtocolError("a body needs a content type")
+        endpoint = self.ctx.endpoint
+        host, port, transport = self.next_hop()
+        request = self.dialog.create_request(
+            method, via=endpoint.via(transport), headers=headers, body=body, content_type=content_type
+        )
+        tx = endpoint.send_request(request, (host, port), transport, now)
+        self.ctx.track(tx, self, Purpose.REQUEST, self.dialog)
+        return tx
 
     # -- what the parts share ----------------------------------------------------------------
 
@@ -448,7 +521,7 @@ class InviteSession(RefCounted):
         reason: str | None = None,
         *,
         body: bytes = b"",
-        extra: list[tuple[str, object]] | None = None,
+        extra: Sequence[tuple[str, object]] | None = None,
     ) -> Response:
         """Our response to ``request`` in this dialog (with our To tag; a 101-299 also with
         Contact, Allow, Supported and the Record-Route copied)."""

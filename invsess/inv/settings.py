@@ -39,6 +39,9 @@ class LayerSettings:
     supports them too) or "required"; ``keep_forks`` keeps the 2xx of a second fork as a call of
     its own instead of ending it with BYE; ``lock_codec`` offers again with one codec when an
     answer to our offer kept several (pjsua's ``lock_codec``, :mod:`invsess.inv.lock`).
+    ``offer_timeout`` is how long an offer of the peer that the application answers itself
+    (see ``SessionLayer.defer_offers``) may wait for that answer before it is refused with 504
+    (an UPDATE's wait is also kept under the peer's Timer F, 64*T1).
     """
 
     user: str = "invsess"
@@ -46,6 +49,7 @@ class LayerSettings:
     rel100: Rel100 = attrs.field(default=Rel100.OFF, converter=Rel100)
     keep_forks: bool = False
     lock_codec: bool = False
+    offer_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
 
     @property
     def supported(self) -> tuple[str, ...]:

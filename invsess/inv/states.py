@@ -73,10 +73,14 @@ class SessionInput(enum.Enum):
     RECV_REINVITE = ("receive re-INVITE", Origin.PEER, 500)
     RECV_UPDATE = ("receive UPDATE", Origin.PEER, 481)
     RECV_PRACK = ("receive PRACK", Origin.PEER, 481)
+    #: INFO, MESSAGE, NOTIFY ...: passed to the application (RFC 6086 allows INFO in early dialogs)
+    RECV_REQUEST = ("receive another request", Origin.PEER, 481)
     # The application's requests
     ANSWER = ("answer", Origin.APP)
     REINVITE = ("send a re-INVITE", Origin.APP)
     UPDATE = ("send an UPDATE", Origin.APP)
+    ANSWER_OFFER = ("answer the peer's offer", Origin.APP)  # one it answers itself (deferred)
+    SEND_REQUEST = ("send a request in the dialog", Origin.APP)  # INFO, MESSAGE ...
     # Every way to the end
     INVITE_FAILED = ("our INVITE failed", Origin.LAYER)  # 3xx-6xx, Timer B, given up, lost
     REJECT = ("reject the INVITE", Origin.LAYER)  # our 3xx-6xx (or 487 to a CANCEL, 504, ...)
@@ -129,12 +133,21 @@ TRANSITIONS: dict[tuple[InviteState, SessionInput], tuple[InviteState, Effect]] 
     (_I.CONNECTING, _IN.RECV_UPDATE): (_I.CONNECTING, _E.STAY),
     (_I.CONFIRMED, _IN.RECV_UPDATE): (_I.CONFIRMED, _E.STAY),
     (_I.EARLY, _IN.RECV_PRACK): (_I.EARLY, _E.STAY),  # RFC 3262: only while the INVITE rings
+    (_I.EARLY, _IN.RECV_REQUEST): (_I.EARLY, _E.STAY),
+    (_I.CONNECTING, _IN.RECV_REQUEST): (_I.CONNECTING, _E.STAY),
+    (_I.CONFIRMED, _IN.RECV_REQUEST): (_I.CONFIRMED, _E.STAY),
     # The application's requests
     (_I.INCOMING, _IN.ANSWER): (_I.INCOMING, _E.STAY),
     (_I.EARLY, _IN.ANSWER): (_I.EARLY, _E.STAY),
     (_I.CONFIRMED, _IN.REINVITE): (_I.CONFIRMED, _E.STAY),
     (_I.EARLY, _IN.UPDATE): (_I.EARLY, _E.STAY),
     (_I.CONFIRMED, _IN.UPDATE): (_I.CONFIRMED, _E.STAY),
+    (_I.EARLY, _IN.ANSWER_OFFER): (_I.EARLY, _E.STAY),  # the peer's UPDATE in the early dialog
+    (_I.CONNECTING, _IN.ANSWER_OFFER): (_I.CONNECTING, _E.STAY),  # the offer of a 2xx, in our ACK
+    (_I.CONFIRMED, _IN.ANSWER_OFFER): (_I.CONFIRMED, _E.STAY),
+    (_I.EARLY, _IN.SEND_REQUEST): (_I.EARLY, _E.STAY),
+    (_I.CONNECTING, _IN.SEND_REQUEST): (_I.CONNECTING, _E.STAY),
+    (_I.CONFIRMED, _IN.SEND_REQUEST): (_I.CONFIRMED, _E.STAY),
     # The ends
     (_I.CALLING, _IN.INVITE_FAILED): _END,
     (_I.EARLY, _IN.INVITE_FAILED): _END,

@@ -19,16 +19,17 @@ import attrs
 from invsess.address import Address, is_ip, uri_host
 from invsess.auth import credentials_of
 from invsess.dialog import Dialog, DialogState
+from invsess.inv.answer import HeaderList
 from invsess.inv.answers import take_answer
 from invsess.inv.context import Purpose, methods_of
-from invsess.inv.events import ForkedCall
+from invsess.inv.events import ForkedCall, InviteResponseReceived, detached
 from invsess.inv.lock import lock_codec
 from invsess.inv.prack import ReliableReceiver, is_reliable
 from invsess.inv.settings import Rel100
 from invsess.inv.states import InviteState, SessionInput
 from invsess.inv.timer import SessionTimer
 from invsess.routeset import route_request
-from invsess.sdp import NegotiatorState, SdpNegotiationError, parse_sdp
+from invsess.sdp import NegotiatorState, SdpNegotiationError, SessionDescription, parse_sdp
 from invsess.sip import (
     CSeq,
     LocalProtocolError,
@@ -62,12 +63,19 @@ def place_call(
     from_uri: str | None = None,
     with_offer: bool = True,
     route: Sequence[NameAddress] = (),
+    sdp: SessionDescription | None = None,
+    display_name: str | None = None,
+    headers: HeaderList = (),
+    deferred: bool = False,
 ) -> InviteSession:
-    """A new session and its INVITE, with our offer (or none, for a late offer), sent.
+    """A new session and its INVITE, with our offer (``sdp``, else made from the layer's SDP;
+    none at all for a late offer: ``with_offer=False``, or no SDP anywhere), sent.
 
     ``route`` is a preloaded route set (an outbound proxy): Route headers for a loose router,
     the strict router's URI as Request-URI otherwise (:mod:`invsess.routeset`); ``destination``
-    is where the INVITE goes (the first route's address, for a proxy)."""
+    is where the INVITE goes (the first route's address, for a proxy). ``headers`` are added to
+    the INVITE; ``deferred``: the session's offers are answered by the application (an offer in
+    the 2xx holds our ACK back until then)."""
     endpoint, settings = ctx.endpoint, ctx.settings
     host, port = endpoint.listeners.get(transport.lower(), ("127.0.0.1", 5060))
     local = from_uri or f"sip:{settings.user}@{uri_host(host)}:{port}"
@@ -77,7 +85,7 @@ def place_call(
         "INVITE",
         request_uri,
         via=endpoint.via(transport),
-        from_=NameAddress(parse_uri(local), None, (("tag", endpoint.new_tag()),)),
+        from_=NameAddress(parse_uri(local), display_name, (("tag", endpoint.new_tag()),)),
         to=NameAddress(target_uri),
         call_id=f"{endpoint.new_tag()}{endpoint.new_tag()}@{host}",
         cseq=1,
@@ -88,15 +96,16 @@ def place_call(
         endpoint.factory, request, transport=transport, now=now, gauge=ctx.dialog_states
     )
     dialog.remote_target = target_uri  # not a strict router's URI: the 2xx's Contact replaces it
-    session = ctx.new_session(dialog)
+    session = ctx.new_session(dialog, sdp)
+    session.offers.deferred = deferred
     session.uac = uac = UacInvite()
     if settings.rel100 is not Rel100.OFF:
         session.rel_receiver = ReliableReceiver()
     if settings.timer is not None:
         session.timer = SessionTimer(settings.timer)
-    for name, value in invite_headers(session):
+    for name, value in [*invite_headers(session), *headers]:
         request.headers.add(name, value)
-    if with_offer:
+    if with_offer and session.negotiator.has_capabilities:
         request.body = session.negotiator.create_offer().serialize()
         request.headers.set("Content-Type", SDP)
     uac.send_invite(session, request, destination, transport, now)
@@ -129,6 +138,10 @@ class UacInvite:
     provisional_seen: bool = False
     cancel_pending: bool = False  # hung up before any provisional: CANCEL when one comes
     cancel_sent: bool = False  # one CANCEL per INVITE: hanging up again changes nothing
+    #: The Reason header of our CANCEL (RFC 3326), when the application gave one.
+    cancel_reason: str | None = None
+    #: The Authorization lines of the INVITE last sent: its ACKs repeat them (§13.2.2.4).
+    ack_credentials: list[tuple[str, str]] = attrs.field(factory=list)
     #: Our ACK for the 2xx, sent again for each retransmission of it (while the INVITE lasts).
     ack: bytes | None = None
     #: Early dialogs of other forks, by To tag.
@@ -149,6 +162,7 @@ class UacInvite:
             raise TypeError("send_request of an INVITE must give an INVITE client transaction")
         session.invite_tx = tx
         session.peer = destination
+        self.ack_credentials = credentials_of(request)
         ctx.track(tx, session, Purpose.INVITE, session.dialog)
 
     # -- responses ---------------------------------------------------------------------------
@@ -160,6 +174,12 @@ class UacInvite:
         if tx is not session.invite_tx:
             return  # the INVITE a 422 made us send again has taken over
         code = response.status_code
+        if (
+            code > 100
+            and session.state is not InviteState.DISCONNECTED
+            and not (code >= 200 and session.state in (InviteState.CONNECTING, InviteState.CONFIRMED))
+        ):  # retransmitted 2xx are not news
+            session.ctx.emit(InviteResponseReceived(session, detached(response)))
         with contextlib.suppress(ParseError):  # an unreadable Allow tells us nothing
             session.peer_allow = methods_of(response.allow) or session.peer_allow
         if 200 <= code < 300:
@@ -220,6 +240,8 @@ class UacInvite:
             session.ctx.unroute_dialog(session)
             dialog.adopt(response)
             session.ctx.route_dialog(session)
+        elif session.state is InviteState.CONNECTING:
+            return  # a retransmitted 2xx while our ACK waits for the application's answer
         elif session.state in (InviteState.CONFIRMED, InviteState.DISCONNECTED):
             if self.ack is not None:  # a retransmitted 2xx: our ACK was lost
                 host, port, transport = session.next_hop()
@@ -234,12 +256,19 @@ class UacInvite:
         else:
             dialog.confirm(response)
         self.release_forks()  # RFC 3261 §13.2.2.4: the other early dialogs are over
+        cseq = tx.request.cseq.number if tx.request.cseq else 1
+        if self._offer_for_the_application(session, response):
+            session.process(SessionInput.RECV_2XX, now)
+            session.offers.hold_ack(session, cseq, now)
+            if session.timer is not None:
+                session.timer.restart(session.timer.granted(response), now)
+            return
         answer, agreed = self._negotiate(session, response)
         session.process(SessionInput.RECV_2XX, now)
-        self.send_ack(session, tx, answer)
-        session.process(SessionInput.SEND_ACK, now)
+        self.send_ack(session, cseq, answer)
         if agreed:  # else agreed at a 1xx already, or nothing to agree
-            session.media_updated()
+            session.media_updated()  # before CONFIRMED: a confirmed call's media are known
+        session.process(SessionInput.SEND_ACK, now)
         if session.timer is not None:
             session.timer.restart(session.timer.granted(response), now)
         if session.cause == 488:
@@ -249,6 +278,20 @@ class UacInvite:
             session.send_bye(now)
         else:
             lock_codec(session, now)
+
+    def _offer_for_the_application(self, session: InviteSession, response: Response) -> bool:
+        """True when the 2xx carries an offer (we sent none) that the application answers
+        itself: the offer is now the negotiator's, waiting."""
+        neg = session.negotiator
+        if not (session.offers.deferred and response.body and not session.early_sdp):
+            return False
+        if neg.state is not NegotiatorState.NULL or self.early_answer is not None:
+            return False
+        try:
+            neg.receive_offer(parse_sdp(response.body))
+        except (ParseError, SdpNegotiationError):
+            return False  # _negotiate finds it unusable too: ACK, then BYE (488)
+        return True
 
     def _negotiate(self, session: InviteSession, response: Response) -> tuple[bytes | None, bool]:
         """Negotiate with a 2xx: (our answer when the 2xx carried the (late) offer, whether a
@@ -278,22 +321,25 @@ class UacInvite:
             session.cause = 488
             return None, False
         try:
+            if not neg.has_capabilities:  # nothing to answer with: ACK, then BYE
+                session.cause = 488
+                return None, False
             neg.receive_offer(parse_sdp(response.body))
             return neg.create_answer().serialize(), True
         except (ParseError, SdpNegotiationError):
             session.cause = 488
             return None, False
 
-    def send_ack(self, session: InviteSession, tx: Transaction[Any], body: bytes | None) -> None:
-        """The ACK of a 2xx to the INVITE (carrying our answer to a late offer), kept for resending."""
+    def send_ack(self, session: InviteSession, cseq: int, body: bytes | None) -> None:
+        """The ACK of a 2xx to the INVITE (``cseq``'s; carrying our answer to a late offer, and
+        the INVITE's credentials), kept for resending."""
         endpoint = session.ctx.endpoint
         host, port, transport = session.next_hop()
-        cseq = tx.request.cseq.number if tx.request.cseq else 1
         ack = session.dialog.create_request(
             "ACK",
             via=endpoint.via(transport),
             cseq=cseq,
-            headers=credentials_of(tx.request),  # §13.2.2.4: the INVITE's credentials again
+            headers=self.ack_credentials,  # §13.2.2.4: the INVITE's credentials again
             body=body or b"",
             content_type=SDP if body else None,
         )
@@ -317,8 +363,11 @@ class UacInvite:
 
     # -- hanging up --------------------------------------------------------------------------
 
-    def hangup(self, session: InviteSession, now: float) -> None:
-        """CANCEL the INVITE — once a provisional response came (RFC 3261 §9.1)."""
+    def hangup(self, session: InviteSession, now: float, reason: str | None = None) -> None:
+        """CANCEL the INVITE — once a provisional response came (RFC 3261 §9.1); ``reason`` is
+        the value of its Reason header (RFC 3326)."""
+        if reason is not None and not self.cancel_sent:
+            self.cancel_reason = reason
         if self.provisional_seen:
             self.send_cancel(session, now)
         else:
@@ -340,7 +389,9 @@ class UacInvite:
         ):
             return
         headers: list[tuple[str, object]] = [("Route", r) for r in invite.route]
-        if session.cause:  # RFC 3326: why we give up (488: the answer was unusable)
+        if self.cancel_reason:  # the application's (RFC 3326)
+            headers.append(("Reason", self.cancel_reason))
+        elif session.cause:  # RFC 3326: why we give up (488: the answer was unusable)
             headers.append(("Reason", f'SIP;cause={session.cause};text="{session.cause_text}"'))
         cancel = make_request(
             "CANCEL",
@@ -532,7 +583,8 @@ def _forked_session(
             neg.cancel_offer()
         forked.cause = 488
     forked.process(SessionInput.RECV_2XX, now)
-    uac.send_ack(forked, tx, answer)
+    uac.ack_credentials = credentials_of(tx.request)
+    uac.send_ack(forked, tx.request.cseq.number if tx.request.cseq else 1, answer)
     forked.process(SessionInput.SEND_ACK, now)
     forked.media_updated()
     if ctx.settings.timer is not None:

@@ -16,6 +16,7 @@ import attrs
 
 from invsess.address import Address
 from invsess.dialog import Dialog
+from invsess.inv.answer import Answer
 from invsess.inv.context import Purpose, methods_of
 from invsess.inv.events import IncomingCall
 from invsess.inv.prack import ReliableSender, peer_offers_100rel
@@ -23,7 +24,7 @@ from invsess.inv.settings import Rel100
 from invsess.inv.states import InviteState, RequestRefusedError, SessionInput
 from invsess.inv.timer import SessionTimer, TimerDecision, TimerRejection, response_headers, uas_decide
 from invsess.memory import PoolExhaustedError
-from invsess.sdp import NegotiatorState, SdpNegotiationError, parse_sdp
+from invsess.sdp import NegotiatorState, SdpNegotiationError, SessionDescription, parse_sdp
 from invsess.sip import LocalProtocolError, ParseError, Request, Response
 from invsess.transaction import ServerInviteState, ServerInviteTransaction
 
@@ -97,9 +98,10 @@ def check_invite(ctx: SessionContext, request: Request) -> tuple[ReliableSender 
 def accept_invite(
     ctx: SessionContext, tx: ServerInviteTransaction, request: Request, now: float
 ) -> InviteSession:
-    """A new INVITE: a dialog and a session of their own, the offer answered at once (as PJSIP's
-    ``verify_request`` does: an unacceptable one gets 488 before the application is bothered),
-    then :class:`~invsess.inv.events.IncomingCall`."""
+    """A new INVITE: a dialog and a session of their own, the offer checked at once against our
+    capabilities (as PJSIP's ``verify_request`` does: an unacceptable one gets 488 before the
+    application is bothered), then :class:`~invsess.inv.events.IncomingCall`. The answer itself
+    is made when the application answers, so that it may bring its own SDP then."""
     endpoint = ctx.endpoint
     # Everything that reads the request (and may find a header unreadable) comes first:
     # refusals go out before anything is allocated.
@@ -127,16 +129,18 @@ def accept_invite(
     ctx.track(tx, session, Purpose.INVITE, dialog)
     session.peer_allow = peer_allow
     session.process(SessionInput.RECV_INVITE, now)
+    neg = session.negotiator
     if request.body:
         try:
-            session.negotiator.receive_offer(parse_sdp(request.body))
-            session.negotiator.create_answer()  # the answer waits for the 183/2xx
+            neg.receive_offer(parse_sdp(request.body))
+            if neg.has_capabilities:
+                neg.check_offer()  # the answer itself waits for the 1xx/2xx that carries it
         except (ParseError, SdpNegotiationError) as exc:
             code = 488 if isinstance(exc, SdpNegotiationError) else 400
             endpoint.respond(tx, session.response(request, code), now)
-            session.end(SessionInput.REJECT, 488, now)
+            session.end(SessionInput.REJECT, code, now)
             return session
-    ctx.emit(IncomingCall(session, request))
+    ctx.emit(IncomingCall(session, request, neg.remote_offer))
     return session
 
 
@@ -153,51 +157,83 @@ class UasInvite:
             raise LocalProtocolError("answer() is for a ringing incoming call")
         return tx
 
-    def answer(self, session: InviteSession, code: int, reason: str | None, now: float) -> None:
-        """1xx (ringing), 2xx (with our SDP), or a failure.
+    def answer(self, session: InviteSession, answer: Answer, now: float) -> None:
+        """1xx (ringing), 2xx (with our SDP, or the application's), or a failure.
 
-        With 100rel in use, a 1xx goes reliably (RSeq, retransmitted until its PRACK); the
-        first one carries our answer (or, for an INVITE without an offer, our offer). A 1xx or
-        a 2xx answered while an earlier reliable 1xx awaits its PRACK goes out after it
-        (RFC 3262 §3): the state changes when it does.
+        With 100rel in use, a 1xx goes reliably (RSeq, retransmitted until its PRACK) unless
+        ``answer.reliable`` is False; the first one carries our answer (or, for an INVITE
+        without an offer, our offer). A 1xx or a 2xx answered while an earlier reliable 1xx
+        awaits its PRACK goes out after it (RFC 3262 §3): the state changes when it does. An
+        unreliable 1xx carries SDP only when the application gives it (early media; the 2xx
+        then repeats it, RFC 3261 §13.2.1).
         """
         tx = self._tx(session)
         session.process(SessionInput.ANSWER, now)
-        if not 100 <= code < 700:
-            raise LocalProtocolError(f"{code} is not a status code")
+        code = answer.code
         sender = session.rel_sender
+        if answer.reliable and code < 200 and (sender is None or code == 100):
+            raise LocalProtocolError("a reliable provisional needs 100rel on both sides (and not 100)")
+        if answer.sdp is None and 100 < code < 300 and not self._can_make_sdp(session, code):
+            raise LocalProtocolError("no local SDP: give the answer (or offer) to send")
+        reliable = sender is not None and code != 100 and answer.reliable is not False
         endpoint = session.ctx.endpoint
-        if code < 200 and (sender is None or code == 100):
-            endpoint.respond(tx, session.response(tx.request, code, reason), now)
+        if code < 200 and not reliable:
+            body = b""
+            if answer.sdp is not None and not session.early_sdp:
+                body = self._sdp(session, tx, now, answer.sdp) or b""
+                if session.state is InviteState.DISCONNECTED:
+                    return  # the answer did not fit the offer: 488 went out
+            extra = list(answer.headers)
+            endpoint.respond(
+                tx, session.response(tx.request, code, answer.reason, body=body, extra=extra), now
+            )
             if code > 100:
                 session.process(SessionInput.SEND_1XX, now)
         elif code < 300 and sender is not None and (sender.must_wait(code) or sender.queue):
-            sender.queue.append((code, reason))  # goes out when the outstanding 1xx is PRACKed
+            sender.queue.append(answer)  # goes out when the outstanding 1xx is PRACKed
         elif code < 200 and sender is not None:
-            sender.send_1xx(session, tx, code, reason, now)
+            sender.send_1xx(session, tx, answer, now)
         elif code < 300:
-            self.send_2xx(session, tx, code, reason, now)
+            self.send_2xx(session, tx, answer, now)
         else:
-            self.reject(session, tx, code, reason, now)
+            self.reject(session, tx, code, answer.reason, now, headers=answer.headers)
 
+    @staticmethod
+    def _can_make_sdp(session: InviteSession, code: int) -> bool:
+        """Whether the layer can put SDP in this response without the application's: it has
+        capabilities, or there is nothing to say (an answer went out already, a 1xx needs none)."""
+        neg = session.negotiator
+        if neg.has_capabilities or session.early_sdp or neg.state is NegotiatorState.DONE:
+            return True
+        return code < 200 and session.rel_sender is None  # an unreliable 1xx carries none
+
+    @staticmethod
     def reject(
-        self, session: InviteSession, tx: ServerInviteTransaction, code: int, reason: str | None, now: float
+        session: InviteSession,
+        tx: ServerInviteTransaction,
+        code: int,
+        reason: str | None,
+        now: float,
+        *,
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         """A final failure: the session ends with it."""
-        session.ctx.endpoint.respond(tx, session.response(tx.request, code, reason), now)
+        response = session.response(tx.request, code, reason, extra=list(headers))
+        session.ctx.endpoint.respond(tx, response, now)
         session.end(SessionInput.REJECT, code, now)
 
     def send_2xx(
-        self, session: InviteSession, tx: ServerInviteTransaction, code: int, reason: str | None, now: float
+        self, session: InviteSession, tx: ServerInviteTransaction, answer: Answer, now: float
     ) -> None:
         """Our 2xx: our answer (or, for an INVITE without SDP, our offer), the agreed timer."""
         # The answer already went in a reliable 1xx: the 2xx carries no SDP (RFC 3261 §13.2.1).
-        body = b"" if session.early_sdp else self._sdp(session, tx, now)
+        body = b"" if session.early_sdp else self._sdp(session, tx, now, answer.sdp)
         if body is None:
             return  # the offer could not be answered: 488 went out, the session is over
         decision = self.pending_timer
         headers = response_headers(decision, tx.request) if decision is not None else []
-        response = session.response(tx.request, code, reason, body=body, extra=headers)
+        extra = [*headers, *answer.headers]
+        response = session.response(tx.request, answer.code, answer.reason, body=body, extra=extra)
         send_2xx(session, tx, response, now)
         if session.rel_sender is not None:
             session.rel_sender.clear()
@@ -207,13 +243,22 @@ class UasInvite:
         session.process(SessionInput.SEND_2XX, now)
 
     @staticmethod
-    def _sdp(session: InviteSession, tx: ServerInviteTransaction, now: float) -> bytes | None:
+    def _sdp(
+        session: InviteSession, tx: ServerInviteTransaction, now: float, sdp: SessionDescription | None = None
+    ) -> bytes | None:
+        """The SDP our response to the INVITE carries: the answer (made now, from ``sdp`` or
+        our capabilities; or the one made for an earlier response), or, for an INVITE without
+        an offer, our offer. None when the answer does not fit the offer: 488 went out."""
         neg = session.negotiator
         try:
             agreed = neg.active_local_bytes
+            if neg.state is NegotiatorState.REMOTE_OFFER:
+                return neg.create_answer(sdp).serialize()
             if neg.state is NegotiatorState.DONE and agreed is not None:
-                return agreed  # the answer made when the INVITE arrived
-            return neg.create_offer().serialize()  # late offer: the answer comes in the ACK
+                return agreed  # the answer of an earlier response
+            if neg.state is NegotiatorState.LOCAL_OFFER and neg.local_offer is not None:
+                return neg.local_offer.serialize()  # our offer, in an unreliable 1xx already
+            return neg.create_offer(sdp=sdp).serialize()  # late offer: the answer comes in the ACK
         except SdpNegotiationError:
             session.ctx.endpoint.respond(tx, session.response(tx.request, 488), now)
             session.end(SessionInput.REJECT, 488, now)

@@ -4,6 +4,11 @@ States: NULL, LOCAL_OFFER, REMOTE_OFFER, WAIT_NEGO, DONE. The negotiator holds o
 (``local``: the media we can do, in our preference order, with our direction), the offer or
 answer in progress, and the active pair after a successful negotiation.
 
+An application may also bring the SDP itself — a B2BUA passes the other leg's offer or answer
+through unchanged: :meth:`SdpNegotiator.create_offer` and :meth:`SdpNegotiator.create_answer`
+take it (an answer is still checked against the offer, RFC 3264 §6). A negotiator without
+capabilities of its own (``local=None``) works only that way.
+
 Memory follows PJSIP's ``pool_prov``/``pool_active``: the SDPs of a negotiation in progress are
 kept (as the bytes sent or received) in a provisional pool; when it completes, the old active
 pool is released and the provisional one becomes active. So any number of re-INVITEs costs
@@ -140,9 +145,11 @@ class SdpNegotiator:
         (_S.DONE, _N.RECEIVE_OFFER): _S.REMOTE_OFFER,
     }
 
-    def __init__(self, local: SessionDescription, factory: PoolFactory, *, name: str = "sdp") -> None:
-        """``local`` is what we can do (and offer); ``name`` names the pools of the SDPs."""
+    def __init__(self, local: SessionDescription | None, factory: PoolFactory, *, name: str = "sdp") -> None:
+        """``local`` is what we can do (and offer; None: the application brings every SDP);
+        ``name`` names the pools of the SDPs."""
         self.state = _S.NULL
+        #: Our capabilities (None: every offer and answer comes from the application).
         self.local = local
         self._factory = factory
         self._name = name
@@ -156,7 +163,7 @@ class SdpNegotiator:
         self._pending_local: SessionDescription | None = None
         self._pending_remote: SessionDescription | None = None
         self._last_key: int | None = None  # what we last sent, its o= version aside
-        self._version = local.origin.session_version
+        self._version = local.origin.session_version if local is not None else 0
         self._we_offered = False
         #: Completed negotiations so far: which agreement a MediaUpdated event reports.
         self.generation = 0
@@ -205,33 +212,64 @@ class SdpNegotiator:
 
     # -- the offerer's side ------------------------------------------------------------------
 
+    @property
+    def local_offer(self) -> SessionDescription | None:
+        """Our offer waiting for the peer's answer (LOCAL_OFFER), else None."""
+        return self._pending_local if self.state is _S.LOCAL_OFFER else None
+
+    @property
+    def remote_offer(self) -> SessionDescription | None:
+        """The peer's offer waiting for our answer (REMOTE_OFFER), else None."""
+        return self._pending_remote if self.state is _S.REMOTE_OFFER else None
+
+    @property
+    def has_capabilities(self) -> bool:
+        """True when the negotiator can make offers and answers itself (it has ``local``)."""
+        return self.local is not None
+
+    def _capabilities(self) -> SessionDescription:
+        if self.local is None:
+            raise LocalProtocolError("no local SDP: the application must give the offer or answer")
+        return self.local
+
     def set_direction(self, direction: str) -> None:
         """Hold (sendonly), resume (sendrecv), ...: applies to the next offer or answer."""
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}")
-        media = tuple(m.with_direction(direction) if not m.rejected else m for m in self.local.media)
-        self.local = attrs.evolve(self.local, media=media)
+        local = self._capabilities()
+        media = tuple(m.with_direction(direction) if not m.rejected else m for m in local.media)
+        self.local = attrs.evolve(local, media=media)
 
-    def create_offer(self, body: SessionDescription | None = None) -> SessionDescription:
+    def create_offer(
+        self, body: SessionDescription | None = None, *, sdp: SessionDescription | None = None
+    ) -> SessionDescription:
         """Our offer (NULL/DONE -> LOCAL_OFFER). A re-offer keeps the agreed m-lines.
 
         ``body`` offers that instead of what our capabilities make (pjmedia's
         ``modify_local_offer``): a re-offer of the agreed m-lines narrowed down, say, by
-        :func:`locked_offer`. Its ``o=`` version is ours all the same.
+        :func:`locked_offer`. Its ``o=`` version is ours all the same. ``sdp`` is an offer the
+        application brings (a B2BUA's other leg's): it goes out as it is, ``o=`` line and all.
         """
+        if sdp is not None:
+            agreed = self.active_local
+            if agreed is not None and len(sdp.media) < len(agreed.media):
+                raise LocalProtocolError("a re-offer may not remove m-lines (RFC 3264 §8)")
+        elif body is None:
+            body = self._offer_body()  # before any move: a misuse (no capabilities) changes nothing
         self._go(_N.CREATE_OFFER)
         self._we_offered = True
-        offer = self._versioned(body if body is not None else self._offer_body())
+        offer = self._given(sdp) if sdp is not None else self._versioned(body)  # type: ignore[arg-type]
         self._pending_local = offer
         self._prov_local = self._keep(offer)
         return offer
 
     def _offer_body(self) -> SessionDescription:
+        local = self._capabilities()
         active_local, active_remote = self.active_local, self.active_remote
         if active_local is None or active_remote is None:
-            return self.local
+            return local
         # RFC 3264 §8: the same m-lines, in the same order; rejected ones stay rejected.
-        ours = list(self.local.media)
+        ours = list(local.media)
         media = []
         for old, theirs in zip(active_local.media, active_remote.media, strict=False):
             match = next((m for m in ours if m.media == old.media), None)
@@ -240,7 +278,7 @@ class SdpNegotiator:
             else:
                 ours.remove(match)
                 media.append(match)
-        return attrs.evolve(self.local, media=tuple(media))
+        return attrs.evolve(local, media=tuple(media))
 
     @property
     def was_answer_remote(self) -> bool:
@@ -271,18 +309,30 @@ class SdpNegotiator:
         self._pending_remote = offer
         self._prov_remote = self._keep(offer)
 
-    def create_answer(self) -> SessionDescription:
-        """Our answer to the pending offer; REMOTE_OFFER -> WAIT_NEGO -> DONE.
+    def check_offer(self) -> None:
+        """Raise :class:`SdpNegotiationError` if our capabilities cannot answer the pending
+        offer, changing nothing (an INVITE is refused with 488 before it rings)."""
+        offer = self._pending_remote
+        if self.state is not _S.REMOTE_OFFER or offer is None:
+            raise LocalProtocolError(f"SDP negotiator: no offer to check in state {self.state.name}")
+        self._answer_body(offer)
+
+    def create_answer(self, sdp: SessionDescription | None = None) -> SessionDescription:
+        """Our answer to the pending offer — ``sdp`` as given, or made from our capabilities;
+        REMOTE_OFFER -> WAIT_NEGO -> DONE.
 
         Raises :class:`SdpNegotiationError` (and returns to the agreed session) when nothing in
-        the offer is acceptable.
+        the offer is acceptable, or when the answer given does not answer the offer (RFC 3264
+        §6: the same m-lines, a codec in common).
         """
+        if sdp is None:
+            self._capabilities()  # before any move: a misuse changes nothing
         self._go(_N.CREATE_ANSWER)
         offer = self._pending_remote
         if offer is None:  # pragma: no cover - the table guarantees it
             raise LocalProtocolError("no pending offer")
         try:
-            answer = self._versioned(self._answer_body(offer))
+            answer = self._given(sdp) if sdp is not None else self._versioned(self._answer_body(offer))
         except SdpNegotiationError:
             self._go(_N.NEGOTIATION_FAILED)
             self._drop_provisional()
@@ -293,7 +343,8 @@ class SdpNegotiator:
         return answer
 
     def _answer_body(self, offer: SessionDescription) -> SessionDescription:
-        available = list(self.local.media)
+        caps = self._capabilities()
+        available = list(caps.media)
         media: list[MediaDescription] = []
         for offered in offer.media:
             local = next(
@@ -307,7 +358,7 @@ class SdpNegotiator:
                 media.append(answered)
         if all(m.rejected for m in media):
             raise SdpNegotiationError("no acceptable stream in the offer")
-        return attrs.evolve(self.local, media=tuple(media))
+        return attrs.evolve(caps, media=tuple(media))
 
     def _answer_stream(self, offered: MediaDescription, local: MediaDescription) -> MediaDescription | None:
         theirs = _codecs(offered)
@@ -368,6 +419,13 @@ class SdpNegotiator:
             self._version += 1
         self._last_key = key
         return body.with_version(self._version)
+
+    def _given(self, sdp: SessionDescription) -> SessionDescription:
+        """An SDP the application brought goes out as it is (its o= line is its own); our own
+        later ones continue from its version, so the version never goes down (RFC 3264 §8)."""
+        self._version = max(self._version, sdp.origin.session_version)
+        self._last_key = hash(sdp.with_version(0).serialize())
+        return sdp
 
     def release(self) -> None:
         """Free both pools (when the session ends)."""
