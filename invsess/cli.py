@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
+import resource
 import signal
 import ssl
 import sys
@@ -20,9 +22,14 @@ import click
 
 from invsess import __version__
 from invsess.aio import Call, CallError, ListenSpec, RegistrationError, SendGuard, StreamLimits, UserAgent
+from invsess.aio.loop import ENV as LOOP_ENV
+from invsess.aio.loop import LOOPS, running_loop_name
+from invsess.aio.loop import run as run_loop
+from invsess.aio.workers import Worker, WorkerLink, WorkerPool, WorkerStartError
 from invsess.auth import Algorithm, DigestAuthenticator
 from invsess.b2bua import B2bua
-from invsess.cli_report import AnswererStats, CallerStats
+from invsess.cli_report import AnswererStats, AnswerWorkerReport, CallerStats
+from invsess.cli_workers import Supervisor
 from invsess.demo import run_demo
 from invsess.demo_call import run_call
 from invsess.endpoint import KNOWN_METHODS, EndpointConfig, RateLimit
@@ -306,6 +313,60 @@ def _limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def _loop_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--loop``: which event loop runs the command (invsess.aio.loop)."""
+    return click.option(
+        "--loop",
+        type=click.Choice(LOOPS),
+        envvar=LOOP_ENV,
+        default=None,
+        help="The event loop: uvloop when installed (auto, the default; pip install "
+        "'invsess[fast]'), or asyncio's own. Also $INVSESS_LOOP.",
+    )(f)
+
+
+def _worker_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--workers`` and ``--port-per-worker`` (invsess.aio.workers)."""
+    f = click.option(
+        "--port-per-worker",
+        is_flag=True,
+        help="With --workers: worker K listens on PORT+K-1 of each --listen (port 0: a free "
+        "port each) instead of sharing PORT: for a proxy in front that spreads the calls.",
+    )(f)
+    return click.option(
+        "--workers",
+        type=click.IntRange(1, 256),
+        default=1,
+        show_default=True,
+        help="Processes answering calls, sharing the UDP port (SO_REUSEPORT; one per core). "
+        "See docs/performance.md.",
+    )(f)
+
+
+def _check_workers(workers: int, port_per_worker: bool, listen: Sequence[str], registrar: str | None) -> None:
+    """What --workers cannot do, said before anything starts."""
+    if workers == 1:
+        if port_per_worker:
+            raise click.UsageError("--port-per-worker goes with --workers N (N > 1)")
+        return
+    try:
+        specs = [ListenSpec.parse(spec) for spec in listen]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+    if not port_per_worker and any(spec.transport != "udp" for spec in specs):
+        raise click.UsageError(
+            "--workers shares UDP ports only (a TCP or TLS connection would be bound to the one "
+            "worker that accepted it): listen on udp, or add --port-per-worker"
+        )
+    if port_per_worker and any(spec.port and spec.port + workers - 1 > 65535 for spec in specs):
+        raise click.BadParameter("not enough ports above it for every worker", param_hint="--listen")
+    if registrar is not None:
+        raise click.UsageError(
+            "--register goes with one worker: the registrar's answers to a shared port would "
+            "reach any of the workers, not the one that registered"
+        )
+
+
 def _limits(options: dict[str, Any]) -> Limits:
     """Take the :func:`_limit_options` values out of a command's keyword arguments."""
     return Limits(**{field.name: options.pop(field.name) for field in attrs.fields(Limits)})
@@ -331,14 +392,22 @@ def _stop_on_signals(agent: UserAgent, stop: asyncio.Event) -> None:
             loop.add_signal_handler(sig, on_signal, sig)
 
 
-def _exit_report(agent: UserAgent, report: LeakReport) -> None:
+def _exit_lines(agent: UserAgent, report: LeakReport) -> list[str]:
     """What a command prints at exit: calls still up, limits that refused something, leaks."""
+    lines = []
     if agent.shutdown is not None and agent.shutdown.up:
-        click.echo(agent.shutdown.format(), err=True)
+        lines.append(agent.shutdown.format())
     rejected = {reason.value: n for reason, n in sorted(agent.endpoint.limit_stats.rejected.items()) if n}
     if rejected:
-        click.echo(f"refused by limits: {rejected}", err=True)
-    click.echo(report.format(), err=True)
+        lines.append(f"refused by limits: {rejected}")
+    lines.append(report.format())
+    return lines
+
+
+def _exit_report(agent: UserAgent, report: LeakReport) -> None:
+    """Print :func:`_exit_lines` on stderr."""
+    for line in _exit_lines(agent, report):
+        click.echo(line, err=True)
 
 
 @attrs.frozen
@@ -349,9 +418,24 @@ class MonitoringOptions:
     metrics: BindAddress | None = None
     token: str | None = None
 
-    async def start(self, agents: Sequence[UserAgent]) -> list[HttpService]:
-        """Serve what was asked for about ``agents``; print the URLs on stderr."""
-        if self.rpc is None and self.metrics is None:
+    @property
+    def wanted(self) -> bool:
+        """Anything to serve."""
+        return self.rpc is not None or self.metrics is not None
+
+    def private(self) -> MonitoringOptions:
+        """What each worker of ``--workers`` serves: the same, on loopback ports of its own,
+        for the supervisor to read (and anyone on this host who has the token)."""
+        loopback = BindAddress("127.0.0.1", 0)
+        return MonitoringOptions(
+            loopback if self.rpc is not None else None,
+            loopback if self.metrics is not None else None,
+            self.token,
+        )
+
+    async def start(self, agents: Sequence[UserAgent], *, announce: bool = True) -> list[HttpService]:
+        """Serve what was asked for about ``agents``; print the URLs on stderr (``announce``)."""
+        if not self.wanted:
             return []
         try:
             from invsess.monitor.server import serve_metrics, serve_rpc  # noqa: PLC0415 - optional extra
@@ -377,7 +461,46 @@ class MonitoringOptions:
                     f"--{what} {bind.host}:{bind.port}: {exc.strerror or exc}"
                 ) from None
             services.append(service)
-            click.echo(f"{what}: {service.url}", err=True)
+            if announce:
+                click.echo(f"{what}: {service.url}", err=True)
+        return services
+
+    async def start_for_workers(self, workers: Sequence[Worker]) -> list[HttpService]:
+        """The supervisor's view of ``--workers``: one JSON-RPC and one Prometheus URL for all,
+        each worker's figures under its rank (invsess.monitor.workers); print the URLs."""
+        if not self.wanted:
+            return []
+        try:
+            from invsess.monitor.workers import WorkerEndpoint, serve_worker_metrics, serve_worker_rpc  # noqa: PLC0415 - optional extra
+        except ImportError as exc:
+            raise click.ClickException(
+                f"--rpc/--metrics need the monitor extra ({EXTRA_HINT}): {exc}"
+            ) from None
+        peers = [
+            WorkerEndpoint(w.rank, w.pid or 0, (w.info or {}).get("rpc"), (w.info or {}).get("metrics"))
+            for w in workers
+        ]
+        services: list[HttpService] = []
+        for bind, serve, what in (
+            (self.rpc, serve_worker_rpc, "rpc"),
+            (self.metrics, serve_worker_metrics, "metrics"),
+        ):
+            if bind is None:
+                continue
+            if not bind.loopback and self.token is None:
+                click.echo(
+                    f"warning: --{what} on {bind.host}, beyond loopback, without --rpc-token", err=True
+                )
+            try:
+                service = await serve(peers, bind, token=self.token)
+            except OSError as exc:
+                for started in services:
+                    await started.close()
+                raise click.ClickException(
+                    f"--{what} {bind.host}:{bind.port}: {exc.strerror or exc}"
+                ) from None
+            services.append(service)
+            click.echo(f"{what}: {service.url} (all {len(peers)} workers)", err=True)
         return services
 
     @staticmethod
@@ -450,6 +573,8 @@ async def _agent(
     lock_codec: bool,
     limits: Limits,
     authenticator: DigestAuthenticator | None = None,
+    reuse_port: bool = False,
+    announce: bool = True,
 ) -> UserAgent:
     try:
         specs = [ListenSpec.parse(spec) for spec in listen]
@@ -499,6 +624,7 @@ async def _agent(
             rel100=rel100,
             lock_codec=lock_codec,
             stream_limits=limits.stream(),
+            reuse_port=reuse_port,
         )
     except OSError as exc:  # a port in use, an address not ours: one line, not a traceback
         raise click.ClickException(f"cannot listen on {', '.join(listen)}: {exc.strerror or exc}") from None
@@ -506,9 +632,14 @@ async def _agent(
         agent.endpoint.authenticator = authenticator
         # A server that authenticates is a registrar too: softphones register with it.
         agent.layer.attach(Registrar(agent.endpoint))
-    for transport, (host, port) in agent.endpoint.listeners.items():
-        click.echo(f"listening on {transport}:{host}:{port}", err=True)
+    if announce:
+        for line in _listening(agent):
+            click.echo(line, err=True)
     return agent
+
+
+def _listening(agent: UserAgent) -> list[str]:
+    return [f"listening on {t}:{host}:{port}" for t, (host, port) in agent.endpoint.listeners.items()]
 
 
 def timer_settings(spec: str | None, min_se: int | None) -> TimerSettings | None:
@@ -675,6 +806,8 @@ def _credentials(user: str | None, password: str | None) -> None:
 @click.option(
     "--expires", type=click.IntRange(1), default=600, show_default=True, help="Registration interval."
 )
+@_worker_options
+@_loop_option
 def answer(  # noqa: PLR0917 - click passes every option positionally by name
     listen: tuple[str, ...],
     cert: str | None,
@@ -706,6 +839,9 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     password: str | None,
     proxy: str | None,
     expires: int,
+    workers: int,
+    port_per_worker: bool,
+    loop: str | None,
     monitoring: MonitoringOptions,
     **limit_options: Any,
 ) -> None:
@@ -719,9 +855,14 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     digest credentials and REGISTER is served (a registrar); --register registers our contact
     elsewhere (failed authentications by source are among the statistics).
 
+    --workers N runs N processes sharing the UDP port (SO_REUSEPORT: a peer's address and port
+    keep its calls on one worker), or each on a port of its own with --port-per-worker (for a
+    proxy in front that spreads the calls: Kamailio's dispatcher); see docs/performance.md.
+
     Ctrl-C (SIGINT) hangs up the calls still up and waits --shutdown-timeout for them; a second
     Ctrl-C or SIGTERM stops at once. Prints the statistics, the calls still up at shutdown and
-    the leak report at exit; exits 0 after an orderly stop, 1 if anything leaked.
+    the leak report at exit (each worker's, and their sum); exits 0 after an orderly stop, 1 if
+    anything leaked (in any worker) or a worker failed.
     """
     configure(log_level)
     timer = timer_settings(timer_spec, min_se)
@@ -732,17 +873,11 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
     if registrar and not user:
         raise click.UsageError("--register needs --user (and --password)")
     _credentials(user, password)
-    authenticator = None
+    _check_workers(workers, port_per_worker, listen, registrar)
+    offered: list[str] = []
     if users:
-        offered = [Algorithm.named(name.strip()) for name in algorithms.split(",") if name.strip()]
-        if any(a is None for a in offered):
-            raise click.BadParameter(f"unknown algorithm in {algorithms!r}", param_hint="--algorithms")
-        try:
-            authenticator = DigestAuthenticator(
-                realm, users, algorithms=[a for a in offered if a is not None]
-            )
-        except UsageError as exc:
-            raise click.BadParameter(str(exc), param_hint="--realm/--algorithms") from None
+        offered = [name.strip() for name in algorithms.split(",") if name.strip()]
+        _authenticator(realm, users, tuple(offered))  # refuse a bad realm or algorithm now
         click.echo(f"digest authentication required: realm {realm!r}, {len(users)} user(s)", err=True)
     else:
         click.echo(
@@ -750,115 +885,341 @@ def answer(  # noqa: PLR0917 - click passes every option positionally by name
             "--auth USER:PASSWORD requires digest authentication)",
             err=True,
         )
+    setup = AnswerSetup(
+        listen=listen,
+        cert=cert,
+        key=key,
+        loopback_only=loopback_only,
+        sdp_file=sdp_file,
+        t1=t1,
+        timer=timer,
+        rel100=rel100,
+        lock_codec=lock_codec,
+        reinvite_after=reinvite_after,
+        update_after=update_after,
+        allow=(*allow, *(("REGISTER",) if users else ())),
+        trace_path=trace_path,
+        log_level=log_level,
+        answer_code=answer_code,
+        ring=ring,
+        ring_code=ring_code,
+        hangup_after=hangup_after,
+        calls=calls,
+        duration=duration,
+        users=users,
+        realm=realm,
+        algorithms=tuple(offered),
+        registrar=registrar,
+        user=user,
+        password=password,
+        proxy=proxy,
+        expires=expires,
+        monitoring=monitoring,
+        limits=limits,
+        loop=loop,
+    )
+    try:
+        if workers == 1:
+            raise SystemExit(run_loop(_serve_answer(setup, None), loop=loop))
+        raise SystemExit(run_loop(_supervise_answer(setup, workers, port_per_worker), loop=loop))
+    except UsageError as exc:  # --loop uvloop without uvloop
+        raise click.UsageError(str(exc)) from None
 
-    async def serve() -> int:
-        trace = Trace() if trace_path else None
-        agent = await _agent(
-            listen,
-            cert=cert,
-            key=key,
-            loopback_only=loopback_only,
-            sdp_file=sdp_file,
-            t1=t1,
-            allow=(*allow, *(("REGISTER",) if users else ())),
-            trace=trace,
-            user=user or "answer",
-            timer=timer,
-            rel100=rel100,
-            lock_codec=lock_codec,
-            limits=limits,
-            authenticator=authenticator,
-        )
-        if user and password:
-            agent.layer.credentials.add(user, password)
-        if registrar and user:
-            try:
-                registration = await agent.register(
-                    registrar, user, password, expires=expires, route=proxy_route(proxy)
-                )
-            except RegistrationError as exc:
-                click.echo(f"registration refused: {exc.status_code} {exc.reason}", err=True)
-                await agent.close()
-                return 2
-            click.echo(f"registered at {registrar} as {user}: expires {registration.expires}", err=True)
+
+def _authenticator(realm: str, users: dict[str, str], algorithms: tuple[str, ...]) -> DigestAuthenticator:
+    """``--auth``'s authenticator (its options checked: a bad one is a usage error)."""
+    offered = [Algorithm.named(name) for name in algorithms]
+    if any(a is None for a in offered):
+        raise click.BadParameter(f"unknown algorithm in {','.join(algorithms)!r}", param_hint="--algorithms")
+    try:
+        return DigestAuthenticator(realm, users, algorithms=[a for a in offered if a is not None])
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), param_hint="--realm/--algorithms") from None
+
+
+@attrs.frozen
+class AnswerSetup:
+    """Everything ``invsess answer`` was asked, checked: what one process serves with (and what
+    each worker gets, pickled, with ``--workers``)."""
+
+    listen: tuple[str, ...]
+    cert: str | None
+    key: str | None
+    loopback_only: bool
+    sdp_file: str | None
+    t1: float
+    timer: TimerSettings | None
+    rel100: str
+    lock_codec: bool
+    reinvite_after: float | None
+    update_after: float | None
+    allow: tuple[str, ...]
+    trace_path: str | None
+    log_level: str
+    answer_code: int
+    ring: float
+    ring_code: int
+    hangup_after: float | None
+    calls: int | None
+    duration: float | None
+    users: dict[str, str]
+    realm: str
+    algorithms: tuple[str, ...]
+    registrar: str | None
+    user: str | None
+    password: str | None
+    proxy: str | None
+    expires: int
+    monitoring: MonitoringOptions
+    limits: Limits
+    loop: str | None
+    #: A worker sharing the UDP ports with the others (SO_REUSEPORT).
+    reuse_port: bool = False
+
+
+async def _serve_answer(setup: AnswerSetup, link: WorkerLink | None) -> int:
+    """``invsess answer``'s serving, in one process (``link`` None) or as one of ``--workers``
+    (then the supervisor says when to stop, and gets the report)."""
+    limits, monitoring = setup.limits, setup.monitoring
+    trace = Trace() if setup.trace_path else None
+    authenticator = _authenticator(setup.realm, setup.users, setup.algorithms) if setup.users else None
+    agent = await _agent(
+        setup.listen,
+        cert=setup.cert,
+        key=setup.key,
+        loopback_only=setup.loopback_only,
+        sdp_file=setup.sdp_file,
+        t1=setup.t1,
+        allow=setup.allow,
+        trace=trace,
+        user=setup.user or "answer",
+        timer=setup.timer,
+        rel100=setup.rel100,
+        lock_codec=setup.lock_codec,
+        limits=limits,
+        authenticator=authenticator,
+        reuse_port=setup.reuse_port,
+        announce=link is None,
+    )
+    if setup.user and setup.password:
+        agent.layer.credentials.add(setup.user, setup.password)
+    if setup.registrar and setup.user:
         try:
-            services = await monitoring.start([agent])
-        except click.ClickException:
+            registration = await agent.register(
+                setup.registrar,
+                setup.user,
+                setup.password,
+                expires=setup.expires,
+                route=proxy_route(setup.proxy),
+            )
+        except RegistrationError as exc:
+            click.echo(f"registration refused: {exc.status_code} {exc.reason}", err=True)
             await agent.close()
-            raise
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
+            return 2
+        click.echo(
+            f"registered at {setup.registrar} as {setup.user}: expires {registration.expires}", err=True
+        )
+    try:
+        services = await monitoring.start([agent], announce=link is None)
+    except click.ClickException:
+        await agent.close()
+        raise
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if link is None:
         _stop_on_signals(agent, stop)
-        stats = AnswererStats()
-        handlers: set[asyncio.Task[None]] = set()
+    else:
+        link.attach()
+        link.on_hurry = agent.hurry
+        link.ready(
+            listen=_listening(agent),
+            pid=os.getpid(),
+            loop=running_loop_name(),
+            **{service.path.strip("/").lower(): service.url for service in services},
+        )
+    stats = AnswererStats()
+    handlers: set[asyncio.Task[None]] = set()
+    ring, answer_code, update_after = setup.ring, setup.answer_code, setup.update_after
 
-        async def handle(call: Call) -> None:
-            stats.call_received()
-            actions: list[asyncio.Task[None]] = []
-            answered: int | None = None
-            was_up = False
-            try:
-                if ring > 0:
-                    await call.answer(ring_code)
-                    if update_after is not None:  # RFC 3311: an UPDATE in the early dialog
-                        actions.append(
-                            loop.create_task(_after(update_after, "UPDATE", call.update, stats.actions))
-                        )
-                    with contextlib.suppress(TimeoutError):
-                        await call.wait_for(InviteState.DISCONNECTED, timeout=ring)  # a CANCEL ends it early
-                if call.state is not InviteState.DISCONNECTED:
-                    await call.answer(answer_code)
-                    answered = answer_code
-                if answered is not None and answered < 300:
-                    await call.wait_for(InviteState.CONFIRMED, timeout=None)
-                    was_up = True
-                    stats.call_up()
-                    for delay, what, action in (
-                        (reinvite_after, "re-INVITE", call.reinvite),
-                        (None if ring > 0 else update_after, "UPDATE", call.update),
-                        (hangup_after, "hangup", call.hangup),
-                    ):
-                        if delay is not None:
-                            actions.append(loop.create_task(_after(delay, what, action, stats.actions)))
-            except (LocalProtocolError, CallError):  # cancelled while ringing, ended before the ACK ...
-                pass
-            await call.wait_for(InviteState.DISCONNECTED, timeout=None)
-            for task in actions:
-                task.cancel()
-            if call.session.bye_sent:
-                stats.actions["BYE sent"] += 1
-            cancelled = answered is None and call.cause == 487
-            stats.call_ended(call.cause, was_up=was_up, answered=answered, cancelled=cancelled)
-            await call.close()
-            if calls is not None and stats.ended >= calls:
-                stop.set()
+    async def handle(call: Call) -> None:
+        stats.call_received()
+        actions: list[asyncio.Task[None]] = []
+        answered: int | None = None
+        was_up = False
+        try:
+            if ring > 0:
+                await call.answer(setup.ring_code)
+                if update_after is not None:  # RFC 3311: an UPDATE in the early dialog
+                    actions.append(
+                        loop.create_task(_after(update_after, "UPDATE", call.update, stats.actions))
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await call.wait_for(InviteState.DISCONNECTED, timeout=ring)  # a CANCEL ends it early
+            if call.state is not InviteState.DISCONNECTED:
+                await call.answer(answer_code)
+                answered = answer_code
+            if answered is not None and answered < 300:
+                await call.wait_for(InviteState.CONFIRMED, timeout=None)
+                was_up = True
+                stats.call_up()
+                for delay, what, action in (
+                    (setup.reinvite_after, "re-INVITE", call.reinvite),
+                    (None if ring > 0 else update_after, "UPDATE", call.update),
+                    (setup.hangup_after, "hangup", call.hangup),
+                ):
+                    if delay is not None:
+                        actions.append(loop.create_task(_after(delay, what, action, stats.actions)))
+        except (LocalProtocolError, CallError):  # cancelled while ringing, ended before the ACK ...
+            pass
+        await call.wait_for(InviteState.DISCONNECTED, timeout=None)
+        for task in actions:
+            task.cancel()
+        if call.session.bye_sent:
+            stats.actions["BYE sent"] += 1
+        cancelled = answered is None and call.cause == 487
+        stats.call_ended(call.cause, was_up=was_up, answered=answered, cancelled=cancelled)
+        await call.close()
+        if link is not None:
+            link.progress(ended=stats.ended)
+        if setup.calls is not None and stats.ended >= setup.calls:
+            stop.set()
 
-        async def accept() -> None:
-            while True:
-                call = await agent.incoming()
-                task = loop.create_task(handle(call))
-                handlers.add(task)
-                task.add_done_callback(handlers.discard)
+    async def accept() -> None:
+        while True:
+            call = await agent.incoming()
+            task = loop.create_task(handle(call))
+            handlers.add(task)
+            task.add_done_callback(handlers.discard)
 
-        acceptor = loop.create_task(accept())
+    acceptor = loop.create_task(accept())
+    try:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), duration)
+            if link is None:
+                await asyncio.wait_for(stop.wait(), setup.duration)
+            else:
+                await link.stopped()
         for task in (acceptor, *handlers):  # the calls they held are closed by agent.close()
             task.cancel()
         await asyncio.gather(acceptor, *handlers, return_exceptions=True)
         await monitoring.stop(services)
-        report = await agent.close(timeout=limits.shutdown_timeout)
-        if trace is not None and trace_path:
-            trace.rebased().write(trace_path)
-            click.echo(f"trace: {len(trace)} events in {trace_path}", err=True)
-        for line in stats.summary(agent.endpoint.stats.items(), _memory(agent, report)):
-            click.echo(line, err=True)
-        if authenticator is not None:
-            click.echo(f"authentication: {authenticator.statistics().as_dict()}", err=True)
-        _exit_report(agent, report)
+        report = await agent.close(
+            timeout=limits.shutdown_timeout, linger=link.linger if link is not None else None
+        )
+    finally:
+        if link is not None:
+            link.detach()
+    trace_path = setup.trace_path
+    if trace is not None and trace_path:
+        if link is not None:  # one file per worker: trace.jsonl -> trace.2.jsonl
+            path = Path(trace_path)
+            trace_path = str(path.with_name(f"{path.stem}.{link.rank}{path.suffix}"))
+        trace.rebased().write(trace_path)
+        click.echo(f"trace: {len(trace)} events in {trace_path}", err=True)
+    summary = stats.summary(agent.endpoint.stats.items(), _memory(agent, report))
+    if authenticator is not None:
+        summary.append(f"authentication: {authenticator.statistics().as_dict()}")
+    if link is not None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        memory = agent.endpoint.factory.statistics()
+        link.report(
+            AnswerWorkerReport(
+                rank=link.rank,
+                pid=os.getpid(),
+                stats=stats,
+                endpoint=dict(agent.endpoint.stats),
+                max_used_size=memory.max_used_size,
+                used_size=memory.used_size,
+                leaked_blocks=report.total_blocks,
+                summary=summary,
+                extra=_exit_lines(agent, report),
+                cpu_seconds=usage.ru_utime + usage.ru_stime,
+                max_rss_kib=usage.ru_maxrss,
+            )
+        )
         return 1 if report else 0
+    for line in summary:
+        click.echo(line, err=True)
+    _exit_report(agent, report)
+    return 1 if report else 0
 
-    raise SystemExit(asyncio.run(serve()))
+
+def answer_worker(link: WorkerLink, setup: AnswerSetup) -> int:
+    """One worker of ``invsess answer --workers N`` (run in its own process by the pool)."""
+    configure(setup.log_level)
+    try:
+        return run_loop(_serve_answer(setup, link), loop=setup.loop)
+    except click.ClickException as exc:  # cannot listen, and the like: the supervisor says it
+        link.failed(exc.format_message())
+        return 2
+    except UsageError as exc:
+        link.failed(str(exc))
+        return 2
+
+
+def _worker_listen(
+    listen: tuple[str, ...], rank: int, info: dict[str, Any] | None, per_worker: bool
+) -> tuple[str, ...]:
+    """Worker ``rank``'s --listen: PORT+rank-1 with --port-per-worker; else the shared ports,
+    the ones the first worker bound where port 0 was asked for (``info``: its report)."""
+    specs = [ListenSpec.parse(spec) for spec in listen]
+    if per_worker:
+        ports = [spec.port + rank - 1 if spec.port else 0 for spec in specs]
+    elif info is not None:
+        bound = [line.rsplit(":", 1)[1] for line in info["listen"]]
+        ports = [int(port) for port in bound]
+    else:
+        ports = [spec.port for spec in specs]
+    out = []
+    for spec, port in zip(specs, ports, strict=True):
+        host = f"[{spec.host}]" if ":" in spec.host else spec.host
+        out.append(f"{spec.transport}:{host}:{port}")
+    return tuple(out)
+
+
+async def _supervise_answer(setup: AnswerSetup, count: int, per_worker: bool) -> int:
+    """``invsess answer --workers N``: start the workers, relay the stop, print their reports
+    and their sum (invsess.aio.workers)."""
+    shared = not per_worker
+    first_alone = shared and any(ListenSpec.parse(spec).port == 0 for spec in setup.listen)
+    worker_setup = attrs.evolve(
+        setup, calls=None, duration=None, reuse_port=shared, monitoring=setup.monitoring.private()
+    )
+
+    def payload_for(rank: int, info: dict[str, Any] | None) -> AnswerSetup:
+        return attrs.evolve(worker_setup, listen=_worker_listen(setup.listen, rank, info, per_worker))
+
+    pool = WorkerPool(count, answer_worker)
+    supervisor = Supervisor(pool, shutdown_timeout=setup.limits.shutdown_timeout)
+    supervisor.stop_on_signals()
+    try:
+        workers = await pool.start(payload_for, first_alone=first_alone)
+    except WorkerStartError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in supervisor.listening(shared):
+        click.echo(line, err=True)
+    try:
+        services = await setup.monitoring.start_for_workers(workers)
+    except click.ClickException:
+        pool.stop(hurry=True)
+        await pool.finish(0)
+        raise
+    results = await supervisor.run(calls=setup.calls, duration=setup.duration)
+    await MonitoringOptions.stop(services)
+    reports = [r.report for r in results if isinstance(r.report, AnswerWorkerReport)]
+    for result in results:
+        if isinstance(result.report, AnswerWorkerReport):
+            for line in result.report.lines():
+                click.echo(line, err=True)
+        else:
+            click.echo(
+                f"worker {result.rank} (pid {result.pid}): no report, exit status {result.exitcode}", err=True
+            )
+    for line in AnswerWorkerReport.combined(reports):
+        click.echo(line, err=True)
+    failed = [r for r in results if not r.ok]
+    if supervisor.lost:
+        click.echo("a worker exited on its own: the others were stopped", err=True)
+    return 1 if failed or supervisor.lost else 0
 
 
 @main.command()

@@ -142,13 +142,30 @@ class AnswererStats:
             self.cancelled += 1
         self.causes[str(cause) if cause is not None else "none"] += 1
 
-    def summary(self, endpoint_stats: Iterable[tuple[str, int]], memory: str) -> list[str]:
+    @classmethod
+    def merged(cls, parts: Iterable[AnswererStats]) -> AnswererStats:
+        """The sum of several processes' statistics (``most_up``: the sum of their peaks, an
+        upper bound of the peak of the sum)."""
+        out = cls()
+        for part in parts:
+            out.received += part.received
+            out.answered.update(part.answered)
+            out.cancelled += part.cancelled
+            out.causes.update(part.causes)
+            out.actions.update(part.actions)
+            out.up += part.up
+            out.most_up += part.most_up
+        return out
+
+    def summary(
+        self, endpoint_stats: Iterable[tuple[str, int]], memory: str, *, peak: str = "at most {} up at once"
+    ) -> list[str]:
         """The statistics printed at exit."""
         causes = f" (cause {_counts(self.causes)})" if self.causes else ""
         answered = _counts(self.answered) or "none"
         lines = [
             f"calls ended: {self.ended}{causes}; received {self.received}, answered {answered}, "
-            f"cancelled by the caller {self.cancelled}, at most {self.most_up} up at once"
+            f"cancelled by the caller {self.cancelled}, {peak.format(self.most_up)}"
         ]
         if self.actions:
             lines.append(f"in-call requests: {_counts(self.actions)}")
@@ -159,4 +176,59 @@ class AnswererStats:
         return lines
 
 
-__all__ = ["PERCENTILES", "AnswererStats", "CallerStats", "percentile"]
+@attrs.define
+class AnswerWorkerReport:
+    """What one worker of ``invsess answer --workers N`` reports at exit (pickled to the
+    supervisor): its statistics and lines, its memory and CPU."""
+
+    rank: int
+    pid: int
+    stats: AnswererStats
+    endpoint: dict[str, int]
+    max_used_size: int
+    used_size: int
+    leaked_blocks: int
+    #: Its summary lines, then its exit lines (calls still up, limits, leak report).
+    summary: list[str]
+    extra: list[str]
+    cpu_seconds: float = 0.0
+    max_rss_kib: int = 0
+
+    def lines(self) -> list[str]:
+        """This worker's lines, each prefixed with who it is."""
+        who = f"worker {self.rank} (pid {self.pid}): "
+        out = [who + line for line in self.summary]
+        out.append(f"{who}cpu {self.cpu_seconds:.2f} s, peak RSS {self.max_rss_kib / 1024:.1f} MiB")
+        for line in self.extra:
+            head, *rest = line.splitlines() or [""]
+            out.append(who + head)
+            out += [f"    {more}" for more in rest]
+        return out
+
+    @staticmethod
+    def combined(reports: Sequence[AnswerWorkerReport]) -> list[str]:
+        """The sum over the workers that reported, then the total of leaked blocks (the last
+        line, as a single process's report ends)."""
+        if not reports:
+            return ["no worker reported"]
+        stats = AnswererStats.merged(r.stats for r in reports)
+        endpoint: Counter[str] = Counter()
+        for r in reports:
+            endpoint.update(r.endpoint)
+        leaked = sum(r.leaked_blocks for r in reports)
+        memory = (
+            f"max_used_size {sum(r.max_used_size for r in reports)} bytes (sum of the workers' peaks), "
+            f"used_size {sum(r.used_size for r in reports)}, {leaked} leaked blocks"
+        )
+        who = f"all {len(reports)} workers: "
+        lines = stats.summary(
+            endpoint.items(), memory, peak="at most {} up at once (sum of the workers' peaks)"
+        )
+        out = [who + line for line in lines]
+        cpu = sum(r.cpu_seconds for r in reports)
+        out.append(f"{who}cpu {cpu:.2f} s")
+        out.append(f"{leaked} leaked blocks")
+        return out
+
+
+__all__ = ["PERCENTILES", "AnswerWorkerReport", "AnswererStats", "CallerStats", "percentile"]

@@ -473,6 +473,7 @@ class UserAgent:
         lock_codec: bool = False,
         stream_limits: StreamLimits | None = None,
         udp_limits: UdpLimits | None = None,
+        reuse_port: bool = False,
     ) -> UserAgent:
         """Open the listeners and start reading events.
 
@@ -484,6 +485,8 @@ class UserAgent:
         ``lock_codec`` re-offers one codec after an answer that kept several (pjsua's option;
         see :mod:`invsess.inv.lock`). ``stream_limits`` and ``udp_limits`` bound the transports
         (docs/hardening.md); the call, transaction and rate limits are the ``config``'s.
+        ``reuse_port``: the UDP listeners share their ports with other processes (one of
+        ``invsess answer --workers N``; see :mod:`invsess.aio.workers`).
         """
         if config is None:
             supported = option_tags(timer, rel100)
@@ -507,7 +510,7 @@ class UserAgent:
         )
         try:
             for spec in listen:
-                await aio.listen(spec)
+                await aio.listen(spec, reuse_port=reuse_port)
         except BaseException:
             await aio.close(timeout=0)
             raise
@@ -790,11 +793,19 @@ class UserAgent:
         self._hurry.set()
         self.aio.hurry()
 
-    async def close(self, timeout: float = 5.0) -> LeakReport:
+    async def close(
+        self, timeout: float = 5.0, *, linger: Callable[[], Awaitable[None]] | None = None
+    ) -> LeakReport:
         """Hang up every call still up, all at once; wait at most ``timeout`` seconds in all
         (less after :meth:`hurry`) for their peers; end the rest by running their timers out;
         release every call; remove our bindings at registrars (``Expires: 0``); close the
         transports; return the leak report.
+
+        ``linger``, when given, is awaited once all that is done and before the transports
+        close, with the agent still serving (a new call gets 503): a worker sharing its port
+        with others keeps its socket in the group until every worker is done, so that the
+        kernel's choice of socket for the others' calls does not change under them
+        (:mod:`invsess.aio.workers`).
 
         :attr:`shutdown` says how many calls were still up and how each ended.
         """
@@ -843,6 +854,8 @@ class UserAgent:
             await registration.unregister(
                 timeout=0.5 if self._hurry.is_set() else max(deadline - loop.time(), 1.0)
             )
+        if linger is not None:
+            await linger()
         for task in list(self._tasks):  # offer and request handlers still running
             task.cancel()
         for pending in self._requests.values():  # send_request() still waiting: no answer

@@ -114,10 +114,14 @@ class AsyncEndpoint:
 
     # -- set-up ------------------------------------------------------------------------------
 
-    async def listen(self, spec: ListenSpec | str) -> Address:
-        """Open a listener; returns the bound address and tells the core about it."""
+    async def listen(self, spec: ListenSpec | str, *, reuse_port: bool = False) -> Address:
+        """Open a listener; returns the bound address and tells the core about it.
+        ``reuse_port``: a UDP port shared with other processes (see :meth:`UdpTransport.open`;
+        TCP and TLS are not shared)."""
         if isinstance(spec, str):
             spec = ListenSpec.parse(spec)
+        if reuse_port and spec.transport != "udp":
+            raise LocalProtocolError(f"only udp listeners share a port, not {spec.transport}")
         if spec.transport == "udp":
             udp = UdpTransport(
                 self._feed,
@@ -128,7 +132,7 @@ class AsyncEndpoint:
                 admit=self._admitted,
                 limits=self.udp_limits,
             )
-            bound: Address = await udp.open(spec.host, spec.port)
+            bound: Address = await udp.open(spec.host, spec.port, reuse_port=reuse_port)
             self.endpoint.driver_admits("udp")
             self._udp["udp"] = udp
             self._udp_all.append(udp)

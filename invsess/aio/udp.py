@@ -71,12 +71,19 @@ class UdpTransport:
         self._queue: deque[tuple[float, bytes, Address]] = deque()
         self._draining = False
 
-    async def open(self, host: str, port: int) -> Address:
-        """Bind and start reading; returns the bound address (port 0 picks a free one)."""
+    async def open(self, host: str, port: int, *, reuse_port: bool = False) -> Address:
+        """Bind and start reading; returns the bound address (port 0 picks a free one).
+
+        ``reuse_port``: share the port with the other sockets of this user bound with it
+        (``SO_REUSEPORT``): the kernel gives each datagram to one of them by a hash of its
+        source and destination addresses and ports, so one source stays with one socket while
+        the set of sockets is unchanged (:mod:`invsess.aio.workers`)."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if self.limits.receive_buffer is not None:
                 with contextlib.suppress(OSError):  # a smaller buffer is a degraded, not a broken, setup
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.limits.receive_buffer)
