@@ -25,10 +25,10 @@ from invsess.aio import Call, CallError, ListenSpec, RegistrationError, SendGuar
 from invsess.aio.loop import ENV as LOOP_ENV
 from invsess.aio.loop import LOOPS, running_loop_name
 from invsess.aio.loop import run as run_loop
-from invsess.aio.workers import Worker, WorkerLink, WorkerPool, WorkerStartError
+from invsess.aio.workers import Worker, WorkerLink, WorkerMain, WorkerPool, WorkerStartError
 from invsess.auth import Algorithm, DigestAuthenticator
 from invsess.b2bua import B2bua
-from invsess.cli_report import AnswererStats, AnswerWorkerReport, CallerStats
+from invsess.cli_report import AnswererStats, AnswerWorkerReport, B2buaWorkerReport, CallerStats
 from invsess.cli_workers import Supervisor
 from invsess.demo import run_demo
 from invsess.demo_call import run_call
@@ -1177,19 +1177,48 @@ def _worker_listen(
 
 
 async def _supervise_answer(setup: AnswerSetup, count: int, per_worker: bool) -> int:
-    """``invsess answer --workers N``: start the workers, relay the stop, print their reports
-    and their sum (invsess.aio.workers)."""
-    shared = not per_worker
-    first_alone = shared and any(ListenSpec.parse(spec).port == 0 for spec in setup.listen)
+    """``invsess answer --workers N`` (invsess.aio.workers)."""
     worker_setup = attrs.evolve(
-        setup, calls=None, duration=None, reuse_port=shared, monitoring=setup.monitoring.private()
+        setup, calls=None, duration=None, reuse_port=not per_worker, monitoring=setup.monitoring.private()
+    )
+    return await _supervise(
+        count,
+        per_worker,
+        setup.listen,
+        answer_worker,
+        lambda listen: attrs.evolve(worker_setup, listen=listen),
+        calls=setup.calls,
+        duration=setup.duration,
+        shutdown_timeout=setup.limits.shutdown_timeout,
+        monitoring=setup.monitoring,
+        combine=AnswerWorkerReport.combined,
     )
 
-    def payload_for(rank: int, info: dict[str, Any] | None) -> AnswerSetup:
-        return attrs.evolve(worker_setup, listen=_worker_listen(setup.listen, rank, info, per_worker))
 
-    pool = WorkerPool(count, answer_worker)
-    supervisor = Supervisor(pool, shutdown_timeout=setup.limits.shutdown_timeout)
+async def _supervise(
+    count: int,
+    per_worker: bool,
+    listen: tuple[str, ...],
+    worker_main: WorkerMain,
+    make_payload: Callable[[tuple[str, ...]], Any],
+    *,
+    calls: int | None,
+    duration: float | None,
+    shutdown_timeout: float,
+    monitoring: MonitoringOptions | None,
+    combine: Callable[[list[Any]], list[str]],
+) -> int:
+    """Start ``count`` workers serving ``listen`` (shared, or a port each), relay the stop,
+    print each worker's report (``.lines()``) and ``combine`` of them all; 1 if any worker
+    leaked, failed or was lost."""
+    shared = not per_worker
+    first_alone = shared and any(ListenSpec.parse(spec).port == 0 for spec in listen)
+
+    def payload_for(rank: int, info: dict[str, Any] | None) -> Any:
+        return make_payload(_worker_listen(listen, rank, info, per_worker))
+
+    pool = WorkerPool(count, worker_main)
+    supervisor = Supervisor(pool, shutdown_timeout=shutdown_timeout)
     supervisor.stop_on_signals()
     try:
         workers = await pool.start(payload_for, first_alone=first_alone)
@@ -1197,29 +1226,30 @@ async def _supervise_answer(setup: AnswerSetup, count: int, per_worker: bool) ->
         raise click.ClickException(str(exc)) from None
     for line in supervisor.listening(shared):
         click.echo(line, err=True)
-    try:
-        services = await setup.monitoring.start_for_workers(workers)
-    except click.ClickException:
-        pool.stop(hurry=True)
-        await pool.finish(0)
-        raise
-    results = await supervisor.run(calls=setup.calls, duration=setup.duration)
+    services: list[HttpService] = []
+    if monitoring is not None:
+        try:
+            services = await monitoring.start_for_workers(workers)
+        except click.ClickException:
+            pool.stop(hurry=True)
+            await pool.finish(0)
+            raise
+    results = await supervisor.run(calls=calls, duration=duration)
     await MonitoringOptions.stop(services)
-    reports = [r.report for r in results if isinstance(r.report, AnswerWorkerReport)]
+    reports = [r.report for r in results if r.report is not None]
     for result in results:
-        if isinstance(result.report, AnswerWorkerReport):
+        if result.report is not None:
             for line in result.report.lines():
                 click.echo(line, err=True)
         else:
             click.echo(
                 f"worker {result.rank} (pid {result.pid}): no report, exit status {result.exitcode}", err=True
             )
-    for line in AnswerWorkerReport.combined(reports):
+    for line in combine(reports):
         click.echo(line, err=True)
-    failed = [r for r in results if not r.ok]
     if supervisor.lost:
         click.echo("a worker exited on its own: the others were stopped", err=True)
-    return 1 if failed or supervisor.lost else 0
+    return 1 if supervisor.lost or any(not r.ok for r in results) else 0
 
 
 @main.command()
@@ -1642,6 +1672,8 @@ def register(  # noqa: PLR0917 - click passes every option positionally by name
     default="warning",
     show_default=True,
 )
+@_worker_options
+@_loop_option
 def b2bua(  # noqa: PLR0917 - click passes every option positionally by name
     listen: tuple[str, ...],
     to: str,
@@ -1654,12 +1686,17 @@ def b2bua(  # noqa: PLR0917 - click passes every option positionally by name
     duration: float | None,
     trace_path: str | None,
     log_level: str,
+    workers: int,
+    port_per_worker: bool,
+    loop: str | None,
 ) -> None:
     """Bridge every call received on --listen to --to: a back-to-back user agent.
 
     Each call gets a second call of its own to --to; offers (hold, resume, late offers, early
     media), CANCEL, BYE, failures and INFO (DTMF) pass between the two legs. Prints the outcomes
     and the leak report at exit (interrupt, --calls or --duration); exits 1 if anything leaked.
+    With --workers N, N processes share the UDP port (each places its second legs from a port of
+    its own) or take a port each (--port-per-worker); see docs/performance.md.
     """
     configure(log_level)
     timer = timer_settings(timer_spec, min_se)
@@ -1669,52 +1706,173 @@ def b2bua(  # noqa: PLR0917 - click passes every option positionally by name
         raise click.BadParameter(str(exc), param_hint="--listen") from None
     if any(spec.transport == "tls" for spec in specs):
         raise click.BadParameter("the b2bua command listens on udp and tcp", param_hint="--listen")
-
-    async def serve() -> int:
-        trace = Trace() if trace_path else None
-        supported = option_tags(timer, rel100)
-        prack = ("PRACK",) if "100rel" in supported else ()
-        config = EndpointConfig(
-            allow=("INVITE", "BYE", "OPTIONS", "UPDATE", "INFO", "MESSAGE", *prack),
-            supported=supported,
-            accept=("application/sdp", "application/dtmf-relay", "application/dtmf", "text/plain"),
-            timers=TimerConfig(t1=t1, t2=max(4.0, t1), t4=max(5.0, t1)),
+    _check_workers(workers, port_per_worker, listen, None)
+    try:
+        target = parse_uri(to)
+    except ParseError as exc:
+        raise click.BadParameter(str(exc), param_hint="--to") from None
+    if not isinstance(target, SipUri):
+        raise click.BadParameter(f"--to must be a sip: or sips: URI, not {to!r}", param_hint="--to")
+    setup = B2buaSetup(
+        listen=listen,
+        to=to,
+        t1=t1,
+        timer=timer,
+        rel100=rel100,
+        loopback_only=loopback_only,
+        calls=calls,
+        duration=duration,
+        trace_path=trace_path,
+        log_level=log_level,
+        loop=loop,
+    )
+    try:
+        if workers == 1:
+            raise SystemExit(run_loop(_serve_b2bua(setup, None), loop=loop))
+        worker_setup = attrs.evolve(setup, calls=None, duration=None, shared=not port_per_worker)
+        supervised = _supervise(
+            workers,
+            port_per_worker,
+            listen,
+            b2bua_worker,
+            lambda listen: attrs.evolve(worker_setup, listen=listen),
+            calls=calls,
+            duration=duration,
+            shutdown_timeout=5.0,
+            monitoring=None,
+            combine=B2buaWorkerReport.combined,
         )
-        try:
-            bridge = await B2bua.create(
-                specs, to, config=config, trace=trace, timer=timer, rel100=rel100,
-                guard=SendGuard.loopback_only() if loopback_only else SendGuard(),
-            )  # fmt: skip
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--to") from None
-        except OSError as exc:
-            raise click.ClickException(f"cannot listen: {exc}") from None
-        for transport, (host, port) in bridge.ua.endpoint.listeners.items():
-            click.echo(f"listening on {transport}:{host}:{port}, bridging to {to}", err=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
+        raise SystemExit(run_loop(supervised, loop=loop))
+    except UsageError as exc:  # --loop uvloop without uvloop
+        raise click.UsageError(str(exc)) from None
+
+
+@attrs.frozen
+class B2buaSetup:
+    """What ``invsess b2bua`` was asked (what each worker gets with ``--workers``)."""
+
+    listen: tuple[str, ...]
+    to: str
+    t1: float
+    timer: TimerSettings | None
+    rel100: str
+    loopback_only: bool
+    calls: int | None
+    duration: float | None
+    trace_path: str | None
+    log_level: str
+    loop: str | None
+    #: A worker sharing the UDP ports with the others: its second legs go from a port of its own.
+    shared: bool = False
+
+
+async def _serve_b2bua(setup: B2buaSetup, link: WorkerLink | None) -> int:
+    """``invsess b2bua``'s serving, in one process or as one of ``--workers``."""
+    trace = Trace() if setup.trace_path else None
+    supported = option_tags(setup.timer, setup.rel100)
+    prack = ("PRACK",) if "100rel" in supported else ()
+    config = EndpointConfig(
+        allow=("INVITE", "BYE", "OPTIONS", "UPDATE", "INFO", "MESSAGE", *prack),
+        supported=supported,
+        accept=("application/sdp", "application/dtmf-relay", "application/dtmf", "text/plain"),
+        timers=TimerConfig(t1=setup.t1, t2=max(4.0, setup.t1), t4=max(5.0, setup.t1)),
+    )
+    specs = [ListenSpec.parse(spec) for spec in setup.listen]
+    # A worker sharing the port places leg B from a port of its own, on the first address.
+    outbound = [ListenSpec("udp", specs[0].host, 0)] if setup.shared else []
+    try:
+        bridge = await B2bua.create(
+            specs, setup.to, config=config, trace=trace, timer=setup.timer, rel100=setup.rel100,
+            guard=SendGuard.loopback_only() if setup.loopback_only else SendGuard(),
+            reuse_port=setup.shared, outbound=outbound,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--to") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen: {exc}") from None
+    listening = [
+        f"listening on {transport}:{host}:{port}, bridging to {setup.to}"
+        for transport, (host, port) in bridge.ua.endpoint.listeners.items()
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    if link is None:
+        for line in listening:
+            click.echo(line, err=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+    else:
+        link.attach()
+        link.on_hurry = bridge.ua.hurry
+        legs_b = [f"{t}:{h}:{p}" for t, (h, p) in bridge.outbound.endpoint.listeners.items()]
+        link.ready(
+            listen=[f"listening on {t}:{h}:{p}" for t, (h, p) in bridge.ua.endpoint.listeners.items()],
+            pid=os.getpid(),
+            loop=running_loop_name(),
+            **({"leg_b": legs_b} if bridge.outbound is not bridge.ua else {}),
+        )
 
-        async def count() -> None:
-            while calls is None or sum(bridge.outcomes.values()) < calls:
-                await asyncio.sleep(0.1)
-            stop.set()
+    async def count() -> None:
+        while True:
+            bridged = sum(bridge.outcomes.values())
+            if link is not None:
+                link.progress(ended=bridged)
+            if setup.calls is not None and bridged >= setup.calls:
+                stop.set()
+                return
+            await asyncio.sleep(0.1)
 
-        counter = loop.create_task(count())
+    counter = loop.create_task(count())
+    try:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), duration)
+            if link is None:
+                await asyncio.wait_for(stop.wait(), setup.duration)
+            else:
+                await link.stopped()
         counter.cancel()
-        report = await bridge.close()
-        if trace is not None and trace_path:
-            trace.write(trace_path)
-        outcomes = ", ".join(f"{code} x{n}" for code, n in sorted(bridge.outcomes.items())) or "none"
-        click.echo(f"calls bridged: {bridge.started}; outcomes: {outcomes}", err=True)
-        click.echo(report.format(), err=True)
+        report = await bridge.close(linger=link.linger if link is not None else None)
+    finally:
+        if link is not None:
+            link.detach()
+    trace_path = setup.trace_path
+    if trace is not None and trace_path:
+        if link is not None:
+            path = Path(trace_path)
+            trace_path = str(path.with_name(f"{path.stem}.{link.rank}{path.suffix}"))
+        trace.write(trace_path)
+    if link is not None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        link.report(
+            B2buaWorkerReport(
+                rank=link.rank,
+                pid=os.getpid(),
+                started=bridge.started,
+                outcomes=dict(bridge.outcomes),
+                leaked_blocks=report.total_blocks,
+                leak_report=report.format(),
+                cpu_seconds=usage.ru_utime + usage.ru_stime,
+                max_rss_kib=usage.ru_maxrss,
+            )
+        )
         return 1 if report else 0
+    outcomes = ", ".join(f"{code} x{n}" for code, n in sorted(bridge.outcomes.items())) or "none"
+    click.echo(f"calls bridged: {bridge.started}; outcomes: {outcomes}", err=True)
+    click.echo(report.format(), err=True)
+    return 1 if report else 0
 
-    raise SystemExit(asyncio.run(serve()))
+
+def b2bua_worker(link: WorkerLink, setup: B2buaSetup) -> int:
+    """One worker of ``invsess b2bua --workers N``."""
+    configure(setup.log_level)
+    try:
+        return run_loop(_serve_b2bua(setup, link), loop=setup.loop)
+    except click.ClickException as exc:
+        link.failed(exc.format_message())
+        return 2
+    except UsageError as exc:
+        link.failed(str(exc))
+        return 2
 
 
 @main.command()

@@ -231,4 +231,54 @@ class AnswerWorkerReport:
         return out
 
 
-__all__ = ["PERCENTILES", "AnswerWorkerReport", "AnswererStats", "CallerStats", "percentile"]
+@attrs.define
+class B2buaWorkerReport:
+    """What one worker of ``invsess b2bua --workers N`` reports at exit."""
+
+    rank: int
+    pid: int
+    started: int
+    outcomes: dict[int, int]
+    leaked_blocks: int
+    leak_report: str
+    cpu_seconds: float = 0.0
+    max_rss_kib: int = 0
+
+    def lines(self) -> list[str]:
+        """This worker's lines, prefixed with who it is."""
+        who = f"worker {self.rank} (pid {self.pid}): "
+        head, *rest = self.leak_report.splitlines() or [""]
+        return [
+            f"{who}calls bridged: {self.started}; outcomes: {_outcomes(self.outcomes)}",
+            f"{who}cpu {self.cpu_seconds:.2f} s, peak RSS {self.max_rss_kib / 1024:.1f} MiB",
+            who + head,
+            *(f"    {line}" for line in rest),
+        ]
+
+    @staticmethod
+    def combined(reports: Sequence[B2buaWorkerReport]) -> list[str]:
+        """The sums, then the total of leaked blocks (the last line)."""
+        outcomes: Counter[int] = Counter()
+        for r in reports:
+            outcomes.update(r.outcomes)
+        who = f"all {len(reports)} workers: "
+        leaked = sum(r.leaked_blocks for r in reports)
+        return [
+            f"{who}calls bridged: {sum(r.started for r in reports)}; outcomes: {_outcomes(outcomes)}",
+            f"{who}cpu {sum(r.cpu_seconds for r in reports):.2f} s",
+            f"{leaked} leaked blocks",
+        ]
+
+
+def _outcomes(outcomes: dict[int, int]) -> str:
+    return ", ".join(f"{code} x{n}" for code, n in sorted(outcomes.items())) or "none"
+
+
+__all__ = [
+    "PERCENTILES",
+    "AnswerWorkerReport",
+    "AnswererStats",
+    "B2buaWorkerReport",
+    "CallerStats",
+    "percentile",
+]

@@ -62,6 +62,7 @@ class Supervisor:
         for worker in workers:
             info = worker.info or {}
             what = [] if shared else list(info.get("listen", []))
+            what += [f"second legs from {address}" for address in info.get("leg_b", [])]
             what += [f"{kind} {info[kind]}" for kind in ("rpc", "metrics") if info.get(kind)]
             loop = info.get("loop", "?")
             lines.append(f"worker {worker.rank} (pid {worker.pid}, {loop}): " + ("; ".join(what) or "ready"))

@@ -38,7 +38,7 @@ import asyncio
 import contextlib
 import ssl
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from invsess.aio.agent import Call, RequestHandler, UserAgent
 from invsess.aio.endpoint import ListenSpec
@@ -113,7 +113,7 @@ class Bridge:
             await self.close()
 
     async def _run(self) -> None:
-        a, ua = self.a, self.b2bua.ua
+        a, ua = self.a, self.b2bua.outbound
         request = a.request
         try:
             self.b = b = await ua.call(
@@ -253,11 +253,15 @@ class Bridge:
 class B2bua:
     """Bridges every incoming call to ``to``; see the module docstring."""
 
-    def __init__(self, ua: UserAgent, to: str) -> None:
+    def __init__(self, ua: UserAgent, to: str, *, outbound: UserAgent | None = None) -> None:
         target = parse_uri(to)
         if not isinstance(target, SipUri):
             raise ValueError(f"--to must be a sip: or sips: URI, not {to!r}")  # noqa: TRY004 - a bad value
         self.ua = ua
+        #: The agent that places leg B: ``ua`` itself, or one with an address of its own (a
+        #: worker sharing ``ua``'s port with others: leg B's answers and requests must reach
+        #: this worker, so its Via and Contact name a port no other worker shares).
+        self.outbound = outbound or ua
         self.to = target
         self.bridges: set[Bridge] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -265,6 +269,8 @@ class B2bua:
         self.outcomes: Counter[int] = Counter()
         self.started = 0
         ua.on_incoming = self._accept
+        if self.outbound is not ua:  # a call to leg B's address is bridged all the same
+            self.outbound.on_incoming = self._accept
 
     @classmethod
     async def create(
@@ -280,8 +286,15 @@ class B2bua:
         resolver: Resolver | None = None,
         server_ssl: ssl.SSLContext | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
+        outbound: Iterable[str | ListenSpec] = (),
     ) -> B2bua:
-        """A user agent without SDP of its own (every SDP is a leg's), bridging to ``to``."""
+        """A user agent without SDP of its own (every SDP is a leg's), bridging to ``to``.
+
+        ``reuse_port``: the UDP listeners share their ports with other processes (a worker of
+        ``invsess b2bua --workers N``, :mod:`invsess.aio.workers`); ``outbound``: listeners of a
+        second agent of the same configuration that places every leg B (the worker's own
+        port)."""
         if not isinstance(parse_uri(to), SipUri):  # before any socket is opened
             raise ValueError(f"--to must be a sip: or sips: URI, not {to!r}")  # noqa: TRY004 - a bad value
         if config is None:
@@ -293,8 +306,21 @@ class B2bua:
         ua = await UserAgent.create(
             listen, sdp=None, user="b2bua", config=config, guard=guard, trace=trace, timer=timer,
             rel100=rel100, resolver=resolver, server_ssl=server_ssl, client_ssl=client_ssl,
+            reuse_port=reuse_port,
         )  # fmt: skip
-        return cls(ua, to)
+        second = None
+        outbound = list(outbound)
+        if outbound:
+            try:
+                second = await UserAgent.create(
+                    outbound, sdp=None, user="b2bua", config=config, guard=guard, trace=trace,
+                    timer=timer, rel100=rel100, resolver=resolver, server_ssl=server_ssl,
+                    client_ssl=client_ssl,
+                )  # fmt: skip
+            except BaseException:
+                await ua.close(timeout=0)
+                raise
+        return cls(ua, to, outbound=second)
 
     def target_for(self, request: Request | None) -> str:
         """Leg B's Request-URI: ``to``, with the caller's user part when ``to`` has none."""
@@ -325,8 +351,11 @@ class B2bua:
         """Bridges in progress."""
         return len(self.bridges)
 
-    async def close(self, timeout: float = 5.0) -> LeakReport:
-        """Hang up what is still up, wait for the bridges to release their legs, report leaks."""
+    async def close(
+        self, timeout: float = 5.0, *, linger: Callable[[], Awaitable[None]] | None = None
+    ) -> LeakReport:
+        """Hang up what is still up, wait for the bridges to release their legs, report leaks
+        (``linger``: see :meth:`UserAgent.close`)."""
 
         async def hang_up(leg: Call) -> None:
             with contextlib.suppress(CallError, LocalProtocolError, TimeoutError):
@@ -339,7 +368,18 @@ class B2bua:
             await asyncio.wait(list(self._tasks), timeout=timeout)
         for task in list(self._tasks):
             task.cancel()
-        return await self.ua.close(timeout=timeout)
+        return await self._close_agents(timeout, linger)
+
+    async def _close_agents(self, timeout: float, linger: Callable[[], Awaitable[None]] | None) -> LeakReport:
+        if self.outbound is self.ua:
+            return await self.ua.close(timeout=timeout, linger=linger)
+        # Both at once: each lingers (its sockets open) until the other is done too.
+        first, second = await asyncio.gather(
+            self.ua.close(timeout=timeout, linger=linger), self.outbound.close(timeout=timeout)
+        )
+        # One report for both agents: what leaked in either (largest first, as each report is).
+        entries = sorted((*first.entries, *second.entries), key=lambda e: -e.size)
+        return LeakReport(tuple(entries), (*first.pools, *second.pools), (*first.dangling, *second.dangling))
 
 
 __all__ = ["B2bua", "Bridge", "map_failure"]
