@@ -353,7 +353,9 @@ class WorkerPool:
         # What it sent before it exited is still in the pipe: read it first.
         if not worker.conn.closed:
             self._readable(worker)
-        worker.process.join(0)
+        # The sentinel turns readable as the process closes its descriptors, a moment before
+        # the kernel has its exit status: wait for that moment (it is short).
+        worker.process.join(5.0)
         worker.exited = True
         self._forget_conn(worker)
         if not self._stopping:

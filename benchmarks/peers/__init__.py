@@ -1,0 +1,1 @@
+"""The comparison peers of ``benchmarks/cps.py``: auto-answering UASes on other SIP stacks."""
