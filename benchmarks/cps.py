@@ -509,7 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--malloc-debug", action="store_true", help="run invsess with MALLOC_DEBUG on")
     parser.add_argument("--json", action="store_true", help="print everything as one JSON line at the end")
-    parser.add_argument("--keep", metavar="DIR", help="keep each contender's output (and SIPp's figures) here")
+    parser.add_argument("--keep", metavar="DIR", help="keep each contender's output here")
     args = parser.parse_args(argv)
     unknown = set(args.contenders) - set(CONTENDERS)
     if unknown:
