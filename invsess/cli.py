@@ -1027,6 +1027,7 @@ async def _serve_answer(setup: AnswerSetup, link: WorkerLink | None) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if link is None:
+        click.echo(f"event loop: {running_loop_name()}", err=True)
         _stop_on_signals(agent, stop)
     else:
         link.attach()
@@ -1293,6 +1294,7 @@ async def _supervise(
     metavar="sip:HOST:PORT",
     help="Send the INVITE through this outbound proxy (a loose router: ;lr is added).",
 )
+@_loop_option
 def call(  # noqa: PLR0917 - click passes every option positionally by name
     uri: str,
     listen: tuple[str, ...],
@@ -1319,6 +1321,7 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
     user: str | None,
     password: str | None,
     proxy: str | None,
+    loop: str | None,
     monitoring: MonitoringOptions,
     **limit_options: Any,
 ) -> None:
@@ -1459,7 +1462,10 @@ def call(  # noqa: PLR0917 - click passes every option positionally by name
             return 0 if not report else 1  # an orderly stop on request
         return 0 if stats.succeeded == calls and not report else 1
 
-    raise SystemExit(asyncio.run(run()))
+    try:
+        raise SystemExit(run_loop(run(), loop=loop))
+    except UsageError as exc:  # --loop uvloop without uvloop
+        raise click.UsageError(str(exc)) from None
 
 
 def _rpc_url(value: str) -> str:
@@ -1799,6 +1805,7 @@ async def _serve_b2bua(setup: B2buaSetup, link: WorkerLink | None) -> int:
     if link is None:
         for line in listening:
             click.echo(line, err=True)
+        click.echo(f"event loop: {running_loop_name()}", err=True)
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
