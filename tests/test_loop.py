@@ -87,7 +87,7 @@ def test_the_command_line_runs_on_each_loop(name: str) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert answer.stderr is not None
-    lines = []
+    lines: list[str] = []
     while not any(line.startswith("event loop:") for line in lines):
         line = answer.stderr.readline()
         assert line, "".join(lines)
