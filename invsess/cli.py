@@ -21,7 +21,17 @@ import attrs
 import click
 
 from invsess import __version__
-from invsess.aio import Call, CallError, ListenSpec, RegistrationError, SendGuard, StreamLimits, UserAgent
+from invsess.aio import (
+    Call,
+    CallEnded,
+    CallError,
+    ListenSpec,
+    RegistrationError,
+    SendGuard,
+    StateChanged,
+    StreamLimits,
+    UserAgent,
+)
 from invsess.aio.loop import ENV as LOOP_ENV
 from invsess.aio.loop import LOOPS, running_loop_name
 from invsess.aio.loop import run as run_loop
@@ -1075,15 +1085,38 @@ async def _serve_answer(setup: AnswerSetup, link: WorkerLink | None) -> int:
         await call.wait_for(InviteState.DISCONNECTED, timeout=None)
         for task in actions:
             task.cancel()
+        ended(call, answered, was_up)
+        await call.close()
+
+    def ended(call: Call, answered: int | None, was_up: bool) -> None:
         if call.session.bye_sent:
             stats.actions["BYE sent"] += 1
         cancelled = answered is None and call.cause == 487
         stats.call_ended(call.cause, was_up=was_up, answered=answered, cancelled=cancelled)
-        await call.close()
         if link is not None:
             link.progress(ended=stats.ended)
         if setup.calls is not None and stats.ended >= setup.calls:
             stop.set()
+
+    def answer_at_once(call: Call) -> None:
+        """The plain case (no ringing, nothing to do in the call): answered from the callback,
+        followed by its state callbacks, with no task of its own per call."""
+        stats.call_received()
+        answered: int | None = None
+        with contextlib.suppress(LocalProtocolError):  # a CANCEL came first
+            call.answer_now(answer_code)
+            answered = answer_code
+        up = [False]
+
+        def on_state(call: Call, event: object) -> None:
+            if isinstance(event, StateChanged) and event.new is InviteState.CONFIRMED and not up[0]:
+                up[0] = True
+                stats.call_up()
+            elif isinstance(event, CallEnded):
+                ended(call, answered, up[0])
+                call.release()
+
+        call.on_state = on_state
 
     async def accept() -> None:
         while True:
@@ -1092,6 +1125,9 @@ async def _serve_answer(setup: AnswerSetup, link: WorkerLink | None) -> int:
             handlers.add(task)
             task.add_done_callback(handlers.discard)
 
+    plain = ring <= 0 and setup.reinvite_after is None and update_after is None and setup.hangup_after is None
+    if plain:
+        agent.on_incoming = answer_at_once
     acceptor = loop.create_task(accept())
     try:
         with contextlib.suppress(TimeoutError):

@@ -169,7 +169,10 @@ class Call:
         self.remote_offer = offer
         #: The final failure response to the INVITE of a call we placed, once it came.
         self.final_response: Response | None = None
-        self._changed = asyncio.Condition()
+        # Tasks waiting for the call's next event (wait_for, events, hangup ...): woken all at
+        # once by _record. A plain list of futures: the pump records from the loop's own
+        # thread, so nothing needs a lock.
+        self._waiters: list[asyncio.Future[None]] = []
         self._log: list[CallEvent] = []
         self.history: list[InviteState] = [session.state]
         self.media: MediaUpdated | None = None
@@ -214,7 +217,7 @@ class Call:
 
     # -- the event stream --------------------------------------------------------------------
 
-    async def _record(self, event: CallEvent) -> None:
+    def _record(self, event: CallEvent) -> None:
         self._log.append(event)
         callback = None
         if isinstance(event, StateChanged | CallEnded):
@@ -230,17 +233,29 @@ class Call:
                 log.error(  # noqa: TRY400 - logged as a value: the facade has no exception()
                     "call callback failed", call_id=self.call_id, error=repr(exc)
                 )
-        async with self._changed:
-            self._changed.notify_all()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _next_event(self) -> None:
+        """Return after the call's next event is recorded."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if not waiter.done() or waiter.cancelled():  # a timeout: stop waiting for it
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
 
     async def events(self) -> AsyncIterator[CallEvent]:
         """Every event of the call, from its first, in order, ending with :class:`CallEnded`."""
         index = 0
         while True:
-            async with self._changed:
-                while index >= len(self._log):
-                    await self._changed.wait()
-                batch = self._log[index:]
+            while index >= len(self._log):
+                await self._next_event()
+            batch = self._log[index:]
             index += len(batch)
             for event in batch:
                 yield event
@@ -250,13 +265,17 @@ class Call:
     async def wait_for(self, state: InviteState, timeout: float | None = 10.0) -> None:
         """Wait until the call reaches ``state``; raises :class:`CallFailed` (or its kinds) if
         it ends first, TimeoutError after ``timeout``."""
-        async with asyncio.timeout(timeout), self._changed:
-            while True:
-                if self.state is state:
-                    return
-                if self.state is InviteState.DISCONNECTED:
-                    raise self.failure(f"before reaching {state.name}")
-                await self._changed.wait()
+        if timeout is None:
+            await self._until(state)
+        else:
+            async with asyncio.timeout(timeout):
+                await self._until(state)
+
+    async def _until(self, state: InviteState) -> None:
+        while self.state is not state:
+            if self.state is InviteState.DISCONNECTED:
+                raise self.failure(f"before reaching {state.name}")
+            await self._next_event()
 
     def failure(self, when: str = "") -> CallFailed:
         """The error that says why the call ended: the final response, a timeout, a transport."""
@@ -284,6 +303,18 @@ class Call:
     ) -> None:
         """Answer an incoming call: 2xx connects (``sdp``: the answer to send, checked against the
         offer; default: made from the agent's SDP), 1xx rings, 3xx-6xx rejects."""
+        self.answer_now(code, reason, sdp=sdp, headers=headers)
+
+    def answer_now(
+        self,
+        code: int = 200,
+        reason: str | None = None,
+        *,
+        sdp: SessionDescription | None = None,
+        headers: Iterable[tuple[str, str]] | None = None,
+    ) -> None:
+        """:meth:`answer`, from a callback that cannot await (``on_incoming``, ``on_state``):
+        the answer is sent before this returns."""
         self.agent.layer.answer(
             self.session, code, self.agent.now(), reason=reason, sdp=sdp, headers=headers or ()
         )
@@ -314,8 +345,7 @@ class Call:
             return
         self.agent.layer.hangup(self.session, self.agent.now(), code=code, reason=reason)
         self.agent.flush()
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.state is InviteState.DISCONNECTED)
+        await self._until(InviteState.DISCONNECTED)
 
     # -- offers inside the call --------------------------------------------------------------
 
@@ -356,7 +386,7 @@ class Call:
         :class:`OfferRefusedError` when it was refused, CallFailed when the call ended."""
         session = self.session
         limit = 64 * session.ctx.endpoint.config.timers.t1 + 10  # the request's own timeout, and some
-        async with asyncio.timeout(limit), self._changed:
+        async with asyncio.timeout(limit):
             while True:
                 refused = next((e for e in self._log[start:] if isinstance(e, OfferFailed)), None)
                 if refused is not None:
@@ -373,7 +403,7 @@ class Call:
                     and self.media.generation == session.negotiator.generation
                 ):
                     return
-                await self._changed.wait()
+                await self._next_event()
 
     async def hold(self) -> None:
         """Put the call on hold (a=sendonly)."""
@@ -419,6 +449,10 @@ class Call:
 
     async def close(self) -> None:
         """Release the references: the session first, the dialog second (never the other way)."""
+        self.release()
+
+    def release(self) -> None:
+        """:meth:`close`, from a callback that cannot await (``on_state`` at :class:`CallEnded`)."""
         if not self.closed:
             self.closed = True
             self.agent._calls.pop(self.session, None)
@@ -617,16 +651,22 @@ class UserAgent:
         task.add_done_callback(self._tasks.discard)
 
     async def _read_events(self) -> None:
+        # Every event queued is handled in one go, and the pump sleeps only when there is
+        # none left: one wake-up per flush, not a coroutine round per event.
+        aio = self.aio
         while True:
-            event = await self.aio.next_event()
+            event = aio.poll_event()
+            if event is None:
+                await aio.news()
+                continue
             try:
-                await self._dispatch(event)
+                self._dispatch(event)
             except Exception as exc:
                 log.error(  # noqa: TRY400 - logged as a value: the facade has no exception()
                     "event dispatch failed", kind=type(event).__name__, error=repr(exc)
                 )
 
-    async def _dispatch(self, event: object) -> None:
+    def _dispatch(self, event: object) -> None:
         if isinstance(event, SessionStateChanged):
             self._changed.set()  # (what close() waits on)
         if isinstance(event, IncomingCall):
@@ -634,7 +674,7 @@ class UserAgent:
                 self.layer.answer(event.session, 503, self.now(), reason="Shutting Down")
                 self.flush()
                 return
-            await self._new_call(event)
+            self._new_call(event)
             return
         if isinstance(event, RequestReceived) and not isinstance(event, DialogRequestReceived):
             response = make_response(event.request, 200, to_tag=self.endpoint.new_tag())
@@ -658,39 +698,39 @@ class UserAgent:
         if isinstance(event, SessionStateChanged):
             if call.history[-1] is not event.new:
                 call.history.append(event.new)
-            await call._record(StateChanged(event.old, event.new, event.cause))
+            call._record(StateChanged(event.old, event.new, event.cause))
             if event.new is InviteState.DISCONNECTED:
-                await call._record(CallEnded(event.cause, call.final_response))
+                call._record(CallEnded(event.cause, call.final_response))
         elif isinstance(event, MediaUpdated):
             call.media = event
-            await call._record(MediaChanged(event.local, event.remote))
+            call._record(MediaChanged(event.local, event.remote))
         elif isinstance(event, InviteResponseReceived):
             code = event.response.status_code
             if code < 200:
-                await call._record(ProgressReceived(event.response))
+                call._record(ProgressReceived(event.response))
             elif code >= 300:
                 call.final_response = event.response
         elif isinstance(event, OfferReceived):
             request = detached_request(event.request) if event.request is not None else None
             arrived = OfferArrived(event.offer, event.kind, request)
-            await call._record(arrived)
+            call._record(arrived)
             self._spawn(self._answer_offer(call, arrived))
         elif isinstance(event, OfferRefused):
-            await call._record(OfferFailed(event.code, event.reason))
+            call._record(OfferFailed(event.code, event.reason))
         elif isinstance(event, OfferWithdrawn):
             log.info("offer withdrawn", call_id=call.call_id, code=event.code)
         elif isinstance(event, LayerRefreshed):
-            await call._record(SessionRefreshed(event.interval))
+            call._record(SessionRefreshed(event.interval))
         elif isinstance(event, DialogRequestReceived):
-            await self._answer_request(call, event)
+            self._answer_request(call, event)
 
-    async def _new_call(self, event: IncomingCall) -> None:
+    def _new_call(self, event: IncomingCall) -> None:
         new = Call(self, event.session, event.request.uri_text, request=detached_request(event.request),
                    offer=event.offer)  # fmt: skip
         self._calls[event.session] = new
         if self.on_offer is not None:
             self.layer.defer_offers(event.session)
-        await new._record(StateChanged(InviteState.NULL, event.session.state, None))
+        new._record(StateChanged(InviteState.NULL, event.session.state, None))
         if self.on_incoming is not None:
             try:
                 self.on_incoming(new)
@@ -723,7 +763,7 @@ class UserAgent:
             log.info("offer answer dropped", call_id=call.call_id, reason=str(exc))
         self.flush()
 
-    async def _answer_request(self, call: Call, event: DialogRequestReceived) -> None:
+    def _answer_request(self, call: Call, event: DialogRequestReceived) -> None:
         request = detached_request(event.request)
         dtmf = parse_dtmf(request) if request.method == "INFO" else None
         handler = call.on_request
@@ -732,7 +772,7 @@ class UserAgent:
         else:
             self._spawn(self._run_request_handler(call, event, handler, request))
         if dtmf is not None:
-            await call._record(DtmfReceived(dtmf[0], dtmf[1], request))
+            call._record(DtmfReceived(dtmf[0], dtmf[1], request))
 
     async def _run_request_handler(
         self, call: Call, event: DialogRequestReceived, handler: RequestHandler, request: Request
@@ -758,7 +798,8 @@ class UserAgent:
             headers=reply.headers, body=reply.body, content_type=reply.content_type,
         )  # fmt: skip
         self.flush()
-        self._spawn(call._record(RequestArrived(request, reply.code)))
+        # Recorded after what the request's own handling records (a DtmfReceived), as before.
+        asyncio.get_running_loop().call_soon(call._record, RequestArrived(request, reply.code))
 
     # -- monitoring --------------------------------------------------------------------------
 

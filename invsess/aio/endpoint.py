@@ -265,6 +265,20 @@ class AsyncEndpoint:
         self.core.handle_timers(now)
         self.flush()
 
+    def poll_event(self) -> AnyEvent | SessionEvent | None:
+        """The next event from the core, or None (with a trace, a change of state is recorded
+        as it is read)."""
+        event = self.core.next_event()
+        if self.trace is not None and isinstance(event, SessionStateChanged):
+            self._record_state(event)
+        return event
+
+    async def news(self) -> None:
+        """Return after the next flush (a datagram, a timer or a call of the application that
+        may have made events)."""
+        self._wakeup.clear()
+        await self._wakeup.wait()
+
     async def next_event(self, timeout: float | None = None) -> AnyEvent | SessionEvent | None:
         """The next event from the core (raises TimeoutError after ``timeout``). With a trace,
         a session's change of state is recorded in it as it is read."""

@@ -179,7 +179,10 @@ class StreamConnection(asyncio.Protocol):
             # CPython < 3.12 keeps the socket transport in a cycle with itself through a
             # bound method (gh-100348, fixed in 3.12): break it, so that closing frees it
             # without the cycle collector. asyncio no longer reads it once we are called.
-            vars(self.transport).pop("_read_ready_cb", None)
+            # (uvloop's transports are Cython objects without a __dict__ and no such cycle.)
+            state = getattr(self.transport, "__dict__", None)
+            if state is not None:
+                state.pop("_read_ready_cb", None)
         self.transport = None
         self._owner._lost(self)
 
