@@ -83,6 +83,7 @@ def run_once(sipp: str, kind: str, rate: int, calls: int, folder: Path) -> tuple
     stats = folder / f"uac-{kind}-{rate}.csv"
     try:
         time.sleep(1.5)  # both listening
+        cpu0 = _cpu_seconds(b2bua.pid)
         started = time.monotonic()
         subprocess.run(
             [sipp, "-sn", "uac", f"127.0.0.1:{b2bua_port}", "-i", "127.0.0.1", "-p", str(uac_port),
@@ -91,10 +92,14 @@ def run_once(sipp: str, kind: str, rate: int, calls: int, folder: Path) -> tuple
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=calls // rate + 120, check=False,
         )  # fmt: skip
         elapsed = time.monotonic() - started
+        cpu = _cpu_seconds(b2bua.pid) - cpu0
         final = _last_stats(stats)
         ok, failed = int(final.get("SuccessfulCall(C)", 0)), int(final.get("FailedCall(C)", 0))
         retrans = int(final.get("Retransmissions(C)", 0))
-        detail = f"{ok}/{calls} ok, {failed} failed, {retrans} retransmissions, {elapsed:.1f} s"
+        detail = (
+            f"{ok}/{calls} ok, {failed} failed, {retrans} retransmissions, {elapsed:.1f} s, "
+            f"B2BUA CPU {cpu:.2f} s ({1000 * cpu / calls:.2f} ms per call)"
+        )
         clean = ok == calls and failed == 0 and retrans == 0  # it kept up: nothing sent twice
         if kind == "invsess":
             try:  # it exits once it has bridged every call (--calls)
@@ -126,6 +131,15 @@ def run_once(sipp: str, kind: str, rate: int, calls: int, folder: Path) -> tuple
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _last_stats(path: Path) -> dict[str, str]:
