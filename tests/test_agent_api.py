@@ -311,3 +311,39 @@ async def test_requests_without_a_handler_get_their_default_answers() -> None:
     ).status_code == 405  # not served
     await call.hangup()
     await done(alice, bob)
+
+
+async def test_calls_answered_and_released_from_callbacks_alone() -> None:
+    """No task per call: ``answer_now`` from ``on_incoming``, ``release`` from ``on_state`` at
+    CallEnded; the callee's calls are gone as soon as they end, and nothing leaks."""
+    alice, bob = await agent("alice"), await agent("bob")
+    ended: list[tuple[str, int | None]] = []
+
+    def on_state(call: Call, event: object) -> None:
+        if isinstance(event, CallEnded):
+            ended.append((call.call_id, event.cause))
+            call.release()
+            call.release()  # a second release is a no-op, never a second dec_ref
+
+    def on_incoming(call: Call) -> None:
+        call.on_state = on_state
+        wanted = call.request.headers.get("X-Answer") if call.request is not None else None
+        call.answer_now(int(wanted or 200))
+
+    bob.on_incoming = on_incoming
+    connected = await alice.call(uri(bob))
+    await connected.wait_for(InviteState.CONFIRMED)
+    assert len(bob.calls) == 1
+    busy = await alice.call(uri(bob), headers=[("X-Answer", "486")])
+    with pytest.raises(CallFailed) as refused:
+        await busy.wait_for(InviteState.CONFIRMED)
+    assert refused.value.response is not None and refused.value.response.status_code == 486
+    await connected.hangup()
+    async with asyncio.timeout(5):
+        while len(ended) < 2:
+            await asyncio.sleep(0.01)
+    assert len(ended) == 2 and {cause for _, cause in ended} == {200, 486}
+    assert bob.calls == []  # released from the callback: no close() left to call
+    await connected.close()
+    await busy.close()
+    await done(alice, bob)
