@@ -46,15 +46,6 @@ class HeaderField:
         return f"HeaderField(name={self.name!r}, key={self.key!r}, value={self.value!r}, parsed={parsed})"
 
 
-def _spec(name: str) -> tuple[str, HeaderSpec | None]:
-    """The canonical name and parser spec of ``name`` (one dict look-up for canonical names)."""
-    spec = HEADER_SPECS.get(name)
-    if spec is not None:
-        return name, spec
-    key = canonical_name(name)
-    return key, HEADER_SPECS.get(key)
-
-
 class Headers:
     """The ordered header list of one message, with lazy typed access.
 
@@ -130,9 +121,13 @@ class Headers:
         cached = self._cache.get(name)
         if cached is not None:
             return cached
-        key, spec = _spec(name)
+        key = name
+        spec = HEADER_SPECS.get(key)
         if spec is None:
-            raise LocalProtocolError(f"no parser for header {key!r}; use get()/get_all()")
+            key = canonical_name(name)
+            spec = HEADER_SPECS.get(key)
+            if spec is None:
+                raise LocalProtocolError(f"no parser for header {key!r}; use get()/get_all()")
         value = _parse(key, spec, [f for f in self._fields if f.key == key])
         if value is not None:
             self._cache[name] = value
@@ -140,7 +135,11 @@ class Headers:
 
     def first(self, name: str) -> Any:
         """The first element of a list header (the top Via), parsing nothing after it."""
-        key, spec = _spec(name)
+        key = name
+        spec = HEADER_SPECS.get(key)
+        if spec is None:
+            key = canonical_name(name)
+            spec = HEADER_SPECS.get(key)
         if spec is None or not spec.multi:
             raise LocalProtocolError(f"{key!r} is not a list header")
         cache_key = _FIRST_KEYS[key]

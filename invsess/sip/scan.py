@@ -77,24 +77,9 @@ def scan_message(data: bytes, limits: ParserLimits) -> tuple[str, list[HeaderFie
     start = 0
     while data.startswith((b"\r\n", b"\n"), start):  # RFC 3261 §7.5: ignore leading CRLFs
         start += 2 if data.startswith(b"\r\n", start) else 1
-    end, sep = find_header_end(data, start)
-    if end < 0:
-        # A datagram that stops right after a header line has no body and, leniently, no
-        # blank line either (RFC 4475 baddn.dat is such a datagram).
-        if not data.endswith(b"\n") or size <= start:
-            raise ParseError("no empty line after the headers")
-        sep = 2 if data.endswith(b"\r\n") else 1
-        end = size - sep
-    head = data[start:end].decode("utf-8", "surrogateescape")
-    lines = head.split("\r\n")
-    breaks = len(lines) - 1
-    # CRLF only (the usual case) iff there are as many CRs and LFs as CRLF pairs: two counts of
-    # one character each, cheaper than counting the pairs.
-    if head.count("\n") != breaks or head.count("\r") != breaks:
-        head = head.replace("\r\n", "\n")  # bare LF line ends (tolerated)
-        if "\r" in head:
-            raise ParseError("bare CR in the header section")
-        lines = head.split("\n")
+    lines, end, sep = _crlf_lines(data, start)
+    if not lines:
+        lines, end, sep = _lenient_lines(data, start)
     first = lines[0]
     if len(first) > limits.max_line_length:
         raise ParseError("start line too long")
@@ -107,6 +92,41 @@ def scan_message(data: bytes, limits: ParserLimits) -> tuple[str, list[HeaderFie
     if stop > size:
         raise ParseError(f"Content-Length {length} is larger than the {size - body_start} bytes received")
     return first, fields, start, body_start, stop
+
+
+def _crlf_lines(data: bytes, start: int) -> tuple[list[str], int, int]:
+    """The header lines, the blank line's index and length, in the usual case: CRLF line ends
+    only; ``([], -1, 0)`` otherwise (then :func:`_lenient_lines` decides).
+
+    The header section then ends at the first CRLFCRLF, and holds as many CRs and LFs as CRLF
+    pairs (two counts of one character each, cheaper than counting pairs): so no bare LF, no
+    bare CR, and no bare "\\n\\n" that would have ended it sooner.
+    """
+    end = data.find(b"\r\n\r\n", start)
+    if end < 0:
+        return [], -1, 0
+    head = data[start:end].decode("utf-8", "surrogateescape")
+    lines = head.split("\r\n")
+    breaks = len(lines) - 1
+    if head.count("\n") != breaks or head.count("\r") != breaks:
+        return [], -1, 0
+    return lines, end, 4
+
+
+def _lenient_lines(data: bytes, start: int) -> tuple[list[str], int, int]:
+    """The header lines when a bare LF (tolerated) or bare CR (refused) is somewhere in them."""
+    end, sep = find_header_end(data, start)
+    if end < 0:
+        # A datagram that stops right after a header line has no body and, leniently, no
+        # blank line either (RFC 4475 baddn.dat is such a datagram).
+        if not data.endswith(b"\n") or len(data) <= start:
+            raise ParseError("no empty line after the headers")
+        sep = 2 if data.endswith(b"\r\n") else 1
+        end = len(data) - sep
+    head = data[start:end].decode("utf-8", "surrogateescape").replace("\r\n", "\n")
+    if "\r" in head:
+        raise ParseError("bare CR in the header section")
+    return head.split("\n"), end, sep
 
 
 def _header_fields(lines: list[str], limits: ParserLimits) -> tuple[list[HeaderField], list[HeaderField]]:
