@@ -1,0 +1,414 @@
+"""The CPU cost of one complete call in the sans-IO core (issue #18): no sockets, no event loop.
+
+What is timed is the side under test only — a :class:`~invsess.inv.SessionLayer` over an
+:class:`~invsess.endpoint.Endpoint` (normal memory mode unless said, logging off) — fed bytes
+and virtual time the way a driver feeds it: ``receive``, ``next_event`` (its application
+answers or hangs up at once), ``datagrams_to_send``, ``next_deadline`` and ``handle_timers``.
+The other side is a minimal template peer (requests and responses formatted from templates,
+read with one regular expression), so the figures are the side under test's alone.
+
+Flows (each call complete, every transaction it made ended, every pool released):
+
+* ``answer``    the callee: INVITE / 100 / 200 / ACK / BYE / 200 (the caller hangs up);
+* ``answer180`` the callee: INVITE / 100 / 180 / 200 / ACK / BYE / 200;
+* ``answer-st`` the callee with session timers (RFC 4028) and 100rel (RFC 3262): INVITE / 100 /
+  reliable 180 / PRACK / 200 (PRACK) / 200 / ACK / BYE / 200;
+* ``call``      the caller (a SessionLayer placing calls, as a B2BUA's outgoing leg does):
+  INVITE / 100 / 200 / ACK, then our BYE / 200.
+
+Calls follow each other every ``--spacing`` ms of virtual time (default 2 ms: 500 calls/s);
+after each round the virtual clock runs on until every lingering transaction (Timers J, K, L,
+M: up to 64*T1 = 32 s) has ended, and that timer work is part of the round's cost. CPU time is
+``time.process_time`` summed around the calls into the side under test; each figure is the
+best of ``--rounds`` rounds (other processes can only make a round slower). For each flow:
+the cost at 0, 1,000 and 10,000 other calls up (idle confirmed calls set up first), and with
+MALLOC_DEBUG on; printed with ratios against the first column, measured in the same run.
+
+``--profile`` also profiles the normal-mode ``answer`` and ``call`` flows with cProfile and
+prints the top functions by own time and the share of the memory model's book-keeping
+(everything in ``invsess/memory/``: pool and block allocation, add_ref/dec_ref, release,
+statistics) in the total (target <= 10%; cProfile's per-call overhead weighs most on small
+functions, so the share it shows is an upper bound).
+
+    python benchmarks/callcost.py                      # all flows, 0 / 1,000 / 10,000 up
+    python benchmarks/callcost.py --flows answer --up 0 --calls 2000 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import pstats
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from invsess.address import Address
+from invsess.endpoint import Endpoint, EndpointConfig
+from invsess.inv import IncomingCall, InviteState, SessionLayer, SessionStateChanged, TimerSettings
+from invsess.sdp import parse_sdp
+from invsess.transaction import TimerConfig
+
+CALLER: Address = ("127.0.0.1", 5060)
+CALLEE: Address = ("127.0.0.2", 5060)
+SDP = (
+    "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 4000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+)
+PEER_SDP = SDP.replace("caller", "callee").replace("127.0.0.1", "127.0.0.2").replace("4000", "6000")
+LOCAL_SDP = parse_sdp(SDP)
+ANSWER_SDP = parse_sdp(PEER_SDP)
+
+# -- the template caller (for the answering flows) ---------------------------------------------
+
+INVITE = (
+    "INVITE sip:callee@127.0.0.2:5060 SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKi{n}\r\n"
+    "Max-Forwards: 70\r\n"
+    "From: <sip:caller@127.0.0.1>;tag=c{n}\r\n"
+    "To: <sip:callee@127.0.0.2>\r\n"
+    "Call-ID: call-{n}@127.0.0.1\r\n"
+    "CSeq: 1 INVITE\r\n"
+    "Contact: <sip:caller@127.0.0.1:5060>\r\n"
+    "Allow: INVITE, ACK, BYE, CANCEL, UPDATE, PRACK\r\n"
+    "{extra}"
+    "Content-Type: application/sdp\r\n"
+    f"Content-Length: {len(SDP)}\r\n\r\n{SDP}"
+)
+INVITE_ST = "Supported: timer, 100rel\r\nSession-Expires: 1800;refresher=uac\r\n"
+IN_DIALOG = (
+    "{method} sip:caller@127.0.0.2:5060 SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK{branch}\r\n"
+    "Max-Forwards: 70\r\n"
+    "From: <sip:caller@127.0.0.1>;tag=c{n}\r\n"
+    "To: <sip:callee@127.0.0.2>;tag={to_tag}\r\n"
+    "Call-ID: call-{n}@127.0.0.1\r\n"
+    "CSeq: {cseq}\r\n"
+    "{extra}"
+    "Content-Length: 0\r\n\r\n"
+)
+_TO_TAG = re.compile(rb"\r\nTo: [^\r]*;tag=([^;\r]+)")
+_RSEQ = re.compile(rb"\r\nRSeq: (\d+)")
+
+
+def _status(data: bytes) -> int:
+    return int(data[8:11]) if data.startswith(b"SIP/2.0 ") else 0
+
+
+# -- the template callee (for the calling flow) ------------------------------------------------
+
+_COPIED = re.compile(rb"\r\n((?:Via|From|To|Call-ID|CSeq): [^\r]*)")
+_METHOD = re.compile(rb"^(\w+) ")
+
+
+def _response(request: bytes, code: int, reason: str, *, to_tag: str | None, body: str = "") -> bytes:
+    lines = [f"SIP/2.0 {code} {reason}".encode()]
+    for line in _COPIED.findall(request):
+        if to_tag is not None and line.startswith(b"To: ") and b";tag=" not in line:
+            line += f";tag={to_tag}".encode()
+        lines.append(line)
+    if 100 < code < 300:
+        lines.append(b"Contact: <sip:callee@127.0.0.2:5060>")
+    if body:
+        lines.append(b"Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(body)}".encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body.encode()
+
+
+# -- the side under test -----------------------------------------------------------------------
+
+
+def _layer(flow: str, address: Address, *, malloc_debug: bool, seed: int) -> SessionLayer:
+    timers = flow == "answer-st"
+    config = EndpointConfig(
+        seed=seed,
+        malloc_debug=malloc_debug,
+        allow=("INVITE", "ACK", "BYE", "CANCEL", "UPDATE", "PRACK", "OPTIONS"),
+        supported=("timer", "100rel"),
+        # The endpoint sends 100 Trying at once, as PJSIP does (the flow of the issue's figures).
+        timers=TimerConfig(trying_delay=0.0),
+        max_transactions=10_000_000,  # calls up and lingering transactions are what is measured
+        total_memory=4 * 1024**3,
+    )
+    layer = SessionLayer(
+        Endpoint(config),
+        ANSWER_SDP if flow.startswith("answer") else LOCAL_SDP,
+        user="callee" if flow.startswith("answer") else "caller",
+        timer=TimerSettings(session_expires=1800) if timers else None,
+        rel100="supported" if timers else "off",
+    )
+    layer.add_listener("udp", address)
+    return layer
+
+
+class Bench:
+    """One side under test and its template peer; :meth:`call` runs one complete call."""
+
+    def __init__(self, flow: str, *, malloc_debug: bool, seed: int = 1) -> None:
+        self.flow = flow
+        self.answering = flow.startswith("answer")
+        self.layer = _layer(flow, CALLEE if self.answering else CALLER, malloc_debug=malloc_debug, seed=seed)
+        self.now = 0.0
+        self.cpu = 0.0  # process time spent in the side under test
+        self.serial = 0
+        self.held: list[Any] = []  # sessions kept up (the calling flow)
+
+    # Everything the side under test does goes through here: timed.
+    def _timed(self, fn: Callable[[], Any]) -> Any:
+        t0 = time.process_time()
+        result = fn()
+        self.cpu += time.process_time() - t0
+        return result
+
+    def _feed(self, data: bytes) -> list[bytes]:
+        """Deliver ``data`` to the side under test, run its application, return what it sends."""
+        layer, now = self.layer, self.now
+        peer = CALLER if self.answering else CALLEE
+
+        def step() -> list[bytes]:
+            layer.receive(data, peer, "udp", now)
+            self._application(now)
+            return [o.data for o in layer.datagrams_to_send()]
+
+        return self._timed(step)  # type: ignore[no-any-return]
+
+    def _application(self, now: float) -> None:
+        """Answer at once (with 180 first in the ringing flows); hang up once confirmed (caller)."""
+        layer = self.layer
+        while (event := layer.next_event()) is not None:
+            if isinstance(event, IncomingCall):
+                if self.flow != "answer":
+                    layer.answer(event.session, 180, now)
+                layer.answer(event.session, 200, now)
+            elif (
+                isinstance(event, SessionStateChanged)
+                and not self.answering
+                and event.new is InviteState.CONFIRMED
+                and not self.hold
+            ):
+                layer.hangup(event.session, now)
+            elif isinstance(event, SessionStateChanged) and event.new is InviteState.CONFIRMED:
+                self.held.append(event.session)
+
+    def _timers(self) -> list[bytes]:
+        """What a driver does as time passes: fire what is due."""
+        layer, now = self.layer, self.now
+
+        def step() -> list[bytes]:
+            deadline = layer.next_deadline()
+            if deadline is not None and deadline <= now:
+                layer.handle_timers(now)
+                self._application(now)
+            return [o.data for o in layer.datagrams_to_send()]
+
+        return self._timed(step)  # type: ignore[no-any-return]
+
+    def _tick(self, dt: float) -> None:
+        self.now += dt
+        out = self._timers()
+        if out and self.answering:
+            raise RuntimeError(f"unexpected sends by the callee: {out[0][:40]!r}")
+        for data in out:  # the caller's BYE of a call whose 200 is not there yet, retransmitted?
+            if not data.startswith(b"BYE"):
+                raise RuntimeError(f"unexpected send by the caller: {data[:40]!r}")
+
+    hold = False
+
+    def call(self, *, hold: bool = False) -> None:
+        """One complete call (``hold``: set it up and leave it up)."""
+        self.serial += 1
+        self.hold = hold
+        if self.answering:
+            self._answered_call(self.serial, hold)
+        else:
+            self._placed_call(hold)
+
+    def _answered_call(self, n: int, hold: bool) -> None:
+        st = self.flow == "answer-st"
+        out = self._feed(INVITE.format(n=n, extra=INVITE_ST if st else "").encode())
+        codes = [_status(d) for d in out]
+        if st:  # the reliable 180: PRACK it; the 200 comes once it is acknowledged
+            if codes != [100, 180]:
+                raise RuntimeError(f"INVITE answered with {codes}")
+            rseq = int(_RSEQ.search(out[1]).group(1))  # type: ignore[union-attr]
+            to_tag = _TO_TAG.search(out[1]).group(1).decode()  # type: ignore[union-attr]
+            self._tick(0.0005)
+            prack = IN_DIALOG.format(method="PRACK", branch=f"p{n}", n=n, to_tag=to_tag, cseq="2 PRACK",
+                                     extra=f"RAck: {rseq} 1 INVITE\r\n")  # fmt: skip
+            out = self._feed(prack.encode())
+            codes = [_status(d) for d in out]
+            if codes != [200, 200]:
+                raise RuntimeError(f"PRACK answered with {codes}")
+            bye_cseq = 3
+        else:
+            want = [100, 200] if self.flow == "answer" else [100, 180, 200]
+            if codes != want:
+                raise RuntimeError(f"INVITE answered with {codes}")
+            to_tag = _TO_TAG.search(out[-1]).group(1).decode()  # type: ignore[union-attr]
+            bye_cseq = 2
+        self._tick(0.0005)
+        ack = IN_DIALOG.format(method="ACK", branch=f"a{n}", n=n, to_tag=to_tag, cseq="1 ACK", extra="")
+        if self._feed(ack.encode()):
+            raise RuntimeError("the ACK was answered")
+        if hold:
+            return
+        self._tick(0.0005)
+        bye = IN_DIALOG.format(method="BYE", branch=f"b{n}", n=n, to_tag=to_tag, cseq=f"{bye_cseq} BYE", extra="")
+        out = self._feed(bye.encode())
+        if [_status(d) for d in out] != [200]:
+            raise RuntimeError(f"BYE answered with {out}")
+
+    def _placed_call(self, hold: bool) -> None:
+        layer, now = self.layer, self.now
+
+        def place() -> list[bytes]:
+            layer.invite("sip:callee@127.0.0.2:5060", destination=CALLEE, now=now)
+            self._application(now)
+            return [o.data for o in layer.datagrams_to_send()]
+
+        out = self._timed(place)
+        invite = out[0]
+        if not invite.startswith(b"INVITE "):
+            raise RuntimeError(f"the caller sent {invite[:40]!r}")
+        tag = f"t{self.serial}"
+        self._tick(0.0005)
+        self._feed(_response(invite, 100, "Trying", to_tag=None))
+        out = self._feed(_response(invite, 200, "OK", to_tag=tag, body=PEER_SDP))
+        if not out or not out[0].startswith(b"ACK "):
+            raise RuntimeError(f"no ACK for the 200: {out}")
+        if hold:
+            return
+        if len(out) != 2 or not out[1].startswith(b"BYE "):
+            raise RuntimeError(f"no BYE: {out}")
+        self._tick(0.0005)
+        if self._feed(_response(out[1], 200, "OK", to_tag=None)):
+            raise RuntimeError("the 200 to the BYE was answered")
+
+    def settle(self) -> None:
+        """Run the clock until every transaction is over (timed: it is the calls' linger cost)."""
+        layer = self.layer
+        end = self.now + 64 * 0.5 + 1
+        while (deadline := self._timed(layer.next_deadline)) is not None and deadline <= end:
+            self.now = max(self.now, deadline)
+            self._tick(0.0)
+        self.now = end
+
+    def round(self, calls: int, spacing: float) -> float:
+        """CPU seconds per call over ``calls`` calls ``spacing`` apart, linger included."""
+        endpoint = self.layer.endpoint
+        pools = len(endpoint.factory.pools)
+        self.cpu = 0.0
+        for _ in range(calls):
+            self.call()
+            self._tick(spacing)
+        self.settle()
+        if len(endpoint.factory.pools) != pools or endpoint.transactions():
+            raise RuntimeError(f"pools {pools} -> {len(endpoint.factory.pools)}: a call leaked")
+        return self.cpu / calls
+
+    def set_up(self, n: int) -> None:
+        """``n`` other calls up (confirmed, idle) before measuring."""
+        for _ in range(n):
+            self.call(hold=True)
+            self._tick(0.0001)
+        self.settle()
+        up = len(self.layer.sessions)
+        if up != n:
+            raise RuntimeError(f"{up} of {n} calls up")
+
+
+def measure(flow: str, up: int, *, malloc_debug: bool, calls: int, rounds: int, spacing: float) -> float:
+    """Best per-call CPU seconds of ``rounds`` rounds."""
+    bench = Bench(flow, malloc_debug=malloc_debug)
+    bench.set_up(up)
+    bench.round(min(calls, 200), spacing)  # warm up: caches, interned sites
+    gc.collect()
+    best = float("inf")
+    for _ in range(rounds):
+        best = min(best, bench.round(calls, spacing))
+    return best
+
+
+# -- profile -----------------------------------------------------------------------------------
+
+_MEMORY = ("invsess/memory/",)
+
+
+def profile(flow: str, calls: int, spacing: float, top: int) -> None:
+    """cProfile of ``calls`` normal-mode calls: the top functions and the memory model's share."""
+    bench = Bench(flow, malloc_debug=False)
+    bench.round(200, spacing)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    bench.round(calls, spacing)
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    rows = []
+    total = 0.0
+    memory = 0.0
+    for (filename, line, name), (_, ncalls, tottime, cumtime, _) in raw.items():
+        total += tottime
+        if any(part in filename for part in _MEMORY):
+            memory += tottime
+        rows.append((tottime, cumtime, ncalls, f"{_short(filename)}:{line}({name})"))
+    rows.sort(reverse=True)
+    print(f"\nprofile of {calls} '{flow}' calls (cProfile, own time; the harness's own share included)")
+    print(f"{'own %':>6} {'cum %':>6} {'calls/call':>10}  function")
+    for tottime, cumtime, ncalls, where in rows[:top]:
+        print(f"{100 * tottime / total:>6.1f} {100 * cumtime / total:>6.1f} {ncalls / calls:>10.1f}  {where}")
+    print(f"memory model book-keeping (invsess/memory/): {100 * memory / total:.1f}% of the profile (target <= 10%)")
+
+
+def _short(filename: str) -> str:
+    for marker in ("invsess/", "benchmarks/", "lib/python"):
+        i = filename.find(marker)
+        if i >= 0:
+            return filename[i:]
+    return filename
+
+
+FLOWS = ("answer", "answer180", "answer-st", "call")
+
+
+def main() -> None:
+    """Measure each flow and print the table with ratios."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--flows", nargs="+", choices=FLOWS, default=list(FLOWS))
+    parser.add_argument("--up", type=int, nargs="+", default=[0, 1_000, 10_000], help="other calls up")
+    parser.add_argument("--calls", type=int, default=1000, help="calls per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--spacing", type=float, default=2.0, help="ms of virtual time between calls")
+    parser.add_argument("--no-debug", action="store_true", help="skip the MALLOC_DEBUG column")
+    parser.add_argument("--profile", action="store_true", help="profile the answer and call flows too")
+    parser.add_argument("--top", type=int, default=25, help="functions shown per profile")
+    args = parser.parse_args()
+    spacing = args.spacing / 1000
+    header = "".join(f"{f'{n:,} up µs':>14} {'ratio':>6}" for n in args.up)
+    print(f"{'flow':<10}{header} {'DEBUG µs':>10} {'ratio':>6} {'calls/s of CPU':>15}")
+    for flow in args.flows:
+        costs = [
+            measure(flow, n, malloc_debug=False, calls=args.calls, rounds=args.rounds, spacing=spacing)
+            for n in args.up
+        ]
+        cells = "".join(f"{c * 1e6:>14.1f} {c / costs[0]:>6.2f}" for c in costs)
+        if args.no_debug:
+            debug_cells = f"{'-':>10} {'-':>6}"
+        else:
+            debug = measure(flow, args.up[0], malloc_debug=True, calls=args.calls, rounds=args.rounds,
+                            spacing=spacing)  # fmt: skip
+            debug_cells = f"{debug * 1e6:>10.1f} {debug / costs[0]:>6.2f}"
+        print(f"{flow:<10}{cells} {debug_cells} {1 / costs[0]:>15,.0f}", flush=True)
+    print("\nratios: against the first column (MALLOC_DEBUG: same calls up; target <= 1.2x)")
+    if args.profile:
+        for flow in ("answer", "call"):
+            if flow in args.flows:
+                profile(flow, args.calls, spacing, args.top)
+
+
+if __name__ == "__main__":
+    main()
