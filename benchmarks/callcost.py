@@ -39,8 +39,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import json
+import os
 import pstats
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -106,9 +110,8 @@ _METHOD = re.compile(rb"^(\w+) ")
 def _response(request: bytes, code: int, reason: str, *, to_tag: str | None, body: str = "") -> bytes:
     lines = [f"SIP/2.0 {code} {reason}".encode()]
     for line in _COPIED.findall(request):
-        if to_tag is not None and line.startswith(b"To: ") and b";tag=" not in line:
-            line += f";tag={to_tag}".encode()
-        lines.append(line)
+        tagged = to_tag is not None and line.startswith(b"To: ") and b";tag=" not in line
+        lines.append(line + f";tag={to_tag}".encode() if tagged else line)
     if 100 < code < 300:
         lines.append(b"Contact: <sip:callee@127.0.0.2:5060>")
     if body:
@@ -255,7 +258,9 @@ class Bench:
         if hold:
             return
         self._tick(0.0005)
-        bye = IN_DIALOG.format(method="BYE", branch=f"b{n}", n=n, to_tag=to_tag, cseq=f"{bye_cseq} BYE", extra="")
+        bye = IN_DIALOG.format(
+            method="BYE", branch=f"b{n}", n=n, to_tag=to_tag, cseq=f"{bye_cseq} BYE", extra=""
+        )
         out = self._feed(bye.encode())
         if [_status(d) for d in out] != [200]:
             raise RuntimeError(f"BYE answered with {out}")
@@ -355,11 +360,13 @@ def profile(flow: str, calls: int, spacing: float, top: int) -> None:
             memory += tottime
         rows.append((tottime, cumtime, ncalls, f"{_short(filename)}:{line}({name})"))
     rows.sort(reverse=True)
-    print(f"\nprofile of {calls} '{flow}' calls (cProfile, own time; the harness's own share included)")
+    print(f"\nprofile of {calls} '{flow}' calls (cProfile, own time; the harness's share included)")
     print(f"{'own %':>6} {'cum %':>6} {'calls/call':>10}  function")
     for tottime, cumtime, ncalls, where in rows[:top]:
-        print(f"{100 * tottime / total:>6.1f} {100 * cumtime / total:>6.1f} {ncalls / calls:>10.1f}  {where}")
-    print(f"memory model book-keeping (invsess/memory/): {100 * memory / total:.1f}% of the profile (target <= 10%)")
+        share, cumulative = 100 * tottime / total, 100 * cumtime / total
+        print(f"{share:>6.1f} {cumulative:>6.1f} {ncalls / calls:>10.1f}  {where}")
+    share = 100 * memory / total
+    print(f"memory model book-keeping (invsess/memory/): {share:.1f}% of the profile (target <= 10%)")
 
 
 def _short(filename: str) -> str:
@@ -371,6 +378,18 @@ def _short(filename: str) -> str:
 
 
 FLOWS = ("answer", "answer180", "answer-st", "call")
+
+
+def _cell(args: argparse.Namespace, flow: str, up: int, debug: bool, tree: str | None) -> float:
+    """One figure, measured here, or (``tree``) by this script run on another source tree."""
+    if tree is None:
+        return measure(flow, up, malloc_debug=debug, calls=args.calls, rounds=args.rounds,
+                       spacing=args.spacing / 1000)  # fmt: skip
+    command = [sys.executable, __file__, "--cell", flow, str(up), str(int(debug)), "--calls", str(args.calls),
+               "--rounds", str(args.rounds), "--spacing", str(args.spacing)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.path.abspath(tree)}
+    done = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    return float(json.loads(done.stdout)["cost"])
 
 
 def main() -> None:
@@ -386,7 +405,21 @@ def main() -> None:
     parser.add_argument("--no-debug", action="store_true", help="skip the MALLOC_DEBUG column")
     parser.add_argument("--profile", action="store_true", help="profile the answer and call flows too")
     parser.add_argument("--top", type=int, default=25, help="functions shown per profile")
+    parser.add_argument(
+        "--baseline",
+        metavar="TREE",
+        help="also measure the invsess package under TREE (e.g. main's, from git archive) in the "
+        "same run, alternating cell by cell, and print after/before ratios",
+    )
+    parser.add_argument("--cell", nargs=3, help=argparse.SUPPRESS)  # flow up debug: one figure as JSON
     args = parser.parse_args()
+    if args.cell:
+        flow, up, debug = args.cell[0], int(args.cell[1]), bool(int(args.cell[2]))
+        print(json.dumps({"cost": _cell(args, flow, up, debug, None)}))
+        return
+    if args.baseline:
+        compare(args)
+        return
     spacing = args.spacing / 1000
     header = "".join(f"{f'{n:,} up µs':>14} {'ratio':>6}" for n in args.up)
     print(f"{'flow':<10}{header} {'DEBUG µs':>10} {'ratio':>6} {'calls/s of CPU':>15}")
@@ -399,15 +432,34 @@ def main() -> None:
         if args.no_debug:
             debug_cells = f"{'-':>10} {'-':>6}"
         else:
-            debug = measure(flow, args.up[0], malloc_debug=True, calls=args.calls, rounds=args.rounds,
-                            spacing=spacing)  # fmt: skip
-            debug_cells = f"{debug * 1e6:>10.1f} {debug / costs[0]:>6.2f}"
+            cost = measure(flow, args.up[0], malloc_debug=True, calls=args.calls, rounds=args.rounds,
+                           spacing=spacing)  # fmt: skip
+            debug_cells = f"{cost * 1e6:>10.1f} {cost / costs[0]:>6.2f}"
         print(f"{flow:<10}{cells} {debug_cells} {1 / costs[0]:>15,.0f}", flush=True)
     print("\nratios: against the first column (MALLOC_DEBUG: same calls up; target <= 1.2x)")
     if args.profile:
         for flow in ("answer", "call"):
             if flow in args.flows:
                 profile(flow, args.calls, spacing, args.top)
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Each cell measured on the baseline tree and on this one, alternately, each in a fresh
+    process; the ratio is this tree's cost over the baseline's."""
+    import invsess
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(invsess.__file__)))
+    print(f"baseline: {os.path.abspath(args.baseline)}   this tree: {here}")
+    columns = f"{'before µs':>10} {'after µs':>10} {'after/before':>13} {'speed-up':>9}"
+    print(f"{'flow':<10} {'up':>7} {'mode':<6} {columns}")
+    for flow in args.flows:
+        for up in args.up:
+            for debug in (False,) if args.no_debug else (False, True):
+                before = _cell(args, flow, up, debug, args.baseline)
+                after = _cell(args, flow, up, debug, here)
+                mode = "DEBUG" if debug else "normal"
+                print(f"{flow:<10} {up:>7} {mode:<6} {before * 1e6:>10.1f} {after * 1e6:>10.1f} "
+                      f"{after / before:>13.2f} {before / after:>8.2f}x", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -265,7 +265,7 @@ class Endpoint:
         heap = self._heap
         while heap:
             deadline, _, tx = heap[0]
-            if tx.terminated or tx.next_deadline() != deadline:
+            if tx.terminated or tx.heap_deadline != deadline:
                 heapq.heappop(heap)  # stale entry: the transaction moved on
                 continue
             return deadline
@@ -276,8 +276,9 @@ class Endpoint:
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, tx = heapq.heappop(heap)
-            if tx.terminated or tx.next_deadline() != deadline:
-                continue
+            if tx.terminated or tx.heap_deadline != deadline:
+                continue  # stale entry: the transaction moved on
+            tx.heap_deadline = None  # its entry is gone
             tx.handle_timers(now)
             self._touch(tx)
 
@@ -512,25 +513,34 @@ class Endpoint:
     # -- inside ------------------------------------------------------------------------------
 
     def _touch(self, tx: Transaction[Any]) -> None:
-        """After any call into a transaction: re-arm its timer, or forget it if it ended."""
+        """After any call into a transaction: re-arm its timer, or forget it if it ended.
+
+        A transaction has at most one valid heap entry, the one whose deadline is its
+        ``heap_deadline``; older ones are stale and dropped when they reach the top. A message
+        that leaves the deadline as it was (a retransmission absorbed, a provisional) pushes
+        nothing."""
         if tx.terminated:
             self._forget(tx)
             return
         deadline = tx.next_deadline()
-        if deadline is not None:
-            self._heap_serial += 1
-            heapq.heappush(self._heap, (deadline, self._heap_serial, tx))
+        if deadline != tx.heap_deadline:
+            tx.heap_deadline = deadline
+            if deadline is not None:
+                self._heap_serial += 1
+                heapq.heappush(self._heap, (deadline, self._heap_serial, tx))
 
     def _forget(self, tx: Transaction[Any]) -> None:
-        table: dict[TransactionKey, Any] = self._server if isinstance(tx, ServerTransaction) else self._client
-        if table.get(tx.key) is tx:
-            del table[tx.key]
-            call = self._call_of_tx.pop(tx.key, None)
+        server = isinstance(tx, ServerTransaction)
+        table: dict[TransactionKey, Any] = self._server if server else self._client
+        key = tx.key
+        if table.get(key) is tx:
+            del table[key]
+            call = self._call_of_tx.pop(key, None)
             if call is not None:
                 self._count_call(call, -1)
-            if isinstance(tx, ServerTransaction):
-                merge_key = _merge_key(tx.request)
-                if self._merge.get(merge_key) is tx:
+            if server:
+                merge_key = tx.merge_key
+                if merge_key is not None and self._merge.get(merge_key) is tx:
                     del self._merge[merge_key]
             tx.pool.release(f"transaction terminated ({tx.terminated_reason})")
 
@@ -768,7 +778,8 @@ class Endpoint:
         )
         self._server[key] = tx
         self._handed_on = pool
-        self._merge[_merge_key(request)] = tx
+        tx.merge_key = merge_key = _merge_key(request)
+        self._merge[merge_key] = tx
         if request.method == "INVITE" and (request.to is None or request.to.tag is None):
             call_id = request.call_id or ""
             self._call_of_tx[key] = call_id

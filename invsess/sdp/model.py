@@ -105,6 +105,9 @@ class MediaDescription:
     bandwidths: tuple[str, ...] = ()
     attributes: tuple[Attribute, ...] = ()
     extra: tuple[tuple[str, str], ...] = ()
+    #: What :func:`invsess.sdp.negotiator` derives from the section (its codecs), computed once:
+    #: the section is immutable, and the same one (our capabilities) is negotiated in every call.
+    _derived: dict[str, object] | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @property
     def rejected(self) -> bool:
@@ -175,6 +178,9 @@ class SessionDescription:
     attributes: tuple[Attribute, ...] = ()
     media: tuple[MediaDescription, ...] = ()
     extra: tuple[tuple[str, str], ...] = ()
+    #: The serialised form, made once (the description is immutable): a negotiator keeps it,
+    #: compares it and sends it, so it would otherwise be written out several times.
+    _wire: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @property
     def direction(self) -> str | None:
@@ -212,11 +218,22 @@ class SessionDescription:
 
     def serialize(self) -> bytes:
         """SDP text with CRLF line ends."""
-        return ("\r\n".join(self.lines()) + "\r\n").encode("utf-8")
+        wire = self._wire
+        if wire is None:
+            wire = ("\r\n".join(self.lines()) + "\r\n").encode("utf-8")
+            object.__setattr__(self, "_wire", wire)  # a cache of an immutable value
+        return wire
 
     def __str__(self) -> str:
         return self.serialize().decode("utf-8")
 
     def with_version(self, session_version: int) -> SessionDescription:
         """A copy with ``o=`` session version replaced (RFC 3264 §8: +1 on every change)."""
-        return attrs.evolve(self, origin=attrs.evolve(self.origin, session_version=session_version))
+        if session_version == self.origin.session_version:
+            return self
+        copy = attrs.evolve(self, origin=attrs.evolve(self.origin, session_version=session_version))
+        wire = self._wire
+        if wire is not None:  # the o= line is the only one that differs
+            old, new = f"\no={self.origin}\r\n", f"\no={copy.origin}\r\n"
+            object.__setattr__(copy, "_wire", wire.replace(old.encode(), new.encode(), 1))
+        return copy

@@ -94,7 +94,13 @@ class _CodecKey:
 
 
 def _codecs(media: MediaDescription) -> dict[str, _CodecKey | None]:
-    """Format -> codec identity: rtpmap for dynamic types, the number alone for static ones."""
+    """Format -> codec identity: rtpmap for dynamic types, the number alone for static ones.
+
+    Computed once per section and kept with it (sections are immutable; our capabilities are
+    negotiated in every call): treat the mapping as read-only."""
+    derived = media._derived
+    if derived is not None:
+        return derived["codecs"]  # type: ignore[return-value]
     maps = media.rtpmaps()
     out: dict[str, _CodecKey | None] = {}
     for fmt in media.formats:
@@ -103,6 +109,7 @@ def _codecs(media: MediaDescription) -> dict[str, _CodecKey | None]:
             out[fmt] = _CodecKey(rtp.encoding.lower(), rtp.clock_rate, rtp.channels or 1)
         else:
             out[fmt] = None
+    object.__setattr__(media, "_derived", {"codecs": out})  # a cache of an immutable value
     return out
 
 
@@ -116,6 +123,7 @@ class SdpNegotiator:
     __slots__ = (
         "_active_local",
         "_active_remote",
+        "_checked",
         "_factory",
         "_last_key",
         "_name",
@@ -163,6 +171,9 @@ class SdpNegotiator:
         self._pending_local: SessionDescription | None = None
         self._pending_remote: SessionDescription | None = None
         self._last_key: int | None = None  # what we last sent, its o= version aside
+        # (offer, capabilities, answer body) of the last check_offer: create_answer takes it
+        # rather than working the same answer out twice.
+        self._checked: tuple[SessionDescription, SessionDescription, SessionDescription] | None = None
         self._version = local.origin.session_version if local is not None else 0
         self._we_offered = False
         #: Completed negotiations so far: which agreement a MediaUpdated event reports.
@@ -209,6 +220,7 @@ class SdpNegotiator:
             self._pool_prov = None
         self._pending_local = self._pending_remote = None
         self._prov_local = self._prov_remote = None
+        self._checked = None
 
     # -- the offerer's side ------------------------------------------------------------------
 
@@ -315,7 +327,8 @@ class SdpNegotiator:
         offer = self._pending_remote
         if self.state is not _S.REMOTE_OFFER or offer is None:
             raise LocalProtocolError(f"SDP negotiator: no offer to check in state {self.state.name}")
-        self._answer_body(offer)
+        caps = self._capabilities()
+        self._checked = (offer, caps, self._answer_body(offer))
 
     def create_answer(self, sdp: SessionDescription | None = None) -> SessionDescription:
         """Our answer to the pending offer — ``sdp`` as given, or made from our capabilities;
@@ -331,8 +344,14 @@ class SdpNegotiator:
         offer = self._pending_remote
         if offer is None:  # pragma: no cover - the table guarantees it
             raise LocalProtocolError("no pending offer")
+        checked, self._checked = self._checked, None
         try:
-            answer = self._given(sdp) if sdp is not None else self._versioned(self._answer_body(offer))
+            if sdp is not None:
+                answer = self._given(sdp)
+            elif checked is not None and checked[0] is offer and checked[1] is self.local:
+                answer = self._versioned(checked[2])  # worked out by check_offer already
+            else:
+                answer = self._versioned(self._answer_body(offer))
         except SdpNegotiationError:
             self._go(_N.NEGOTIATION_FAILED)
             self._drop_provisional()
@@ -413,12 +432,15 @@ class SdpNegotiator:
         self.generation += 1
 
     def _versioned(self, body: SessionDescription) -> SessionDescription:
-        """``o=`` version +1 when what we send changed since the last one (RFC 3264 §8)."""
-        key = hash(body.with_version(0).serialize())
+        """``o=`` version +1 when what we send changed since the last one (RFC 3264 §8).
+
+        Serialised once: the copy with the final version shares the text but for its o= line."""
+        zero = body.with_version(0)
+        key = hash(zero.serialize())
         if self._last_key is not None and key != self._last_key:
             self._version += 1
         self._last_key = key
-        return body.with_version(self._version)
+        return zero.with_version(self._version)
 
     def _given(self, sdp: SessionDescription) -> SessionDescription:
         """An SDP the application brought goes out as it is (its o= line is its own); our own
@@ -434,6 +456,7 @@ class SdpNegotiator:
                 pool.release("session ended")
         self._pool_prov = self._pool_active = None
         self._prov_local = self._prov_remote = self._active_local = self._active_remote = None
+        self._pending_local = self._pending_remote = self._checked = None
 
 
 def _rejected(offered: MediaDescription) -> MediaDescription:

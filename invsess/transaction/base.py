@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
-
-import attrs
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 from invsess.address import Address
 from invsess.errors import InternalError
@@ -102,18 +100,19 @@ class TransactionTableError(InternalError):
     """A transaction was fed an input its table does not have in its state: our bug."""
 
 
-@attrs.frozen
-class Outgoing:
-    """Bytes to send, where, and over which transport."""
+class Outgoing(NamedTuple):
+    """Bytes to send, where, and over which transport (a named tuple: one per datagram)."""
 
     data: bytes
     destination: Address
     transport: str
 
 
-@attrs.frozen
-class TransactionKey:
-    """RFC 3261 §17.1.3 / §17.2.3 matching key (branch-based, or RFC 2543 fallback)."""
+class TransactionKey(NamedTuple):
+    """RFC 3261 §17.1.3 / §17.2.3 matching key (branch-based, or RFC 2543 fallback).
+
+    A named tuple: looked up in the endpoint's tables several times per message, and a tuple
+    hashes and compares in C."""
 
     branch: str
     sent_by: str
@@ -186,6 +185,9 @@ class Transaction(Generic[StateT]):
         #: True once TERMINATED (the endpoint then forgets it and its pool is released).
         self.terminated = False
         self.state: StateT = state
+        #: The deadline of this transaction's entry on its endpoint's timer heap (the endpoint
+        #: pushes a new entry only when the deadline changed; None: no valid entry).
+        self.heap_deadline: float | None = None
         self._observer = observer
         if observer is not None:
             observer.created(self)

@@ -65,6 +65,8 @@ class ServerTransaction(Transaction[StateT]):
         self.response_destination = response_destination
         self._last: Buffer | None = None
         self.last_status: int | None = None
+        #: The request's merged-request key (RFC 3261 §8.2.2.2), for the endpoint's table.
+        self.merge_key: tuple[str | None, str | None, int, str] | None = None
 
     def respond(self, response: Response, now: float) -> None:
         """Send a response from the transaction user."""
