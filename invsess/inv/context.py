@@ -116,6 +116,9 @@ class SessionContext:
         self._heap: list[tuple[float, int, SessionHandle]] = []
         self._serial = 0
         self._contacts: dict[tuple[str, tuple[str, int]], NameAddress] = {}
+        # Each Contact's text, written once (every 1xx/2xx of ours carries one), by id(): the
+        # entry keeps the object alive, so the id stays its own.
+        self._contact_texts: dict[int, tuple[NameAddress, str]] = {}
         #: Usernames and passwords by realm, for the 401/407 our requests get (mutable: a
         #: registration adds its own, so that calls through the same proxy use them too).
         self.credentials = credentials if credentials is not None else CredentialStore()
@@ -235,6 +238,16 @@ class SessionContext:
             contact = NameAddress(parse_uri(f"sip:{self.settings.user}@{uri_host(host)}:{port}{param}"))
             self._contacts[(transport, listener)] = contact
         return contact
+
+    def contact_text(self, contact: NameAddress) -> str:
+        """``str(contact)``, written once per Contact of ours (:meth:`contact` makes few)."""
+        kept = self._contact_texts.get(id(contact))
+        if kept is not None:
+            return kept[1]
+        text = str(contact)
+        if len(self._contact_texts) < _MAX_INTERNED:
+            self._contact_texts[id(contact)] = (contact, text)
+        return text
 
 
 __all__ = ["Purpose", "Route", "SessionContext", "SessionHandle", "methods_of"]

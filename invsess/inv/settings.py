@@ -7,6 +7,7 @@ imply (:func:`option_tags`) are what the layer's endpoint must support and what 
 from __future__ import annotations
 
 import enum
+import functools
 
 import attrs
 
@@ -51,10 +52,15 @@ class LayerSettings:
     lock_codec: bool = False
     offer_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
 
-    @property
+    @functools.cached_property
     def supported(self) -> tuple[str, ...]:
         """The option tags these settings implement (what Supported lists)."""
         return option_tags(self.timer, self.rel100)
+
+    @functools.cached_property
+    def supported_header(self) -> str:
+        """The Supported header value of these settings ("" when there is none)."""
+        return ", ".join(self.supported)
 
 
 __all__ = ["LayerSettings", "Rel100", "option_tags"]

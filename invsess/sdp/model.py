@@ -84,11 +84,15 @@ def _direction(attributes: Iterable[Attribute]) -> str | None:
     return None
 
 
+#: The four direction attributes (values: one object each, shared).
+DIRECTION_ATTRIBUTES = {direction: Attribute(direction) for direction in DIRECTIONS}
+
+
 def _with_direction(attributes: tuple[Attribute, ...], direction: str) -> tuple[Attribute, ...]:
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}")
     kept = tuple(a for a in attributes if a.name not in DIRECTIONS)
-    return (*kept, Attribute(direction))
+    return (*kept, DIRECTION_ATTRIBUTES[direction])
 
 
 @attrs.frozen
@@ -233,7 +237,20 @@ class SessionDescription:
             return self
         copy = attrs.evolve(self, origin=attrs.evolve(self.origin, session_version=session_version))
         wire = self._wire
-        if wire is not None:  # the o= line is the only one that differs
-            old, new = f"\no={self.origin}\r\n", f"\no={copy.origin}\r\n"
-            object.__setattr__(copy, "_wire", wire.replace(old.encode(), new.encode(), 1))
+        if wire is not None:  # the o= line is the only one that differs: not written again
+            object.__setattr__(copy, "_wire", self._with_origin_line(wire, copy.origin))
         return copy
+
+    def content_key(self) -> int:
+        """A hash of the description with its ``o=`` version left out: equal for descriptions
+        that differ at most in that version (what RFC 3264 §8 compares to decide whether a
+        new offer or answer is a change)."""
+        wire = self.serialize()
+        if self.origin.session_version:
+            wire = self._with_origin_line(wire, attrs.evolve(self.origin, session_version=0))
+        return hash(wire)
+
+    def _with_origin_line(self, wire: bytes, origin: Origin) -> bytes:
+        # lines() writes the o= line second, right after v=: its first occurrence.
+        old, new = f"\no={self.origin}\r\n", f"\no={origin}\r\n"
+        return wire.replace(old.encode("utf-8"), new.encode("utf-8"), 1)

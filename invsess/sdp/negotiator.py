@@ -29,7 +29,7 @@ from typing import ClassVar
 import attrs
 
 from invsess.memory import Buffer, Pool, PoolFactory
-from invsess.sdp.model import DIRECTIONS, MediaDescription, RtpMap, SessionDescription
+from invsess.sdp.model import DIRECTION_ATTRIBUTES, DIRECTIONS, MediaDescription, RtpMap, SessionDescription
 from invsess.sdp.parser import parse_sdp
 from invsess.sip.errors import LocalProtocolError, RemoteProtocolError
 
@@ -358,7 +358,12 @@ class SdpNegotiator:
             raise
         self._pending_local = answer
         self._prov_local = self._keep(answer)
-        self.negotiate()
+        if sdp is None:
+            # Made from the offer's own m-lines and codecs (_answer_body): it answers the
+            # offer by construction, so the check of negotiate() has nothing to find.
+            self._complete()
+        else:
+            self.negotiate()
         return answer
 
     def _answer_body(self, offer: SessionDescription) -> SessionDescription:
@@ -402,9 +407,9 @@ class SdpNegotiator:
         for attr in local.attributes:
             if attr.name not in ("rtpmap", "fmtp", *DIRECTIONS):
                 attributes.append(attr)
-        direction = _ANSWER_DIRECTION[(offered.direction, local.direction)]
-        answered = attrs.evolve(local, formats=tuple(formats), attributes=tuple(attributes))
-        return answered.with_direction(direction)
+        # The answer's direction goes last, as with_direction() puts it (one copy, not two).
+        attributes.append(DIRECTION_ATTRIBUTES[_ANSWER_DIRECTION[(offered.direction, local.direction)]])
+        return attrs.evolve(local, formats=tuple(formats), attributes=tuple(attributes))
 
     # -- completing --------------------------------------------------------------------------
 
@@ -422,6 +427,10 @@ class SdpNegotiator:
             self._go(_N.NEGOTIATION_FAILED)
             self._drop_provisional()
             raise
+        self._complete()
+
+    def _complete(self) -> None:
+        """WAIT_NEGO -> DONE with an answer known to fit: the pair becomes active."""
         self._go(_N.NEGOTIATE)
         self._active_local, self._active_remote = self._prov_local, self._prov_remote
         if self._pool_active is not None:
@@ -434,19 +443,18 @@ class SdpNegotiator:
     def _versioned(self, body: SessionDescription) -> SessionDescription:
         """``o=`` version +1 when what we send changed since the last one (RFC 3264 §8).
 
-        Serialised once: the copy with the final version shares the text but for its o= line."""
-        zero = body.with_version(0)
-        key = hash(zero.serialize())
+        Serialised once: the copy with the final version takes the text but for its o= line."""
+        key = body.content_key()
         if self._last_key is not None and key != self._last_key:
             self._version += 1
         self._last_key = key
-        return zero.with_version(self._version)
+        return body.with_version(self._version)
 
     def _given(self, sdp: SessionDescription) -> SessionDescription:
         """An SDP the application brought goes out as it is (its o= line is its own); our own
         later ones continue from its version, so the version never goes down (RFC 3264 §8)."""
         self._version = max(self._version, sdp.origin.session_version)
-        self._last_key = hash(sdp.with_version(0).serialize())
+        self._last_key = sdp.content_key()
         return sdp
 
     def release(self) -> None:

@@ -153,6 +153,8 @@ class Transaction(Generic[StateT]):
     TRANSITIONS: ClassVar[Mapping[tuple[Any, TxInput], Any]]
     #: Subclasses: their TERMINATED state.
     END: ClassVar[enum.Enum]
+    #: Subclasses: the state a new transaction starts in.
+    INITIAL: ClassVar[enum.Enum]
 
     def __init__(
         self,
@@ -166,7 +168,6 @@ class Transaction(Generic[StateT]):
         now: float,
         sink: Callable[[Outgoing], None],
         on_event: Callable[[Any], None],
-        state: StateT,
         observer: TransactionObserver | None = None,
     ) -> None:
         self.key = key
@@ -184,7 +185,7 @@ class Transaction(Generic[StateT]):
         self.terminated_reason: str | None = None
         #: True once TERMINATED (the endpoint then forgets it and its pool is released).
         self.terminated = False
-        self.state: StateT = state
+        self.state: StateT = self.INITIAL  # type: ignore[assignment]  # each machine's own
         #: The deadline of this transaction's entry on its endpoint's timer heap (the endpoint
         #: pushes a new entry only when the deadline changed; None: no valid entry).
         self.heap_deadline: float | None = None

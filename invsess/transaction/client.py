@@ -56,6 +56,7 @@ class ClientInviteTransaction(Transaction[ClientInviteState]):
     role = Role.CLIENT
     State = ClientInviteState
     END = _CI.TERMINATED
+    INITIAL = _CI.CALLING
     TRANSITIONS: ClassVar[dict[tuple[ClientInviteState, TxInput], ClientInviteState]] = terminating_table(
         ClientInviteState,
         {
@@ -84,7 +85,7 @@ class ClientInviteTransaction(Transaction[ClientInviteState]):
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, state=_CI.CALLING, **kwargs)
+        super().__init__(*args, **kwargs)
         self._wire = self._keep(self.request.serialize())
         self._ack: bytes | None = None
 
@@ -162,6 +163,7 @@ class ClientNonInviteTransaction(Transaction[ClientNonInviteState]):
     role = Role.CLIENT
     State = ClientNonInviteState
     END = _CN.TERMINATED
+    INITIAL = _CN.TRYING
     TRANSITIONS: ClassVar[dict[tuple[ClientNonInviteState, TxInput], ClientNonInviteState]] = (
         terminating_table(
             ClientNonInviteState,
@@ -187,7 +189,7 @@ class ClientNonInviteTransaction(Transaction[ClientNonInviteState]):
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, state=_CN.TRYING, **kwargs)
+        super().__init__(*args, **kwargs)
         self._wire = self._keep(self.request.serialize())
 
     def start(self, now: float) -> None:
