@@ -41,6 +41,10 @@ class DialogState(enum.Enum):
     NULL is PJSIP's: a UAC dialog whose INVITE went out and no response with a To tag came yet.
     """
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     NULL = "NULL"
     EARLY = "EARLY"
     CONFIRMED = "CONFIRMED"
@@ -49,6 +53,10 @@ class DialogState(enum.Enum):
 
 class DialogInput(enum.Enum):
     """What moves a dialog."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     #: A 1xx with a To tag: the first response that creates the (early) dialog of a UAC.
     RECV_1XX = "receive 1xx"
@@ -77,6 +85,10 @@ TRANSITIONS: dict[tuple[DialogState, DialogInput], DialogState] = {
 
 class DialogRole(enum.Enum):
     """Which side created the dialog."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     UAC = "UAC"
     UAS = "UAS"

@@ -58,6 +58,10 @@ def methods_of(allow: Iterable[str]) -> frozenset[str]:
 class Purpose(enum.Enum):
     """What a transaction tracked by the layer does for its session."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     INVITE = "INVITE"  # the initial INVITE, either way
     REINVITE = "re-INVITE"  # ours
     UPDATE = "UPDATE"  # ours

@@ -17,6 +17,10 @@ from invsess.inv.timer import TimerSettings
 class Rel100(enum.Enum):
     """How a user agent treats 100rel: ``SUPPORTED`` uses it when the peer offers it too."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     OFF = "off"
     SUPPORTED = "supported"
     REQUIRED = "required"

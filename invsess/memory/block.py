@@ -176,7 +176,7 @@ def block_size_of(obj: Block) -> int:
     cls = type(obj)
     size = _fixed_sizes.get(cls)
     if size is None:
-        size = align(obj.block_size())
+        size = (obj.block_size() + ALIGNMENT - 1) & -ALIGNMENT
         if cls.block_size is Block.block_size:  # not overridden: the size depends on the class only
             _fixed_sizes[cls] = size
     return size

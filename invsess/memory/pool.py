@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from invsess.memory.block import (
+    ALIGNMENT,
     Block,
     RawHeader,
     RefCounted,
     _fixed_sizes,  # the hot path reads the size cache directly
     _sites,  # the hot path reads the site table directly
-    align,
     block_size_of,
     debug_variant,
     poison,
@@ -43,6 +43,7 @@ from invsess.memory.report import (
     PoolExhaustedError,
     RawFrame,
     UseAfterFreeError,
+    _skip_code,  # the hot paths read which frames are the allocator's own directly
     capture_raw_stack,
     capture_stack,
     resolve,
@@ -113,6 +114,7 @@ class Pool:
         increment: int,
         max_size: int | None,
         serial: int,
+        created: tuple[RawFrame, ...] | None = None,
     ) -> None:
         self.name = name
         self.factory = factory
@@ -136,7 +138,9 @@ class Pool:
         self._next: Pool | None = None
         # Kept raw (code objects and lines), resolved into frames only if a report needs them,
         # and shared: the pools of every call are made at the same few places.
-        self._created = _shared_stack(capture_raw_stack(factory.stack_depth if factory.malloc_debug else 1))
+        if created is None:
+            created = _shared_stack(capture_raw_stack(factory.stack_depth if factory.malloc_debug else 1))
+        self._created = created
 
     def __repr__(self) -> str:
         state = "released" if self._released else f"{len(self._blocks)} blocks, {self._used} bytes"
@@ -201,7 +205,9 @@ class Pool:
             frame = _getframe(1)
             code, line = frame.f_code, frame.f_lineno
             site = _sites.get(id(code) << 32 | line) or site_of(code, line)
-        size = _fixed_sizes.get(cls) or block_size_of(obj)
+        size = _fixed_sizes.get(cls)
+        if size is None:  # a size that depends on the content (a message, a buffer)
+            size = block_size_of(obj)
         if size <= self._tail_free:
             self._tail_free -= size
             self._used += size
@@ -265,7 +271,13 @@ class Pool:
             self._released = record
         else:  # the common case: the facts are kept raw, the record is built if ever asked for
             record = None
-            self._released = (reason, capture_raw_stack(1), context)
+            frame = _getframe(1)
+            code = frame.f_code
+            if _skip_code.get(id(code)) is False:  # a caller outside this package: the usual
+                raw: tuple[RawFrame, ...] = ((code, frame.f_lineno),)
+            else:
+                raw = capture_raw_stack(1)
+            self._released = (reason, raw, context)
         dangling = tuple(self._dangling(b, record) for b in referenced) if record is not None else ()
         self._context = None  # it refers to the pool's owner: no cycle may outlive the release
         blocks, self._blocks = self._blocks, []
@@ -403,11 +415,31 @@ class PoolFactory:
             raise ValueError("capacity must be positive and increment non-negative")
         if max_size is not None and max_size < capacity:
             raise ValueError("max_size must be at least capacity")
-        capacity = align(capacity)
-        self._reserve(capacity, name)
+        capacity = (capacity + ALIGNMENT - 1) & -ALIGNMENT  # align(), inline: one pool per message
+        reserved = self._reserved + capacity
+        if reserved > self.total_size:
+            self._reserve(capacity, name)  # raises PoolExhaustedError
+        self._reserved = reserved
+        self._fragments += 1
+        self._max_reserved = max(self._max_reserved, reserved)
         self._serial += 1
+        created: tuple[RawFrame, ...] | None
+        if self.malloc_debug:
+            created = _shared_stack(capture_raw_stack(self.stack_depth))
+        else:  # the hot path: where the caller is, looked up by an int (see _shared_stack)
+            frame = _getframe(1)
+            code, line = frame.f_code, frame.f_lineno
+            created = _stacks.get(id(code) << 32 | line) if _skip_code.get(id(code)) is False else None
+            if created is None:
+                created = _shared_stack(capture_raw_stack(1))
         pool = Pool(
-            self, name, capacity=capacity, increment=align(increment), max_size=max_size, serial=self._serial
+            self,
+            name,
+            capacity=capacity,
+            increment=(increment + ALIGNMENT - 1) & -ALIGNMENT,
+            max_size=max_size,
+            serial=self._serial,
+            created=created,
         )
         last = self._last
         pool._prev = last

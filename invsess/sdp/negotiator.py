@@ -44,6 +44,10 @@ class SdpNegotiationError(RemoteProtocolError):
 class NegotiatorState(enum.Enum):
     """pjmedia's ``pjmedia_sdp_neg_state``."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     NULL = "NULL"
     LOCAL_OFFER = "LOCAL_OFFER"
     REMOTE_OFFER = "REMOTE_OFFER"
@@ -53,6 +57,10 @@ class NegotiatorState(enum.Enum):
 
 class NegotiatorInput(enum.Enum):
     """What moves the negotiator (pjmedia's ``pjmedia_sdp_neg_*`` calls)."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     CREATE_OFFER = "create offer"
     RECEIVE_OFFER = "receive offer"

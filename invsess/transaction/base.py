@@ -34,6 +34,10 @@ RELIABLE = frozenset({"tcp", "tls", "ws", "wss", "sctp"})
 class Role(enum.Enum):
     """Which side of the transaction we are."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     CLIENT = "client"
     SERVER = "server"
 
@@ -64,6 +68,10 @@ class Timer(enum.StrEnum):
 
 class TxInput(enum.Enum):
     """What a transaction table reacts to: messages, timers, transport failures."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     RECV_1XX = "receive 1xx"
     RECV_2XX = "receive 2xx"

@@ -27,6 +27,10 @@ from invsess.transaction.events import ResponseReceived, TransactionTimedOut
 class ClientInviteState(enum.Enum):
     """RFC 3261 Figure 5 with RFC 6026's Accepted."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     CALLING = "Calling"
     PROCEEDING = "Proceeding"
     ACCEPTED = "Accepted"
@@ -36,6 +40,10 @@ class ClientInviteState(enum.Enum):
 
 class ClientNonInviteState(enum.Enum):
     """RFC 3261 Figure 6."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     TRYING = "Trying"
     PROCEEDING = "Proceeding"

@@ -31,6 +31,10 @@ from invsess.transaction.events import AckReceived, TransactionTimedOut
 class ServerInviteState(enum.Enum):
     """RFC 3261 Figure 7 with RFC 6026's Accepted."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     PROCEEDING = "Proceeding"
     ACCEPTED = "Accepted"
     COMPLETED = "Completed"
@@ -40,6 +44,10 @@ class ServerInviteState(enum.Enum):
 
 class ServerNonInviteState(enum.Enum):
     """RFC 3261 Figure 8."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
