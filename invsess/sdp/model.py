@@ -185,6 +185,9 @@ class SessionDescription:
     #: The serialised form, made once (the description is immutable): a negotiator keeps it,
     #: compares it and sends it, so it would otherwise be written out several times.
     _wire: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    #: The bytes this description was parsed from (None for one made in code): what the peer
+    #: sent, kept as sent (``received_bytes``).
+    _source: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @property
     def direction(self) -> str | None:
@@ -230,6 +233,12 @@ class SessionDescription:
 
     def __str__(self) -> str:
         return self.serialize().decode("utf-8")
+
+    @property
+    def received_bytes(self) -> bytes | None:
+        """The bytes :func:`~invsess.sdp.parse_sdp` read this description from, exactly as
+        received (None for a description made in code, or parsed from text)."""
+        return self._source
 
     def with_version(self, session_version: int) -> SessionDescription:
         """A copy with ``o=`` session version replaced (RFC 3264 §8: +1 on every change)."""

@@ -217,10 +217,13 @@ class SdpNegotiator:
             nxt = _S.DONE  # back to the session already agreed
         self.state = nxt
 
-    def _keep(self, sdp: SessionDescription) -> Buffer:
+    def _keep(self, sdp: SessionDescription, *, received: bool = False) -> Buffer:
+        """The bytes of ``sdp`` in the provisional pool: for the peer's (``received``), as it
+        sent them when we parsed them (not written out again); for ours, as we send them."""
         if self._pool_prov is None:
             self._pool_prov = self._factory.create_pool(self._name, 1024, 1024)
-        return self._pool_prov.alloc(Buffer, sdp.serialize())
+        wire = (received and sdp.received_bytes) or sdp.serialize()
+        return self._pool_prov.alloc(Buffer, wire)
 
     def _drop_provisional(self) -> None:
         if self._pool_prov is not None:
@@ -310,7 +313,7 @@ class SdpNegotiator:
         """The answer to our offer (LOCAL_OFFER -> WAIT_NEGO); call :meth:`negotiate` next."""
         self._go(_N.RECEIVE_ANSWER)
         self._pending_remote = answer
-        self._prov_remote = self._keep(answer)
+        self._prov_remote = self._keep(answer, received=True)
 
     def cancel_offer(self) -> None:
         """Abandon the offer in progress (a 491, a failed re-INVITE): back to the agreed session."""
@@ -327,7 +330,7 @@ class SdpNegotiator:
         self._go(_N.RECEIVE_OFFER)
         self._we_offered = False
         self._pending_remote = offer
-        self._prov_remote = self._keep(offer)
+        self._prov_remote = self._keep(offer, received=True)
 
     def check_offer(self) -> None:
         """Raise :class:`SdpNegotiationError` if our capabilities cannot answer the pending

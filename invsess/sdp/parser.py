@@ -68,7 +68,10 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
             current_extra.append((kind, value))
     if current is not None:
         media.append(_media(current, current_extra))
-    return _session(session, timings, media, extra)
+    description = _session(session, timings, media, extra)
+    if isinstance(data, bytes):  # kept for SessionDescription.received_bytes
+        object.__setattr__(description, "_source", data)
+    return description
 
 
 def _one(section: dict[str, list[str]], kind: str, required: bool = False) -> str | None:
