@@ -73,6 +73,17 @@ class RtpMap:
     channels: int | None = None
 
 
+def parse_rtpmap(value: str) -> RtpMap | None:
+    """The value of an ``a=rtpmap`` line (``<pt> <encoding>/<clock>[/<channels>]``), or None
+    when it is malformed."""
+    pt, _, spec = value.partition(" ")
+    parts = spec.strip().split("/")
+    if len(parts) < 2 or not is_digits(parts[1]):
+        return None
+    channels = int(parts[2]) if len(parts) > 2 and is_digits(parts[2]) else None
+    return RtpMap(pt, parts[0], int(parts[1]), channels)
+
+
 def _attr(attributes: Iterable[Attribute], name: str) -> list[str | None]:
     return [a.value for a in attributes if a.name == name]
 
@@ -111,7 +122,7 @@ class MediaDescription:
     extra: tuple[tuple[str, str], ...] = ()
     #: What :func:`invsess.sdp.negotiator` derives from the section (its codecs), computed once:
     #: the section is immutable, and the same one (our capabilities) is negotiated in every call.
-    _derived: dict[str, object] | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    _derived: tuple[object, ...] | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @property
     def rejected(self) -> bool:
@@ -131,14 +142,9 @@ class MediaDescription:
         """``a=rtpmap`` lines by payload type (malformed ones are skipped)."""
         out: dict[str, RtpMap] = {}
         for value in self.attribute("rtpmap"):
-            if not value:
-                continue
-            pt, _, spec = value.partition(" ")
-            parts = spec.strip().split("/")
-            if len(parts) < 2 or not is_digits(parts[1]):
-                continue
-            channels = int(parts[2]) if len(parts) > 2 and is_digits(parts[2]) else None
-            out[pt] = RtpMap(pt, parts[0], int(parts[1]), channels)
+            rtpmap = parse_rtpmap(value) if value else None
+            if rtpmap is not None:
+                out[rtpmap.payload_type] = rtpmap
         return out
 
     def fmtp(self, payload_type: str) -> str | None:

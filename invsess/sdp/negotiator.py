@@ -24,12 +24,18 @@ and :class:`~invsess.sip.errors.LocalProtocolError` for a call in the wrong stat
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import attrs
 
 from invsess.memory import Buffer, Pool, PoolFactory
-from invsess.sdp.model import DIRECTION_ATTRIBUTES, DIRECTIONS, MediaDescription, RtpMap, SessionDescription
+from invsess.sdp.model import (
+    DIRECTION_ATTRIBUTES,
+    DIRECTIONS,
+    MediaDescription,
+    SessionDescription,
+    parse_rtpmap,
+)
 from invsess.sdp.parser import parse_sdp
 from invsess.sip.errors import LocalProtocolError, RemoteProtocolError
 
@@ -94,8 +100,9 @@ _ANSWER_DIRECTION = {
 }
 
 
-@attrs.frozen
-class _CodecKey:
+class _CodecKey(NamedTuple):
+    """A codec's identity (a named tuple: it keys the dicts a negotiation looks codecs up in)."""
+
     encoding: str
     clock_rate: int
     channels: int
@@ -106,19 +113,48 @@ def _codecs(media: MediaDescription) -> dict[str, _CodecKey | None]:
 
     Computed once per section and kept with it (sections are immutable; our capabilities are
     negotiated in every call): treat the mapping as read-only."""
+    return _derived(media)[0]
+
+
+def _by_codec(media: MediaDescription) -> dict[_CodecKey, str]:
+    """Codec identity -> format, for the dynamic types of ``media`` (cached like :func:`_codecs`)."""
+    return _derived(media)[1]
+
+
+def _derived(media: MediaDescription) -> tuple[dict[str, _CodecKey | None], dict[_CodecKey, str]]:
     derived = media._derived
     if derived is not None:
-        return derived["codecs"]  # type: ignore[return-value]
-    maps = media.rtpmaps()
-    out: dict[str, _CodecKey | None] = {}
-    for fmt in media.formats:
-        rtp: RtpMap | None = maps.get(fmt)
-        if rtp is not None:
-            out[fmt] = _CodecKey(rtp.encoding.lower(), rtp.clock_rate, rtp.channels or 1)
-        else:
-            out[fmt] = None
-    object.__setattr__(media, "_derived", {"codecs": out})  # a cache of an immutable value
-    return out
+        return derived  # type: ignore[return-value]
+    maps: dict[str, _CodecKey] = {}
+    for attribute in media.attributes:
+        if attribute.name == "rtpmap" and attribute.value:
+            mapped = _rtpmap_codec(attribute.value)
+            if mapped is not None:
+                maps[mapped[0]] = mapped[1]
+    out: dict[str, _CodecKey | None] = {fmt: maps.get(fmt) for fmt in media.formats}
+    by_codec = {codec: fmt for fmt, codec in out.items() if codec is not None}
+    object.__setattr__(media, "_derived", (out, by_codec))  # a cache of an immutable value
+    return out, by_codec
+
+
+#: a=rtpmap values seen -> (payload type, codec), shared: the same few recur in every call
+#: (bounded: a peer's inventions cannot grow it past this).
+_rtpmap_codecs: dict[str, tuple[str, _CodecKey] | None] = {}
+_MAX_RTPMAPS = 1024
+
+
+def _rtpmap_codec(value: str) -> tuple[str, _CodecKey] | None:
+    if value in _rtpmap_codecs:
+        return _rtpmap_codecs[value]
+    rtp = parse_rtpmap(value)
+    mapped = (
+        None
+        if rtp is None
+        else (rtp.payload_type, _CodecKey(rtp.encoding.lower(), rtp.clock_rate, rtp.channels or 1))
+    )
+    if len(_rtpmap_codecs) < _MAX_RTPMAPS:
+        _rtpmap_codecs[value] = mapped
+    return mapped
 
 
 def _is_static(fmt: str) -> bool:
@@ -398,7 +434,7 @@ class SdpNegotiator:
     def _answer_stream(self, offered: MediaDescription, local: MediaDescription) -> MediaDescription | None:
         theirs = _codecs(offered)
         ours = _codecs(local)
-        ours_by_codec = {codec: fmt for fmt, codec in ours.items() if codec is not None}
+        ours_by_codec = _by_codec(local)
         formats: list[str] = []
         for fmt, codec in theirs.items():  # the offerer's order (pjmedia's default)
             if codec is None:
