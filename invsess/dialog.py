@@ -283,21 +283,54 @@ class Dialog(RefCounted):
         contact = next((c for c in request.contact if isinstance(c, NameAddress)), None)
         if contact is None:
             raise LocalProtocolError("a dialog-creating request needs a Contact")
-        return cls._allocate(
+        return cls.create_uac_for(
             factory,
-            f"dlg-{call_id}-{from_.tag}",
-            role=DialogRole.UAC,
             call_id=call_id,
             local_tag=from_.tag,
-            remote_tag="",
             local_uri=_text(request, "From", from_),
             remote_uri=_text(request, "To", to),
-            local_cseq=cseq.number,
+            cseq=cseq.number,
+            target=request.uri,
+            contact=contact,
+            transport=transport,
+            now=now,
+            gauge=gauge,
+        )
+
+    @classmethod
+    def create_uac_for(
+        cls,
+        factory: PoolFactory,
+        *,
+        call_id: str,
+        local_tag: str,
+        local_uri: NameAddress | str,
+        remote_uri: NameAddress | str,
+        cseq: int,
+        target: Uri,
+        contact: NameAddress,
+        transport: str = "udp",
+        now: float | None = None,
+        gauge: StateGauge[DialogState] | None = None,
+    ) -> Dialog:
+        """The dialog of an INVITE we are about to build and send, from what it will carry
+        (its From with ``local_tag``, its To, Call-ID, CSeq, Request-URI and Contact): the
+        request can then be made once, complete, with the session's offer in it."""
+        return cls._allocate(
+            factory,
+            f"dlg-{call_id}-{local_tag}",
+            role=DialogRole.UAC,
+            call_id=call_id,
+            local_tag=local_tag,
+            remote_tag="",
+            local_uri=local_uri,
+            remote_uri=remote_uri,
+            local_cseq=cseq,
             remote_cseq=None,
             route_set=(),
-            remote_target=request.uri,
+            remote_target=target,
             local_contact=contact,
-            secure=_is_sips(request.uri),
+            secure=_is_sips(target),
             transport=transport,
             state=DialogState.NULL,
             created=now,

@@ -123,6 +123,7 @@ class SessionContext:
         # Each Contact's text, written once (every 1xx/2xx of ours carries one), by id(): the
         # entry keeps the object alive, so the id stays its own.
         self._contact_texts: dict[int, tuple[NameAddress, str]] = {}
+        self._local_uris: dict[tuple[str, tuple[str, int]], str] = {}
         #: Usernames and passwords by realm, for the 401/407 our requests get (mutable: a
         #: registration adds its own, so that calls through the same proxy use them too).
         self.credentials = credentials if credentials is not None else CredentialStore()
@@ -242,6 +243,19 @@ class SessionContext:
             contact = NameAddress(parse_uri(f"sip:{self.settings.user}@{uri_host(host)}:{port}{param}"))
             self._contacts[(transport, listener)] = contact
         return contact
+
+    def local_uri_text(self, transport: str) -> str:
+        """Our From URI without tag, ``<sip:user@host:port>``, for ``transport``'s listener
+        (written once per listener: every call we place carries it)."""
+        transport = transport.lower()
+        listener = self.endpoint.listeners.get(transport, ("127.0.0.1", 5060))
+        key = (transport, listener)
+        text = self._local_uris.get(key)
+        if text is None:
+            host, port = listener
+            text = str(NameAddress(parse_uri(f"sip:{self.settings.user}@{uri_host(host)}:{port}")))
+            self._local_uris[key] = text
+        return text
 
     def contact_text(self, contact: NameAddress) -> str:
         """``str(contact)``, written once per Contact of ours (:meth:`contact` makes few)."""
