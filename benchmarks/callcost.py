@@ -156,7 +156,6 @@ class Bench:
         self.now = 0.0
         self.cpu = 0.0  # process time spent in the side under test
         self.serial = 0
-        self.held: list[Any] = []  # sessions kept up (the calling flow)
         self.timing = True
 
     # Everything the side under test does goes through here: timed.
@@ -195,8 +194,6 @@ class Bench:
                 and not self.hold
             ):
                 layer.hangup(event.session, now)
-            elif isinstance(event, SessionStateChanged) and event.new is InviteState.CONFIRMED:
-                self.held.append(event.session)
 
     def _timers(self) -> list[bytes]:
         """What a driver does as time passes: fire what is due."""
