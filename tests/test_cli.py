@@ -174,7 +174,8 @@ def test_ladder_draws_one_call_of_a_trace(tmp_path: Path) -> None:
     rows = result.output.splitlines()
     assert rows[1].split()[0] == "0.000"  # timed from this call's first message
     assert "* session: NULL -> CALLING" in result.output and "DISCONNECTED" in result.output
-    assert result.output.count("INVITE sip:") == 1  # one call only
+    # One call only (its INVITE may appear more than once: retransmitted on a loaded machine).
+    assert result.output.count("* session: NULL -> CALLING") == 1
     unknown = CliRunner().invoke(main, ["ladder", str(trace), "--call-id", "nope"])
     assert unknown.exit_code == 1 and call_ids[0] in unknown.output
 
