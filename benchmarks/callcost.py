@@ -27,11 +27,20 @@ MALLOC_DEBUG on; printed with ratios against the first column, measured in the s
 ``--profile`` also profiles the normal-mode ``answer`` and ``call`` flows with cProfile and
 prints the top functions by own time and the share of the memory model's book-keeping
 (everything in ``invsess/memory/``: pool and block allocation, add_ref/dec_ref, release,
-statistics) in the total (target <= 10%; cProfile's per-call overhead weighs most on small
-functions, so the share it shows is an upper bound).
+statistics) in the total (target <= 10%). cProfile's per-call overhead weighs most on parts
+made of many small calls (the parser more than the memory model), so its shares are skewed:
+``--sampled`` gives a sampling profiler's.
 
     python benchmarks/callcost.py                      # all flows, 0 / 1,000 / 10,000 up
     python benchmarks/callcost.py --flows answer --up 0 --calls 2000 --profile
+
+``--sampled RAW`` reads a py-spy raw profile of this script instead and prints the same shares
+from samples (each charged to the innermost invsess frame), which cProfile's overhead does not
+distort:
+
+    py-spy record -r 400 -f raw -o call.raw -- python benchmarks/callcost.py --flows answer call \\
+        --up 0 --calls 3000 --rounds 2 --no-debug
+    python benchmarks/callcost.py --sampled call.raw
 """
 
 from __future__ import annotations
@@ -405,6 +414,42 @@ def profile(flow: str, calls: int, spacing: float, top: int) -> None:
     print(f"memory model book-keeping (invsess/memory/): {share:.1f}% of the profile (target <= 10%)")
 
 
+def sampled(raw_file: str) -> None:
+    """Shares by part of invsess from a py-spy raw profile of this script (``py-spy record -f
+    raw``): each sample inside the side under test is charged to the innermost invsess frame
+    (a sampling profiler adds nothing per call, so small functions are not overweighted)."""
+    flows = {"answering": "Bench._answered_call", "calling": "Bench._placed_call"}
+    counts: dict[str, dict[str, int]] = {flow: {} for flow in flows}
+    frame_file = re.compile(r"\((.*?):\d+\)$")
+    with open(raw_file, encoding="utf-8") as lines:
+        for line in lines:
+            stack, _, count = line.rstrip().rpartition(" ")
+            frames = stack.split(";")
+            if not any(f.startswith("Bench._timed ") for f in frames):
+                continue
+            flow = next((k for k, marker in flows.items() if any(f.startswith(marker) for f in frames)), None)
+            if flow is None:
+                continue
+            files = [m.group(1) for f in frames if (m := frame_file.search(f)) is not None]
+            inner = [f for f in files if "invsess/" in f]
+            area = (
+                (inner[-1].split("invsess/", 1)[1].split("/")[0].removesuffix(".py")) if inner else "harness"
+            )
+            counts[flow][area] = counts[flow].get(area, 0) + int(count)
+    for flow, areas in counts.items():
+        harness = areas.pop("harness", 0)
+        total = sum(areas.values())
+        if not total:
+            continue
+        shares = ", ".join(
+            f"{a} {100 * n / total:.1f}%" for a, n in sorted(areas.items(), key=lambda i: -i[1])
+        )
+        print(f"{flow}: {total} samples in the side under test ({harness} in the harness left out)")
+        print(f"  {shares}")
+        share = 100 * areas.get("memory", 0) / total
+        print(f"  memory model book-keeping (invsess/memory/): {share:.1f}% (target <= 10%)")
+
+
 def _short(filename: str) -> str:
     for marker in ("invsess/", "benchmarks/", "lib/python"):
         i = filename.find(marker)
@@ -447,8 +492,16 @@ def main() -> None:
         help="also measure the invsess package under TREE (e.g. main's, from git archive) in the "
         "same run, alternating cell by cell, and print after/before ratios",
     )
+    parser.add_argument(
+        "--sampled",
+        metavar="RAW",
+        help="print the shares by part of invsess from a py-spy raw profile of this script and exit",
+    )
     parser.add_argument("--cell", nargs=3, help=argparse.SUPPRESS)  # flow up debug: one figure as JSON
     args = parser.parse_args()
+    if args.sampled:
+        sampled(args.sampled)
+        return
     if args.cell:
         flow, up, debug = args.cell[0], int(args.cell[1]), bool(int(args.cell[2]))
         print(json.dumps({"cost": _cell(args, flow, up, debug, None)}))
