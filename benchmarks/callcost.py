@@ -41,6 +41,9 @@ distort:
     py-spy record -r 400 -f raw -o call.raw -- python benchmarks/callcost.py --flows answer call \\
         --up 0 --calls 3000 --rounds 2 --no-debug
     python benchmarks/callcost.py --sampled call.raw
+
+``--collector`` measures each flow in one process with the cycle collector on and off,
+alternately, round by round (the calls make no garbage cycles: ``tests/test_no_cycles.py``).
 """
 
 from __future__ import annotations
@@ -450,6 +453,26 @@ def sampled(raw_file: str) -> None:
         print(f"  memory model book-keeping (invsess/memory/): {share:.1f}% (target <= 10%)")
 
 
+def collector(flows: list[str], calls: int, rounds: int, spacing: float) -> None:
+    """Each flow in one process with the cycle collector on and off, alternately, round by
+    round: what the collector's passes cost a call when the calls make no cycles."""
+    print(f"{'flow':<10} {'collector on µs':>16} {'off µs':>8} {'off/on':>7}")
+    for flow in flows:
+        bench = Bench(flow, malloc_debug=False)
+        bench.round(min(calls, 200), spacing)
+        on, off = float("inf"), float("inf")
+        try:
+            for _ in range(rounds):
+                gc.enable()
+                gc.collect()
+                on = min(on, bench.round(calls, spacing))
+                gc.disable()
+                off = min(off, bench.round(calls, spacing))
+        finally:
+            gc.enable()
+        print(f"{flow:<10} {on * 1e6:>16.1f} {off * 1e6:>8.1f} {off / on:>7.2f}", flush=True)
+
+
 def _short(filename: str) -> str:
     for marker in ("invsess/", "benchmarks/", "lib/python"):
         i = filename.find(marker)
@@ -493,6 +516,11 @@ def main() -> None:
         "same run, alternating cell by cell, and print after/before ratios",
     )
     parser.add_argument(
+        "--collector",
+        action="store_true",
+        help="measure each flow (normal mode, 0 up) with the cycle collector on and off instead",
+    )
+    parser.add_argument(
         "--sampled",
         metavar="RAW",
         help="print the shares by part of invsess from a py-spy raw profile of this script and exit",
@@ -501,6 +529,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.sampled:
         sampled(args.sampled)
+        return
+    if args.collector:
+        collector(args.flows, args.calls, args.rounds, args.spacing / 1000)
         return
     if args.cell:
         flow, up, debug = args.cell[0], int(args.cell[1]), bool(int(args.cell[2]))
