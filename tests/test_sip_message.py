@@ -44,7 +44,7 @@ def test_lazy_parse_caches_and_round_trips() -> None:
     fields = msg.headers.fields
     assert all(f.parsed is not None for f in fields)
     via_field = next(f for f in fields if f.key == "Via")
-    from invsess.sip.message import _UNPARSED
+    from invsess.sip.fields import UNPARSED as _UNPARSED
 
     assert via_field.parsed is _UNPARSED  # nothing parsed yet
     assert msg.top_via is not None  # parses the first element only

@@ -11,7 +11,7 @@ from __future__ import annotations
 import attrs
 
 from invsess.sip.errors import FramingError
-from invsess.sip.parser import DEFAULT_LIMITS, ParserLimits, find_header_end
+from invsess.sip.scan import DEFAULT_LIMITS, ParserLimits, find_header_end
 
 
 @attrs.frozen

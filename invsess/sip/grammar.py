@@ -137,24 +137,22 @@ class Scanner:
         return tuple(out)
 
 
+#: A quoted string's content: any character but '"' and '\\', or a backslash and the one it escapes.
+_QUOTED_RE = re.compile(r'"((?:[^"\\]|\\.)*)"', re.DOTALL)
+_ESCAPED_RE = re.compile(r"\\(.)", re.DOTALL)
+#: The characters that matter when splitting a comma list: quotes, angle brackets and commas.
+_LIST_SPECIALS_RE = re.compile(r'[",<>]')
+
+
 def read_quoted(text: str, pos: int, header: str | None = None) -> tuple[str, int]:
     """Read the quoted string starting at ``text[pos] == '"'``; returns (content, end)."""
-    out: list[str] = []
-    i = pos + 1
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            if i + 1 >= n:
-                break
-            out.append(text[i + 1])
-            i += 2
-        elif c == '"':
-            return "".join(out), i + 1
-        else:
-            out.append(c)
-            i += 1
-    raise ParseError(f"unterminated quoted string in {text!r}", header=header)
+    m = _QUOTED_RE.match(text, pos)
+    if m is None:
+        raise ParseError(f"unterminated quoted string in {text!r}", header=header)
+    content = m.group(1)
+    if "\\" in content:
+        content = _ESCAPED_RE.sub(r"\1", content)
+    return content, m.end()
 
 
 def quote(text: str) -> str:
@@ -167,6 +165,30 @@ def unquote_param(value: str | None) -> str | None:
     if value is not None and value.startswith('"'):
         return read_quoted(value, 0)[0]
     return value
+
+
+def split_flat_params(text: str) -> Params | None:
+    """``;a=b;c`` as (name, value) pairs, from a run a fast pattern matched as ``;`` followed by
+    parameter characters, ``=`` and ``;``; None unless every item is ``name`` or ``name=value``
+    with both parts non-empty (the caller then takes the full grammar, which says what is wrong).
+
+    The fast patterns match such runs as one character class instead of a repeated group of
+    name and value: the regex engine walks a class many times faster than it repeats a group.
+    """
+    if not text:
+        return ()
+    out: list[tuple[str, str | None]] = []
+    for item in text[1:].split(";"):
+        name, eq, value = item.partition("=")
+        if not name:
+            return None
+        if not eq:
+            out.append((name, None))
+        elif not value or "=" in value:
+            return None
+        else:
+            out.append((name, value))
+    return tuple(out)
 
 
 def format_params(params: Params) -> str:
@@ -211,25 +233,29 @@ def split_commas(value: str, header: str | None = None) -> list[str]:
     """
     if "," not in value:
         return [value.strip()]
-    parts: list[str] = []
-    start = 0
-    i = 0
-    n = len(value)
-    angle = False
-    while i < n:
-        c = value[i]
-        if c == '"':
-            _, i = read_quoted(value, i, header)
-            continue
-        if c == "<":
-            angle = True
-        elif c == ">":
-            angle = False
-        elif c == "," and not angle:
-            parts.append(value[start:i].strip())
-            start = i + 1
-        i += 1
-    parts.append(value[start:].strip())
-    if any(not p for p in parts):
+    if '"' not in value and "<" not in value:  # tokens only (Allow, Supported...): every comma splits
+        parts = [p.strip() for p in value.split(",")]
+    else:
+        parts = []
+        start = 0
+        angle = False
+        m = _LIST_SPECIALS_RE.search(value)
+        while m is not None:
+            c = m.group()
+            i = m.start()
+            if c == '"':
+                _, i = read_quoted(value, i, header)
+                m = _LIST_SPECIALS_RE.search(value, i)
+                continue
+            if c == "<":
+                angle = True
+            elif c == ">":
+                angle = False
+            elif not angle:
+                parts.append(value[start:i].strip())
+                start = i + 1
+            m = _LIST_SPECIALS_RE.search(value, i + 1)
+        parts.append(value[start:].strip())
+    if "" in parts:
         raise ParseError(f"empty element in comma-separated value {value!r}", header=header)
     return parts

@@ -6,22 +6,20 @@ received message serialises back to exactly the bytes it came from; once modifie
 canonically (full header names, one header per line, Content-Length matching the body).
 
 Messages are :class:`~invsess.memory.Block` s, so a received message is accounted in the pool
-it was parsed into and dies with it.
+it was parsed into and dies with it. This module is never compiled (docs/performance-parsing.md):
+MALLOC_DEBUG poisons a freed block by swapping its class, which needs interpreted classes; the
+header list it holds (:mod:`invsess.sip.fields`) is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Generic, TypeVar, overload
-
-import attrs
+from typing import Generic, TypeVar, overload
 
 from invsess.memory import Block
-from invsess.sip.errors import LocalProtocolError, ParseError
-from invsess.sip.grammar import is_token, split_commas
+from invsess.sip.errors import LocalProtocolError
+from invsess.sip.fields import HeaderField, Headers
+from invsess.sip.grammar import is_token
 from invsess.sip.headers import (
-    HEADER_SPECS,
-    REPEATABLE_UNSPLIT,
     ContactStar,
     Credentials,
     CSeq,
@@ -32,12 +30,10 @@ from invsess.sip.headers import (
     RetryAfter,
     SessionExpires,
     Via,
-    canonical_name,
 )
 from invsess.sip.uri import Uri, parse_uri
 
 _T = TypeVar("_T")
-_UNPARSED: Any = object()
 
 #: Accounted bytes per header field on top of its text (name, value, cache slot).
 _FIELD_OVERHEAD = 48
@@ -105,233 +101,6 @@ REASON_PHRASES = {
 def reason_phrase(code: int) -> str:
     """The RFC reason phrase for ``code`` (a generic one for unknown codes)."""
     return REASON_PHRASES.get(code) or REASON_PHRASES.get(code // 100 * 100, "Unknown")
-
-
-@attrs.define(eq=False)
-class HeaderField:
-    """One header line: the name as written, its canonical name, the raw value, its parse cache."""
-
-    name: str
-    key: str
-    value: str
-    parsed: Any = _UNPARSED
-
-
-class Headers:
-    """The ordered header list of one message, with lazy typed access.
-
-    Names are case-insensitive and compact forms are equivalent to full names. Raw access
-    (``get``, ``get_all``) never parses; ``parsed`` parses on first use, caches, and raises
-    :class:`ParseError` for an invalid value or for a single-valued header that appears twice.
-    """
-
-    __slots__ = ("_cache", "_dirty", "_fields", "_index")
-
-    def __init__(self, fields: list[HeaderField] | None = None) -> None:
-        self._fields: list[HeaderField] = fields if fields is not None else []
-        self._dirty = False
-        self._cache: dict[str, Any] = {}  # name asked for -> typed value; cleared on change
-        self._index: dict[str, list[HeaderField]] | None = None  # built on first typed read
-
-    @property
-    def dirty(self) -> bool:
-        """True once the header list was modified (the message then serialises canonically)."""
-        return self._dirty
-
-    @dirty.setter
-    def dirty(self, value: bool) -> None:
-        self._dirty = value
-        self._cache.clear()
-        self._index = None
-
-    def __len__(self) -> int:
-        return len(self._fields)
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        for f in self._fields:
-            yield f.key, f.value
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._first(canonical_name(name)) is not None
-
-    def __repr__(self) -> str:
-        return f"Headers({[(f.key, f.value) for f in self._fields]!r})"
-
-    @property
-    def fields(self) -> tuple[HeaderField, ...]:
-        """The header lines in order (read-only view)."""
-        return tuple(self._fields)
-
-    def _first(self, key: str) -> HeaderField | None:
-        for f in self._fields:
-            if f.key == key:
-                return f
-        return None
-
-    def get(self, name: str) -> str | None:
-        """The raw value of the first ``name`` header, or None."""
-        f = self._first(canonical_name(name))
-        return None if f is None else f.value
-
-    def get_all(self, name: str) -> list[str]:
-        """The raw values of every ``name`` header line, in order."""
-        key = canonical_name(name)
-        return [f.value for f in self._fields if f.key == key]
-
-    def count(self, name: str) -> int:
-        """How many lines carry ``name``."""
-        key = canonical_name(name)
-        return sum(1 for f in self._fields if f.key == key)
-
-    def parsed(self, name: str) -> Any:
-        """The typed value: a list for list headers, a single value (or None) otherwise.
-
-        Lists are returned as fresh copies only when built; treat them as read-only.
-        """
-        cached = self._cache.get(name)
-        if cached is not None:
-            return cached
-        key = name if name in HEADER_SPECS else canonical_name(name)
-        value = self._parse(key)
-        if value is not None:
-            self._cache[name] = value
-        return value
-
-    def _parse(self, key: str) -> Any:
-        spec = HEADER_SPECS.get(key)
-        if spec is None:
-            raise LocalProtocolError(f"no parser for header {key!r}; use get()/get_all()")
-        index = self._index
-        if index is None:
-            index = {}
-            for f in self._fields:
-                index.setdefault(f.key, []).append(f)
-            self._index = index
-        fields = index.get(key, [])
-        if spec.multi or key in REPEATABLE_UNSPLIT:
-            out: list[Any] = []
-            for f in fields:
-                if f.parsed is _UNPARSED:
-                    if spec.multi:
-                        f.parsed = [spec.parse(part, key) for part in split_commas(f.value, key)]
-                    else:
-                        f.parsed = [spec.parse(f.value, key)]
-                out.extend(f.parsed)
-            return out
-        if not fields:
-            return None
-        if len(fields) > 1 and len({f.value.strip() for f in fields}) > 1:
-            raise ParseError(f"{key} appears {len(fields)} times with different values", header=key)
-        f = fields[0]
-        if f.parsed is _UNPARSED:
-            f.parsed = spec.parse(f.value, key)
-        return f.parsed
-
-    def first(self, name: str) -> Any:
-        """The first element of a list header (the top Via), parsing nothing after it."""
-        key = canonical_name(name)
-        spec = HEADER_SPECS.get(key)
-        if spec is None or not spec.multi:
-            raise LocalProtocolError(f"{key!r} is not a list header")
-        cache_key = "first:" + key
-        cached = self._cache.get(cache_key)
-        if cached is not None:
-            return cached
-        field = self._first(key)
-        if field is None:
-            return None
-        if field.parsed is not _UNPARSED:
-            value = field.parsed[0]
-        else:
-            first_element = split_commas(field.value, key)[0] if "," in field.value else field.value
-            value = spec.parse(first_element, key)
-        self._cache[cache_key] = value
-        return value
-
-    def parse_all(self) -> None:
-        """Parse every known header now (raises the first :class:`ParseError`)."""
-        for key in dict.fromkeys(f.key for f in self._fields):  # in order: errors are deterministic
-            if key in HEADER_SPECS:
-                self.parsed(key)
-
-    # -- modification ----------------------------------------------------------------------
-
-    def _field(self, name: str, value: object) -> HeaderField:
-        key = canonical_name(name)
-        if not is_token(key):
-            raise LocalProtocolError(f"invalid header name {name!r}")
-        text = str(value)
-        if "\r" in text or "\n" in text:
-            raise LocalProtocolError(f"header {key} value contains a line break")
-        field = HeaderField(key, key, text)
-        if not isinstance(value, str):
-            spec = HEADER_SPECS.get(key)
-            if spec is not None:
-                field.parsed = [value] if (spec.multi or key in REPEATABLE_UNSPLIT) else value
-        return field
-
-    def add(self, name: str, value: object) -> None:
-        """Append a header line (a string, or a typed value serialised with ``str``)."""
-        self._fields.append(self._field(name, value))
-        self.dirty = True
-
-    def insert(self, index: int, name: str, value: object) -> None:
-        """Insert a header line at ``index`` (0: before all others, as a new top Via)."""
-        self._fields.insert(index, self._field(name, value))
-        self.dirty = True
-
-    def prepend(self, name: str, value: object) -> None:
-        """Insert a header line before the first line of the same name (or at the top)."""
-        key = canonical_name(name)
-        for i, f in enumerate(self._fields):
-            if f.key == key:
-                self.insert(i, name, value)
-                return
-        self.insert(0, name, value)
-
-    def set(self, name: str, value: object) -> None:
-        """Replace every ``name`` line with one line, where the first one stood."""
-        key = canonical_name(name)
-        new = self._field(name, value)
-        for i, f in enumerate(self._fields):
-            if f.key == key:
-                self._fields[i] = new
-                self._fields = [g for j, g in enumerate(self._fields) if j <= i or g.key != key]
-                break
-        else:
-            self._fields.append(new)
-        self.dirty = True
-
-    def remove(self, name: str) -> int:
-        """Remove every ``name`` line; returns how many were removed."""
-        key = canonical_name(name)
-        before = len(self._fields)
-        self._fields = [f for f in self._fields if f.key != key]
-        removed = before - len(self._fields)
-        if removed:
-            self.dirty = True
-        return removed
-
-    def remove_first(self, name: str) -> None:
-        """Remove the first element of a list header (e.g. the top Via), or its whole line."""
-        key = canonical_name(name)
-        for i, f in enumerate(self._fields):
-            if f.key == key:
-                parts = split_commas(f.value, key)
-                if len(parts) == 1:
-                    del self._fields[i]
-                else:
-                    self._fields[i] = HeaderField(f.name, key, ", ".join(parts[1:]))
-                self.dirty = True
-                return
-
-    def copy(self) -> Headers:
-        """An independent copy (parse caches shared: parsed values are immutable)."""
-        return Headers([attrs.evolve(f) for f in self._fields])
-
-    def serialize(self) -> str:
-        """``Name: value\\r\\n`` lines with canonical names."""
-        return "".join(f"{f.key}: {f.value}\r\n" for f in self._fields)
 
 
 class _Header(Generic[_T]):
@@ -537,3 +306,14 @@ class Response(Message):
     def provisional(self) -> bool:
         """True for 1xx."""
         return self.status_code < 200
+
+
+__all__ = [
+    "REASON_PHRASES",
+    "HeaderField",
+    "Headers",
+    "Message",
+    "Request",
+    "Response",
+    "reason_phrase",
+]
