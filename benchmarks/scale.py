@@ -5,6 +5,10 @@ memory mode, logging off), in virtual time, for N = 100, 1,000, 10,000, 100,000.
 
 * heap per idle confirmed session: tracemalloc's traced memory grown while the N calls were set
   up and left idle (every INVITE transaction over), divided by N;
+* pools per session: what the pools account for over the same interval (the factory's
+  ``real_used_size``: what ``shmem:real_used_size`` and ``core.shmmem`` report), divided by N,
+  and how far apart the two are (heap/pools; the target is within 2x either way, so that the
+  Kamailio-style statistics tell the truth about memory);
 * the cost of one in-dialog request/response: an UPDATE (a refresh without SDP) to a random
   session, from ``receive()`` until its 200 is taken from ``datagrams_to_send()``;
 * the cost of one timer firing: ``handle_timers()`` at the next session deadline (a refresh the
@@ -13,7 +17,8 @@ memory mode, logging off), in virtual time, for N = 100, 1,000, 10,000, 100,000.
 The caller is not a SessionLayer but a minimal node that builds requests from templates, ACKs the
 2xx and answers requests with 200, so the figures are the callee's alone. Ratios are printed
 against the smallest N measured in the same run; the issue's targets: per-packet cost at 100,000
-within 1.5x of its cost at 100, and at most 4 KiB of heap per idle confirmed session.
+within 1.5x of its cost at 100, at most 4 KiB of heap per idle confirmed session, and the pools'
+accounting within 2x of the heap.
 
     python benchmarks/scale.py                 # 100 .. 100,000 (a few minutes, ~2 GB at the top)
     python benchmarks/scale.py --sizes 100 1000 --samples 300
@@ -236,6 +241,7 @@ def measure(n: int, samples: int, seed: int) -> dict[str, Any]:
     gc.collect()
     tracemalloc.start(1)
     before = _callee_heap(tracemalloc.take_snapshot())
+    stats_before = callee.endpoint.factory.statistics()
     started = time.perf_counter()
     # One call at a time, 2 ms of virtual time apart, so that every session has its own
     # deadline and a timer firing is one session's (answered together, a batch of calls would
@@ -250,6 +256,9 @@ def measure(n: int, samples: int, seed: int) -> dict[str, Any]:
     gc.collect()
     heap = _callee_heap(tracemalloc.take_snapshot()) - before
     tracemalloc.stop()
+    stats = callee.endpoint.factory.statistics()
+    used = stats.used_size - stats_before.used_size
+    real_used = stats.real_used_size - stats_before.real_used_size
     up = len(callee.sessions)
     if up != n or len(caller.to_tags) != n:
         raise RuntimeError(f"{up} of {n} sessions up")
@@ -271,6 +280,8 @@ def measure(n: int, samples: int, seed: int) -> dict[str, Any]:
         "n": n,
         "setup_s": setup,
         "heap_per_session": heap / n,
+        "pools_used_per_session": used / n,
+        "pools_real_used_per_session": real_used / n,
         "request_us": min(request_rounds) * 1e6,
         "timer_us": min(timer_rounds) * 1e6,
         "next_deadline_us": deadline_cost * 1e6,
@@ -287,14 +298,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rows = []
-    print(f"{'N':>8} {'setup s':>8} {'heap/session':>13} {'request µs':>11} {'ratio':>6} {'timer µs':>9} "
-          f"{'ratio':>6} {'next_deadline µs':>17}")  # fmt: skip
+    print(f"{'N':>8} {'setup s':>8} {'heap/session':>13} {'pools/session':>14} {'heap/pools':>11} "
+          f"{'request µs':>11} {'ratio':>6} {'timer µs':>9} {'ratio':>6} "
+          f"{'next_deadline µs':>17}")  # fmt: skip
     for n in args.sizes:
         row = measure(n, args.samples, args.seed)
         rows.append(row)
         base = rows[0]
         print(
-            f"{n:>8} {row['setup_s']:>8.1f} {row['heap_per_session']:>11.0f} B {row['request_us']:>11.1f} "
+            f"{n:>8} {row['setup_s']:>8.1f} {row['heap_per_session']:>11.0f} B "
+            f"{row['pools_real_used_per_session']:>12.0f} B {_accuracy(row):>10.2f}x "
+            f"{row['request_us']:>11.1f} "
             f"{row['request_us'] / base['request_us']:>6.2f} {row['timer_us']:>9.1f} "
             f"{row['timer_us'] / base['timer_us']:>6.2f} {row['next_deadline_us']:>17.2f}",
             flush=True,
@@ -305,6 +319,19 @@ def main() -> None:
     ratios = f"request {worst:.2f}x, timer {worst_timer:.2f}x"
     print(f"\nper-packet cost, largest N / smallest N: {ratios} (target <= 1.5x)")
     print(f"heap per idle confirmed session: at most {heap:.0f} B (target <= 4096 B)")
+    accuracy = max(_accuracy(r) for r in rows)
+    print(f"tracemalloc's heap over the pools' real_used_size: at most {accuracy:.2f}x (target <= 2x)")
+    used = max(r["pools_used_per_session"] for r in rows)
+    print(f"(of which the pools' blocks, used_size: at most {used:.0f} B per session; the rest is "
+          f"the chunks the pools reserve)")  # fmt: skip
+
+
+def _accuracy(row: dict[str, Any]) -> float:
+    """How far the pools' accounting is from the heap tracemalloc sees (>= 1 either way)."""
+    heap, pools = float(row["heap_per_session"]), float(row["pools_real_used_per_session"])
+    if pools <= 0:
+        return float("inf")
+    return max(heap / pools, pools / heap)
 
 
 if __name__ == "__main__":

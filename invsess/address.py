@@ -7,6 +7,7 @@ written in brackets; :func:`uri_host` and :func:`format_address` are the only pl
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 #: ``(host, port)``, the host bare, as the socket layer uses it.
@@ -31,6 +32,7 @@ def parse_address(text: str) -> Address:
     return host.strip("[]"), int(port)
 
 
+@functools.lru_cache(maxsize=1024)  # asked for each in-dialog request: ipaddress parses slowly
 def is_ip(host: str) -> bool:
     """True for an IPv4 address or a bracketed or bare IPv6 address (not a name)."""
     try:

@@ -41,6 +41,10 @@ class DialogState(enum.Enum):
     NULL is PJSIP's: a UAC dialog whose INVITE went out and no response with a To tag came yet.
     """
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     NULL = "NULL"
     EARLY = "EARLY"
     CONFIRMED = "CONFIRMED"
@@ -49,6 +53,10 @@ class DialogState(enum.Enum):
 
 class DialogInput(enum.Enum):
     """What moves a dialog."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     #: A 1xx with a To tag: the first response that creates the (early) dialog of a UAC.
     RECV_1XX = "receive 1xx"
@@ -77,6 +85,10 @@ TRANSITIONS: dict[tuple[DialogState, DialogInput], DialogState] = {
 
 class DialogRole(enum.Enum):
     """Which side created the dialog."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     UAC = "UAC"
     UAS = "UAS"
@@ -131,12 +143,12 @@ class Dialog(RefCounted):
         call_id: str,
         local_tag: str,
         remote_tag: str,
-        local_uri: NameAddress,
-        remote_uri: NameAddress,
+        local_uri: NameAddress | str,
+        remote_uri: NameAddress | str,
         local_cseq: int,
         remote_cseq: int | None,
         route_set: tuple[NameAddress, ...],
-        remote_target: Uri,
+        remote_target: Uri | str,
         local_contact: NameAddress,
         secure: bool,
         transport: str,
@@ -152,10 +164,12 @@ class Dialog(RefCounted):
         self.remote_tag = remote_tag
         self._id: DialogId | None = None
         # The URIs are kept as their text (RFC 3261 §12 state, not the parsed objects of the
-        # messages the dialog was made from): parsed when read, sent as they are.
-        self._local_uri = str(local_uri)
-        self._remote_uri = str(remote_uri)
-        self._remote_target = str(remote_target)
+        # messages the dialog was made from): parsed when read, sent as they are. Given as text
+        # (the header values of the message, as received or as written when it was built),
+        # they are not written out again.
+        self._local_uri = local_uri if isinstance(local_uri, str) else str(local_uri)
+        self._remote_uri = remote_uri if isinstance(remote_uri, str) else str(remote_uri)
+        self._remote_target = remote_target if isinstance(remote_target, str) else str(remote_target)
         self.local_cseq = local_cseq
         self.remote_cseq = remote_cseq
         self.route_set = route_set
@@ -269,21 +283,54 @@ class Dialog(RefCounted):
         contact = next((c for c in request.contact if isinstance(c, NameAddress)), None)
         if contact is None:
             raise LocalProtocolError("a dialog-creating request needs a Contact")
-        return cls._allocate(
+        return cls.create_uac_for(
             factory,
-            f"dlg-{call_id}-{from_.tag}",
-            role=DialogRole.UAC,
             call_id=call_id,
             local_tag=from_.tag,
+            local_uri=_text(request, "From", from_),
+            remote_uri=_text(request, "To", to),
+            cseq=cseq.number,
+            target=request.uri,
+            contact=contact,
+            transport=transport,
+            now=now,
+            gauge=gauge,
+        )
+
+    @classmethod
+    def create_uac_for(
+        cls,
+        factory: PoolFactory,
+        *,
+        call_id: str,
+        local_tag: str,
+        local_uri: NameAddress | str,
+        remote_uri: NameAddress | str,
+        cseq: int,
+        target: Uri,
+        contact: NameAddress,
+        transport: str = "udp",
+        now: float | None = None,
+        gauge: StateGauge[DialogState] | None = None,
+    ) -> Dialog:
+        """The dialog of an INVITE we are about to build and send, from what it will carry
+        (its From with ``local_tag``, its To, Call-ID, CSeq, Request-URI and Contact): the
+        request can then be made once, complete, with the session's offer in it."""
+        return cls._allocate(
+            factory,
+            f"dlg-{call_id}-{local_tag}",
+            role=DialogRole.UAC,
+            call_id=call_id,
+            local_tag=local_tag,
             remote_tag="",
-            local_uri=from_,
-            remote_uri=to,
-            local_cseq=cseq.number,
+            local_uri=local_uri,
+            remote_uri=remote_uri,
+            local_cseq=cseq,
             remote_cseq=None,
             route_set=(),
-            remote_target=request.uri,
+            remote_target=target,
             local_contact=contact,
-            secure=_is_sips(request.uri),
+            secure=_is_sips(target),
             transport=transport,
             state=DialogState.NULL,
             created=now,
@@ -320,7 +367,8 @@ class Dialog(RefCounted):
         if target is None:
             raise RemoteProtocolError("a dialog-creating response without a Contact", status_code=400)
         self.remote_tag = to.tag or ""
-        self.remote_uri = to
+        remote_uri = _text(response, "To", to)
+        self._remote_uri = remote_uri if isinstance(remote_uri, str) else str(remote_uri)
         self.route_set = tuple(reversed(response.record_route))
         self.remote_target = target
 
@@ -375,8 +423,11 @@ class Dialog(RefCounted):
             call_id=call_id,
             local_tag=local_tag,
             remote_tag=from_.tag or "",
-            local_uri=to.with_tag(local_tag),
-            remote_uri=from_,
+            # The To as received, with our tag (it has none: the request starts the dialog).
+            local_uri=f"{_text(request, 'To', to)};tag={local_tag}"
+            if to.tag is None
+            else to.with_tag(local_tag),
+            remote_uri=_text(request, "From", from_),
             local_cseq=0,
             remote_cseq=cseq.number,
             route_set=tuple(request.record_route),
@@ -500,6 +551,14 @@ class Dialog(RefCounted):
             target = _contact_uri(request)
             if target is not None:
                 self.remote_target = target
+
+
+def _text(message: Request | Response, name: str, parsed: NameAddress) -> str | NameAddress:
+    """The header's value as the message carries it (it parsed as ``parsed``): kept as the
+    dialog's text rather than ``parsed`` written out again. ``parsed`` itself when the message
+    has several such lines (only the first is meant)."""
+    raw = message.headers.get_all(name)
+    return raw[0] if len(raw) == 1 else parsed
 
 
 def _is_sips(uri: Uri) -> bool:

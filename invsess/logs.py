@@ -23,17 +23,38 @@ import structlog
 Context = Mapping[str, Any]
 
 
+#: structlog's configuration object, read for its wrapper class without get_config() building
+#: a dict on every log call (None if a structlog release renames it: get_config() then).
+_STRUCTLOG_CONFIG = getattr(getattr(structlog, "_config", None), "_CONFIG", None)
+#: (wrapper class, its threshold) of the last look-up: the threshold is a constant per class.
+_level_cache: list[Any] = [None, None]
+
+
+def _wrapper_class() -> Any:
+    if _STRUCTLOG_CONFIG is not None:
+        return getattr(_STRUCTLOG_CONFIG, "default_wrapper_class", None)
+    return structlog.get_config()["wrapper_class"]
+
+
 def _lowest_level() -> int | None:
-    """The configured threshold (None while the application has configured nothing)."""
+    """The configured threshold (None while the application has configured nothing).
+
+    Called on every log call, so it must be cheap when the answer is "off": one flag, one
+    attribute and one comparison; the threshold itself is worked out once per configuration."""
     if not structlog.is_configured():
         return None
-    effective = getattr(structlog.get_config()["wrapper_class"], "get_effective_level", None)
-    if effective is None:
-        return 0  # a wrapper without a level (stdlib integration): its processors filter
-    try:
-        level: int = effective(None)  # make_filtering_bound_logger's: a constant per class
-    except TypeError:
-        return 0
+    wrapper = _wrapper_class()
+    if wrapper is _level_cache[0]:
+        cached: int = _level_cache[1]
+        return cached
+    effective = getattr(wrapper, "get_effective_level", None)
+    level = 0  # a wrapper without a level (stdlib integration): its processors filter
+    if effective is not None:
+        try:
+            level = effective(None)  # make_filtering_bound_logger's: a constant per class
+        except TypeError:
+            level = 0
+    _level_cache[:] = [wrapper, level]
     return level
 
 

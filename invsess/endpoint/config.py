@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 
 from invsess.endpoint.overload import RateLimit
@@ -70,13 +72,13 @@ class EndpointConfig:
             if value is not None and (not value.strip() or any(c in value for c in "\r\n\0")):
                 raise ValueError(f"{name} must be one non-empty line, not {value!r}")
 
-    @property
+    @functools.cached_property
     def invite_transactions(self) -> int:
         """Server transactions beyond which new requests other than OPTIONS get 503: the last
         tenth of ``max_transactions`` is kept for pings and requests inside dialogs."""
         return self.max_transactions - self.max_transactions // 10
 
-    @property
+    @functools.cached_property
     def allow_header(self) -> str:
         """The Allow header value (ACK and CANCEL go with INVITE)."""
         methods = list(self.allow)

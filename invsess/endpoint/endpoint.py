@@ -74,6 +74,7 @@ from invsess.transaction import (
 from invsess.transaction.base import is_rfc3261_branch
 
 ClientTransaction = ClientInviteTransaction | ClientNonInviteTransaction
+_COOKIE_LENGTH = len(MAGIC_COOKIE)
 #: Client transaction states in which the final answer has not come yet.
 _AWAITING_ANSWER = frozenset({"CALLING", "TRYING", "PROCEEDING"})
 
@@ -265,7 +266,7 @@ class Endpoint:
         heap = self._heap
         while heap:
             deadline, _, tx = heap[0]
-            if tx.terminated or tx.next_deadline() != deadline:
+            if tx.terminated or tx.heap_deadline != deadline:
                 heapq.heappop(heap)  # stale entry: the transaction moved on
                 continue
             return deadline
@@ -276,8 +277,9 @@ class Endpoint:
         heap = self._heap
         while heap and heap[0][0] <= now:
             deadline, _, tx = heapq.heappop(heap)
-            if tx.terminated or tx.next_deadline() != deadline:
-                continue
+            if tx.terminated or tx.heap_deadline != deadline:
+                continue  # stale entry: the transaction moved on
+            tx.heap_deadline = None  # its entry is gone
             tx.handle_timers(now)
             self._touch(tx)
 
@@ -512,25 +514,34 @@ class Endpoint:
     # -- inside ------------------------------------------------------------------------------
 
     def _touch(self, tx: Transaction[Any]) -> None:
-        """After any call into a transaction: re-arm its timer, or forget it if it ended."""
+        """After any call into a transaction: re-arm its timer, or forget it if it ended.
+
+        A transaction has at most one valid heap entry, the one whose deadline is its
+        ``heap_deadline``; older ones are stale and dropped when they reach the top. A message
+        that leaves the deadline as it was (a retransmission absorbed, a provisional) pushes
+        nothing."""
         if tx.terminated:
             self._forget(tx)
             return
         deadline = tx.next_deadline()
-        if deadline is not None:
-            self._heap_serial += 1
-            heapq.heappush(self._heap, (deadline, self._heap_serial, tx))
+        if deadline != tx.heap_deadline:
+            tx.heap_deadline = deadline
+            if deadline is not None:
+                self._heap_serial += 1
+                heapq.heappush(self._heap, (deadline, self._heap_serial, tx))
 
     def _forget(self, tx: Transaction[Any]) -> None:
-        table: dict[TransactionKey, Any] = self._server if isinstance(tx, ServerTransaction) else self._client
-        if table.get(tx.key) is tx:
-            del table[tx.key]
-            call = self._call_of_tx.pop(tx.key, None)
+        server = isinstance(tx, ServerTransaction)
+        table: dict[TransactionKey, Any] = self._server if server else self._client
+        key = tx.key
+        if table.get(key) is tx:
+            del table[key]
+            call = self._call_of_tx.pop(key, None)
             if call is not None:
                 self._count_call(call, -1)
-            if isinstance(tx, ServerTransaction):
-                merge_key = _merge_key(tx.request)
-                if self._merge.get(merge_key) is tx:
+            if server:
+                merge_key = tx.merge_key
+                if merge_key is not None and self._merge.get(merge_key) is tx:
                     del self._merge[merge_key]
             tx.pool.release(f"transaction terminated ({tx.terminated_reason})")
 
@@ -617,9 +628,12 @@ class Endpoint:
 
     def _server_key(self, request: Request, method: str) -> TransactionKey:
         top = request.top_via
-        if top is not None and is_rfc3261_branch(top.branch):
-            port = f":{top.port}" if top.port else ""
-            return TransactionKey(top.branch or "", f"{top.host}{port}".lower(), method)
+        if top is not None:
+            branch = top.branch
+            if branch is not None and len(branch) > _COOKIE_LENGTH and branch.startswith(MAGIC_COOKIE):
+                port = top.port
+                sent_by = f"{top.host}:{port}" if port else top.host
+                return TransactionKey(branch, sent_by.lower(), method)
         # RFC 2543 fallback (§17.2.3): the request's identifying fields stand in for the branch.
         from_tag = request.from_.tag if request.from_ else None
         cseq = request.cseq.number if request.cseq else 0
@@ -663,7 +677,8 @@ class Endpoint:
         if method == "CANCEL":
             self._receive_cancel(pool, request, source, transport, now)
             return
-        answer = self._screen_new_request(request)
+        merge_key = _merge_key(request)
+        answer = self._screen_new_request(request, merge_key)
         if answer is not None:
             code, reason, headers = answer
             if code == 481 and self._rate is not None:
@@ -690,7 +705,9 @@ class Endpoint:
                 )
                 self._stateless(request, response, source, transport)
                 return
-        tx = self._new_server_tx(key, pool, request, source=source, transport=transport, now=now)
+        tx = self._new_server_tx(
+            key, pool, request, source=source, transport=transport, now=now, merge_key=merge_key
+        )
         if method == "OPTIONS" and self.config.answer_options:
             self.respond(tx, self._options_answer(request), now)
             return
@@ -698,14 +715,14 @@ class Endpoint:
         return
 
     def _screen_new_request(
-        self, request: Request
+        self, request: Request, merge_key: MergeKey
     ) -> tuple[int, str | None, list[tuple[str, object]]] | None:
         """The stateless answer a new request gets, or None when it is for the application."""
         cfg = self.config
         method = request.method
         to_tag = request.to.tag if request.to else None
         from_tag = request.from_.tag if request.from_ else None
-        if to_tag is None and _merge_key(request) in self._merge:
+        if to_tag is None and merge_key in self._merge:
             return 482, "Loop Detected", []  # §8.2.2.2 merged request
         if any(TransactionKey(v.branch or "", "", method) in self._client for v in request.via[1:]):
             return 482, "Loop Detected", []  # a request we sent came back to us (§16.3 item 4)
@@ -751,6 +768,7 @@ class Endpoint:
         source: Address,
         transport: str,
         now: float,
+        merge_key: MergeKey | None = None,
     ) -> ServerTransaction[Any]:
         cls = ServerInviteTransaction if request.method == "INVITE" else ServerNonInviteTransaction
         tx = cls(
@@ -768,7 +786,8 @@ class Endpoint:
         )
         self._server[key] = tx
         self._handed_on = pool
-        self._merge[_merge_key(request)] = tx
+        tx.merge_key = merge_key = merge_key or _merge_key(request)
+        self._merge[merge_key] = tx
         if request.method == "INVITE" and (request.to is None or request.to.tag is None):
             call_id = request.call_id or ""
             self._call_of_tx[key] = call_id

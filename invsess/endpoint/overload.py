@@ -30,6 +30,10 @@ _STATELESS_ENDS = (b"ACK", b"CANCEL")
 class Kind(enum.Enum):
     """What a raw message is, as far as the first bytes tell."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     RESPONSE = "response"
     IN_DIALOG = "in-dialog"  # a To tag, or ACK/CANCEL: it belongs to something under way
     OPTIONS = "options"  # a ping: cheap to answer, and what monitoring judges us by

@@ -58,6 +58,10 @@ def methods_of(allow: Iterable[str]) -> frozenset[str]:
 class Purpose(enum.Enum):
     """What a transaction tracked by the layer does for its session."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     INVITE = "INVITE"  # the initial INVITE, either way
     REINVITE = "re-INVITE"  # ours
     UPDATE = "UPDATE"  # ours
@@ -116,6 +120,10 @@ class SessionContext:
         self._heap: list[tuple[float, int, SessionHandle]] = []
         self._serial = 0
         self._contacts: dict[tuple[str, tuple[str, int]], NameAddress] = {}
+        # Each Contact's text, written once (every 1xx/2xx of ours carries one), by id(): the
+        # entry keeps the object alive, so the id stays its own.
+        self._contact_texts: dict[int, tuple[NameAddress, str]] = {}
+        self._local_uris: dict[tuple[str, tuple[str, int]], str] = {}
         #: Usernames and passwords by realm, for the 401/407 our requests get (mutable: a
         #: registration adds its own, so that calls through the same proxy use them too).
         self.credentials = credentials if credentials is not None else CredentialStore()
@@ -235,6 +243,29 @@ class SessionContext:
             contact = NameAddress(parse_uri(f"sip:{self.settings.user}@{uri_host(host)}:{port}{param}"))
             self._contacts[(transport, listener)] = contact
         return contact
+
+    def local_uri_text(self, transport: str) -> str:
+        """Our From URI without tag, ``<sip:user@host:port>``, for ``transport``'s listener
+        (written once per listener: every call we place carries it)."""
+        transport = transport.lower()
+        listener = self.endpoint.listeners.get(transport, ("127.0.0.1", 5060))
+        key = (transport, listener)
+        text = self._local_uris.get(key)
+        if text is None:
+            host, port = listener
+            text = str(NameAddress(parse_uri(f"sip:{self.settings.user}@{uri_host(host)}:{port}")))
+            self._local_uris[key] = text
+        return text
+
+    def contact_text(self, contact: NameAddress) -> str:
+        """``str(contact)``, written once per Contact of ours (:meth:`contact` makes few)."""
+        kept = self._contact_texts.get(id(contact))
+        if kept is not None:
+            return kept[1]
+        text = str(contact)
+        if len(self._contact_texts) < _MAX_INTERNED:
+            self._contact_texts[id(contact)] = (contact, text)
+        return text
 
 
 __all__ = ["Purpose", "Route", "SessionContext", "SessionHandle", "methods_of"]

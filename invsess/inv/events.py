@@ -51,6 +51,10 @@ class IncomingCall:
 class OfferKind(enum.Enum):
     """Where the peer's offer came, and so where our answer goes."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     REINVITE = "re-INVITE"  # answered in its 2xx (an INVITE without SDP: our offer goes there)
     UPDATE = "UPDATE"  # answered in its 2xx
     ACK = "2xx"  # the offer in the 2xx to our INVITE without SDP: answered in our ACK

@@ -182,10 +182,15 @@ class SessionLayer:
     def next_deadline(self) -> float | None:
         """The earliest of the endpoint's, the sessions' (two heap tops) and the attached
         transaction users' next timers."""
-        due = [self._ctx.next_deadline(), self.endpoint.next_deadline()]
-        due += [user.next_deadline() for user in self._users]
-        times = [t for t in due if t is not None]
-        return min(times) if times else None
+        due = self._ctx.next_deadline()
+        t = self.endpoint.next_deadline()
+        if t is not None and (due is None or t < due):
+            due = t
+        for user in self._users:
+            t = user.next_deadline()
+            if t is not None and (due is None or t < due):
+                due = t
+        return due
 
     def handle_timers(self, now: float) -> None:
         """Fire the transactions' timers due at ``now``, then those of the sessions and of the

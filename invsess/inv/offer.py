@@ -48,12 +48,20 @@ SDP = "application/sdp"
 class IncomingState(enum.Enum):
     """Whether an offer of the peer waits for the application's answer."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     IDLE = "idle"
     WAITING = "waiting"
 
 
 class IncomingInput(enum.Enum):
     """What moves :class:`IncomingOffer`; ``origin`` says whose fault a missing entry is."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     label: str
     refusal: int
@@ -124,6 +132,10 @@ class IncomingOffer:
 
 class Retry(enum.Enum):
     """What to send again when the back-off ends."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     REINVITE = "INVITE"
     UPDATE = "UPDATE"

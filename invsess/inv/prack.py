@@ -178,7 +178,7 @@ class ReliableSender:
         session.ctx.endpoint.respond(tx, response, now)
         self.sent(
             rseq,
-            response.serialize(),
+            tx.last_response or response.serialize(),  # as sent: not written out again
             with_sdp=bool(body),
             offer=offer,
             now=now,

@@ -21,6 +21,7 @@ Never touches a session after its pool is released: nothing of it may fire after
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -176,7 +177,8 @@ class InviteSession(RefCounted):
             self.dialog.confirm()
         old, self.state = self.state, nxt
         self.ctx.session_states.moved(old, nxt)
-        self.log.info("session state", old=old.name, new=nxt.name, cause=self.cause)
+        if _LOG.is_enabled_for(logging.INFO):  # (a bound logger per line costs, even unwritten)
+            self.log.info("session state", old=old.name, new=nxt.name, cause=self.cause)
         if effect is Effect.END:
             self._end(old, now)
         else:
@@ -527,11 +529,14 @@ class InviteSession(RefCounted):
         Contact, Allow, Supported and the Record-Route copied)."""
         headers: list[tuple[str, object]] = []
         if 100 < code < 300:
-            config = self.ctx.endpoint.config
-            headers += [("Contact", self.dialog.local_contact), ("Allow", config.allow_header)]
-            if self.ctx.settings.supported:
-                headers.append(("Supported", ", ".join(self.ctx.settings.supported)))
-        headers += extra or []
+            ctx = self.ctx
+            contact = ctx.contact_text(self.dialog.local_contact)
+            headers += [("Contact", contact), ("Allow", ctx.endpoint.config.allow_header)]
+            supported = ctx.settings.supported_header
+            if supported:
+                headers.append(("Supported", supported))
+        if extra:
+            headers += extra
         return make_response(
             request, code, reason, to_tag=self.dialog.local_tag, headers=headers, body=body,
             content_type=SDP if body else None, copy_record_route=100 < code < 300,

@@ -7,6 +7,7 @@ imply (:func:`option_tags`) are what the layer's endpoint must support and what 
 from __future__ import annotations
 
 import enum
+import functools
 
 import attrs
 
@@ -15,6 +16,10 @@ from invsess.inv.timer import TimerSettings
 
 class Rel100(enum.Enum):
     """How a user agent treats 100rel: ``SUPPORTED`` uses it when the peer offers it too."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     OFF = "off"
     SUPPORTED = "supported"
@@ -51,10 +56,15 @@ class LayerSettings:
     lock_codec: bool = False
     offer_timeout: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
 
-    @property
+    @functools.cached_property
     def supported(self) -> tuple[str, ...]:
         """The option tags these settings implement (what Supported lists)."""
         return option_tags(self.timer, self.rel100)
+
+    @functools.cached_property
+    def supported_header(self) -> str:
+        """The Supported header value of these settings ("" when there is none)."""
+        return ", ".join(self.supported)
 
 
 __all__ = ["LayerSettings", "Rel100", "option_tags"]

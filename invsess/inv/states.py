@@ -26,6 +26,10 @@ from invsess.sip import RemoteProtocolError
 class InviteState(enum.Enum):
     """``pjsip_inv_state``."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     NULL = "NULL"
     CALLING = "CALLING"
     INCOMING = "INCOMING"
@@ -38,6 +42,10 @@ class InviteState(enum.Enum):
 class Origin(enum.Enum):
     """Where an input comes from, which says whose fault a missing table entry is."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     PEER = "peer"
     APP = "application"
     LAYER = "layer"
@@ -45,6 +53,10 @@ class Origin(enum.Enum):
 
 class SessionInput(enum.Enum):
     """What moves (or is checked by) the session's table; see the module docstring."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     label: str
     origin: Origin
@@ -93,6 +105,10 @@ class SessionInput(enum.Enum):
 
 class Effect(enum.Enum):
     """What taking a transition does, besides (for all but STAY) setting the state."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     #: Nothing: the input is admitted in this state, the state does not change, no event.
     STAY = "stay"

@@ -78,24 +78,32 @@ def place_call(
     the 2xx holds our ACK back until then)."""
     endpoint, settings = ctx.endpoint, ctx.settings
     host, port = endpoint.listeners.get(transport.lower(), ("127.0.0.1", 5060))
-    local = from_uri or f"sip:{settings.user}@{uri_host(host)}:{port}"
     target_uri = parse_uri(target)
     request_uri, routes = route_request(target_uri, route)
-    request = make_request(
-        "INVITE",
-        request_uri,
-        via=endpoint.via(transport),
-        from_=NameAddress(parse_uri(local), display_name, (("tag", endpoint.new_tag()),)),
-        to=NameAddress(target_uri),
-        call_id=f"{endpoint.new_tag()}{endpoint.new_tag()}@{host}",
+    local_tag = endpoint.new_tag()
+    if from_uri is None and display_name is None:
+        from_: NameAddress | str = f"{ctx.local_uri_text(transport)};tag={local_tag}"
+    else:
+        local = from_uri or f"sip:{settings.user}@{uri_host(host)}:{port}"
+        from_ = str(NameAddress(parse_uri(local), display_name, (("tag", local_tag),)))
+    to = str(NameAddress(target_uri))
+    call_id = f"{endpoint.new_tag()}{endpoint.new_tag()}@{host}"
+    contact = ctx.contact(transport)
+    # The dialog and the session first, so that the INVITE is built once, complete: headers,
+    # offer and all (not built, then added to, then its Content-Length mended).
+    dialog = Dialog.create_uac_for(
+        endpoint.factory,
+        call_id=call_id,
+        local_tag=local_tag,
+        local_uri=from_,
+        remote_uri=to,
         cseq=1,
-        contact=ctx.contact(transport),
-        headers=[("Route", r) for r in routes],
+        target=target_uri,  # not a strict router's URI: the 2xx's Contact replaces it
+        contact=contact,
+        transport=transport,
+        now=now,
+        gauge=ctx.dialog_states,
     )
-    dialog = Dialog.create_uac_initial(
-        endpoint.factory, request, transport=transport, now=now, gauge=ctx.dialog_states
-    )
-    dialog.remote_target = target_uri  # not a strict router's URI: the 2xx's Contact replaces it
     session = ctx.new_session(dialog, sdp)
     session.offers.deferred = deferred
     session.uac = uac = UacInvite()
@@ -103,11 +111,22 @@ def place_call(
         session.rel_receiver = ReliableReceiver()
     if settings.timer is not None:
         session.timer = SessionTimer(settings.timer)
-    for name, value in [*invite_headers(session), *headers]:
-        request.headers.add(name, value)
+    body = b""
     if with_offer and session.negotiator.has_capabilities:
-        request.body = session.negotiator.create_offer().serialize()
-        request.headers.set("Content-Type", SDP)
+        body = session.negotiator.create_offer().serialize()
+    request = make_request(
+        "INVITE",
+        request_uri,
+        via=endpoint.via(transport),
+        from_=from_,
+        to=to,
+        call_id=call_id,
+        cseq=1,
+        contact=contact,
+        headers=[*(("Route", r) for r in routes), *invite_headers(session), *headers],
+        body=body,
+        content_type=SDP if body else None,
+    )
     uac.send_invite(session, request, destination, transport, now)
     session.process(SessionInput.SEND_INVITE, now)
     return session

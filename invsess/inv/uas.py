@@ -293,7 +293,8 @@ class UasInvite:
 def send_2xx(session: InviteSession, tx: ServerInviteTransaction, response: Response, now: float) -> None:
     """Send a 2xx to an INVITE and wait for its ACK, retransmitting it meanwhile."""
     session.ctx.endpoint.respond(tx, response, now)
-    session.ack_wait = AckWait.start(tx, response.serialize(), now)
+    # The bytes the transaction sent (and keeps): the 2xx is not written out a second time.
+    session.ack_wait = AckWait.start(tx, tx.last_response or response.serialize(), now)
 
 
 __all__ = ["AckWait", "UasInvite", "accept_invite", "check_invite", "send_2xx"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from types import FunctionType
+from types import CodeType, FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, TypeVar
 
 import attrs
@@ -137,13 +137,35 @@ def shared(table: dict[Any, Any], value: _T, bound: int) -> _T:
     return kept
 
 
-_sites: dict[Site, Site] = {}
+_sites: dict[Any, Site] = {}
 _MAX_SITES = 16384
+
+
+def frame_key(code: CodeType, line: int) -> int:
+    """A look-up key for (code, line) that is cheap to hash: code objects hash by content
+    (hundreds of nanoseconds each), their ids in nanoseconds. Keys stay unique because the
+    tables keyed by them keep the code objects alive."""
+    return id(code) << 32 | line
 
 
 def shared_site(site: Site) -> Site:
     """The one tuple of an allocation site (and stack)."""
-    return shared(_sites, site, _MAX_SITES)
+    code, line, stack = site
+    return site_of(code, line, stack)
+
+
+def site_of(code: CodeType, line: int, stack: tuple[RawFrame, ...] = ()) -> Site:
+    """The one tuple of the allocation site (``code``, ``line``) with its debug ``stack``,
+    shared by every block allocated there (built once: the hot path of every allocation)."""
+    key: Any = id(code) << 32 | line
+    if stack:
+        key = (key, *[id(c) << 32 | n for c, n in stack])
+    kept = _sites.get(key)
+    if kept is None:
+        kept = (code, line, stack)
+        if len(_sites) < _MAX_SITES:
+            _sites[key] = kept
+    return kept
 
 
 _fixed_sizes: dict[type, int] = {}
@@ -154,7 +176,7 @@ def block_size_of(obj: Block) -> int:
     cls = type(obj)
     size = _fixed_sizes.get(cls)
     if size is None:
-        size = align(obj.block_size())
+        size = (obj.block_size() + ALIGNMENT - 1) & -ALIGNMENT
         if cls.block_size is Block.block_size:  # not overridden: the size depends on the class only
             _fixed_sizes[cls] = size
     return size
@@ -432,6 +454,8 @@ __all__ = [
     "header_of",
     "shared",
     "shared_site",
+    "site_of",
+    "frame_key",
     "is_freed",
     "poison",
     "raise_double_free",

@@ -21,17 +21,17 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from invsess.memory.block import (
+    ALIGNMENT,
     Block,
     RawHeader,
     RefCounted,
     _fixed_sizes,  # the hot path reads the size cache directly
-    align,
+    _sites,  # the hot path reads the site table directly
     block_size_of,
     debug_variant,
     poison,
     raw_header,
-    shared,
-    shared_site,
+    site_of,
 )
 from invsess.memory.report import (
     DanglingReference,
@@ -43,6 +43,7 @@ from invsess.memory.report import (
     PoolExhaustedError,
     RawFrame,
     UseAfterFreeError,
+    _skip_code,  # the hot paths read which frames are the allocator's own directly
     capture_raw_stack,
     capture_stack,
     resolve,
@@ -58,7 +59,12 @@ from invsess.memory.stats import (
 
 _B = TypeVar("_B", bound=Block)
 _getframe = sys._getframe
-_set_header = object.__setattr__  # works on frozen attrs classes too
+# The header slots' own setters: they work on frozen attrs classes too, and cost less than
+# object.__setattr__ (no look-up by name).
+_set_id = Block.__dict__["_blk_id"].__set__
+_set_pool = Block.__dict__["_blk_pool"].__set__
+_set_size = Block.__dict__["_blk_size"].__set__
+_set_site = Block.__dict__["_blk_site"].__set__
 
 #: Kamailio's default shared memory size.
 DEFAULT_TOTAL_SIZE = 64 * 1024 * 1024
@@ -108,6 +114,7 @@ class Pool:
         increment: int,
         max_size: int | None,
         serial: int,
+        created: tuple[RawFrame, ...] | None = None,
     ) -> None:
         self.name = name
         self.factory = factory
@@ -119,7 +126,9 @@ class Pool:
         self._reserved = capacity
         self._used = 0
         self._tail_free = capacity
-        self._released: FreeRecord | None = None
+        # None while live; a FreeRecord, or in normal mode the raw facts it is built from
+        # (reason, raw stack, context) until someone asks (free_record).
+        self._released: FreeRecord | tuple[str, tuple[RawFrame, ...], dict[str, Any]] | None = None
         self._releasing = False
         self._context: Callable[[], Mapping[str, Any]] | None = None
         self._serial = serial
@@ -129,8 +138,9 @@ class Pool:
         self._next: Pool | None = None
         # Kept raw (code objects and lines), resolved into frames only if a report needs them,
         # and shared: the pools of every call are made at the same few places.
-        depth = factory.stack_depth if factory.malloc_debug else 1
-        self._created = shared(_stacks, capture_raw_stack(depth), _MAX_SHARED_STACKS)
+        if created is None:
+            created = _shared_stack(capture_raw_stack(factory.stack_depth if factory.malloc_debug else 1))
+        self._created = created
 
     def __repr__(self) -> str:
         state = "released" if self._released else f"{len(self._blocks)} blocks, {self._used} bytes"
@@ -144,7 +154,13 @@ class Pool:
     @property
     def free_record(self) -> FreeRecord | None:
         """How this pool was released (reason, stack, SIP context), or None while it is live."""
-        return self._released
+        released = self._released
+        if released is None or isinstance(released, FreeRecord):
+            return released
+        # Normal mode keeps the facts raw at the release (its hot path); built when asked.
+        reason, raw, context = released
+        record = self._released = FreeRecord(f"release of pool {self.name!r}", reason, resolve(raw), context)
+        return record
 
     @property
     def used(self) -> int:
@@ -181,14 +197,17 @@ class Pool:
         if factory.malloc_debug:
             obj = debug_variant(cls)(*args, **kwargs)
             stack = capture_raw_stack(factory.stack_depth)
-            code, line = stack[0]
+            site = site_of(stack[0][0], stack[0][1], stack)
         else:
-            # The hot path: one frame look-up, one tuple; nothing is resolved until a report.
+            # The hot path: one frame look-up, one dict look-up by an int; nothing is
+            # resolved until a report.
             obj = cls(*args, **kwargs)
-            stack = ()
             frame = _getframe(1)
             code, line = frame.f_code, frame.f_lineno
-        size = _fixed_sizes.get(cls) or block_size_of(obj)
+            site = _sites.get(id(code) << 32 | line) or site_of(code, line)
+        size = _fixed_sizes.get(cls)
+        if size is None:  # a size that depends on the content (a message, a buffer)
+            size = block_size_of(obj)
         if size <= self._tail_free:
             self._tail_free -= size
             self._used += size
@@ -196,10 +215,10 @@ class Pool:
         else:
             self._charge(size)
         factory._next_block_id += 1
-        _set_header(obj, "_blk_id", factory._next_block_id)
-        _set_header(obj, "_blk_pool", self)
-        _set_header(obj, "_blk_size", size)
-        _set_header(obj, "_blk_site", shared_site((code, line, stack)))
+        _set_id(obj, factory._next_block_id)
+        _set_pool(obj, self)
+        _set_size(obj, size)
+        _set_site(obj, site)
         self._blocks.append(obj)
         return obj
 
@@ -243,12 +262,23 @@ class Pool:
         # A block still referenced is memory someone will touch after this free: the wrong
         # order of release. Found here, it is reported at the release rather than at a touch
         # that may never come (a test would pass silently).
-        referenced = [b for b in self._blocks if isinstance(b, RefCounted) and b.ref_count]
-        depth = factory.stack_depth if factory.malloc_debug or referenced else 1
-        stack = capture_stack(depth)
-        record = FreeRecord(f"release of pool {self.name!r}", reason, stack, context)
-        dangling = tuple(self._dangling(b, record) for b in referenced)
-        self._released = record
+        referenced = [b for b in self._blocks if isinstance(b, RefCounted) and b._ref_count]
+        if factory.malloc_debug or referenced:
+            depth = factory.stack_depth if factory.malloc_debug or referenced else 1
+            record: FreeRecord | None = FreeRecord(
+                f"release of pool {self.name!r}", reason, capture_stack(depth), context
+            )
+            self._released = record
+        else:  # the common case: the facts are kept raw, the record is built if ever asked for
+            record = None
+            frame = _getframe(1)
+            code = frame.f_code
+            if _skip_code.get(id(code)) is False:  # a caller outside this package: the usual
+                raw: tuple[RawFrame, ...] = ((code, frame.f_lineno),)
+            else:
+                raw = capture_raw_stack(1)
+            self._released = (reason, raw, context)
+        dangling = tuple(self._dangling(b, record) for b in referenced) if record is not None else ()
         self._context = None  # it refers to the pool's owner: no cycle may outlive the release
         blocks, self._blocks = self._blocks, []
         factory._pool_released(self, record)
@@ -284,7 +314,7 @@ class Pool:
     def _report(self, kind: str, access: str) -> MemoryErrorReport:
         where = capture_stack(self.factory.stack_depth, depth=3)
         created = resolve(self._created)
-        return MemoryErrorReport(kind, access, "Pool", None, self.name, where, created, self._released)
+        return MemoryErrorReport(kind, access, "Pool", None, self.name, where, created, self.free_record)
 
     def statistics(self, entry: int = 0) -> PoolStatistics:
         """This pool as a Kamailio ``pkg.stats`` entry."""
@@ -302,8 +332,23 @@ class Pool:
         )
 
 
-_stacks: dict[tuple[RawFrame, ...], tuple[RawFrame, ...]] = {}
+_stacks: dict[Any, tuple[RawFrame, ...]] = {}
 _MAX_SHARED_STACKS = 4096
+
+
+def _shared_stack(raw: tuple[RawFrame, ...]) -> tuple[RawFrame, ...]:
+    """One tuple for every equal stack (keyed by code ids: see :func:`frame_key`)."""
+    if len(raw) == 1:
+        code, line = raw[0]
+        key: Any = id(code) << 32 | line
+    else:
+        key = tuple([id(c) << 32 | n for c, n in raw])
+    kept = _stacks.get(key)
+    if kept is None:
+        kept = raw
+        if len(_stacks) < _MAX_SHARED_STACKS:
+            _stacks[key] = raw
+    return kept
 
 
 def _site(raw: RawHeader) -> Frame:
@@ -370,11 +415,31 @@ class PoolFactory:
             raise ValueError("capacity must be positive and increment non-negative")
         if max_size is not None and max_size < capacity:
             raise ValueError("max_size must be at least capacity")
-        capacity = align(capacity)
-        self._reserve(capacity, name)
+        capacity = (capacity + ALIGNMENT - 1) & -ALIGNMENT  # align(), inline: one pool per message
+        reserved = self._reserved + capacity
+        if reserved > self.total_size:
+            self._reserve(capacity, name)  # raises PoolExhaustedError
+        self._reserved = reserved
+        self._fragments += 1
+        self._max_reserved = max(self._max_reserved, reserved)
         self._serial += 1
+        created: tuple[RawFrame, ...] | None
+        if self.malloc_debug:
+            created = _shared_stack(capture_raw_stack(self.stack_depth))
+        else:  # the hot path: where the caller is, looked up by an int (see _shared_stack)
+            frame = _getframe(1)
+            code, line = frame.f_code, frame.f_lineno
+            created = _stacks.get(id(code) << 32 | line) if _skip_code.get(id(code)) is False else None
+            if created is None:
+                created = _shared_stack(capture_raw_stack(1))
         pool = Pool(
-            self, name, capacity=capacity, increment=align(increment), max_size=max_size, serial=self._serial
+            self,
+            name,
+            capacity=capacity,
+            increment=(increment + ALIGNMENT - 1) & -ALIGNMENT,
+            max_size=max_size,
+            serial=self._serial,
+            created=created,
         )
         last = self._last
         pool._prev = last
@@ -405,7 +470,7 @@ class PoolFactory:
         self._fragments += 1
         self._max_reserved = max(self._max_reserved, self._reserved)
 
-    def _pool_released(self, pool: Pool, record: FreeRecord) -> None:
+    def _pool_released(self, pool: Pool, record: FreeRecord | None) -> None:
         prev, nxt = pool._prev, pool._next
         if prev is None:
             self._first = nxt
@@ -420,7 +485,7 @@ class PoolFactory:
         self._used -= pool._used
         self._reserved -= pool._reserved
         self._fragments -= pool._chunks
-        if self.malloc_debug:
+        if self.malloc_debug and record is not None:
             self.quarantine.append(record)
 
     @property

@@ -73,6 +73,17 @@ class RtpMap:
     channels: int | None = None
 
 
+def parse_rtpmap(value: str) -> RtpMap | None:
+    """The value of an ``a=rtpmap`` line (``<pt> <encoding>/<clock>[/<channels>]``), or None
+    when it is malformed."""
+    pt, _, spec = value.partition(" ")
+    parts = spec.strip().split("/")
+    if len(parts) < 2 or not is_digits(parts[1]):
+        return None
+    channels = int(parts[2]) if len(parts) > 2 and is_digits(parts[2]) else None
+    return RtpMap(pt, parts[0], int(parts[1]), channels)
+
+
 def _attr(attributes: Iterable[Attribute], name: str) -> list[str | None]:
     return [a.value for a in attributes if a.name == name]
 
@@ -84,11 +95,15 @@ def _direction(attributes: Iterable[Attribute]) -> str | None:
     return None
 
 
+#: The four direction attributes (values: one object each, shared).
+DIRECTION_ATTRIBUTES = {direction: Attribute(direction) for direction in DIRECTIONS}
+
+
 def _with_direction(attributes: tuple[Attribute, ...], direction: str) -> tuple[Attribute, ...]:
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}")
     kept = tuple(a for a in attributes if a.name not in DIRECTIONS)
-    return (*kept, Attribute(direction))
+    return (*kept, DIRECTION_ATTRIBUTES[direction])
 
 
 @attrs.frozen
@@ -105,6 +120,9 @@ class MediaDescription:
     bandwidths: tuple[str, ...] = ()
     attributes: tuple[Attribute, ...] = ()
     extra: tuple[tuple[str, str], ...] = ()
+    #: What :func:`invsess.sdp.negotiator` derives from the section (its codecs), computed once:
+    #: the section is immutable, and the same one (our capabilities) is negotiated in every call.
+    _derived: tuple[object, ...] | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @property
     def rejected(self) -> bool:
@@ -124,14 +142,9 @@ class MediaDescription:
         """``a=rtpmap`` lines by payload type (malformed ones are skipped)."""
         out: dict[str, RtpMap] = {}
         for value in self.attribute("rtpmap"):
-            if not value:
-                continue
-            pt, _, spec = value.partition(" ")
-            parts = spec.strip().split("/")
-            if len(parts) < 2 or not is_digits(parts[1]):
-                continue
-            channels = int(parts[2]) if len(parts) > 2 and is_digits(parts[2]) else None
-            out[pt] = RtpMap(pt, parts[0], int(parts[1]), channels)
+            rtpmap = parse_rtpmap(value) if value else None
+            if rtpmap is not None:
+                out[rtpmap.payload_type] = rtpmap
         return out
 
     def fmtp(self, payload_type: str) -> str | None:
@@ -175,6 +188,12 @@ class SessionDescription:
     attributes: tuple[Attribute, ...] = ()
     media: tuple[MediaDescription, ...] = ()
     extra: tuple[tuple[str, str], ...] = ()
+    #: The serialised form, made once (the description is immutable): a negotiator keeps it,
+    #: compares it and sends it, so it would otherwise be written out several times.
+    _wire: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    #: The bytes this description was parsed from (None for one made in code): what the peer
+    #: sent, kept as sent (``received_bytes``).
+    _source: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @property
     def direction(self) -> str | None:
@@ -212,11 +231,41 @@ class SessionDescription:
 
     def serialize(self) -> bytes:
         """SDP text with CRLF line ends."""
-        return ("\r\n".join(self.lines()) + "\r\n").encode("utf-8")
+        wire = self._wire
+        if wire is None:
+            wire = ("\r\n".join(self.lines()) + "\r\n").encode("utf-8")
+            object.__setattr__(self, "_wire", wire)  # a cache of an immutable value
+        return wire
 
     def __str__(self) -> str:
         return self.serialize().decode("utf-8")
 
+    @property
+    def received_bytes(self) -> bytes | None:
+        """The bytes :func:`~invsess.sdp.parse_sdp` read this description from, exactly as
+        received (None for a description made in code, or parsed from text)."""
+        return self._source
+
     def with_version(self, session_version: int) -> SessionDescription:
         """A copy with ``o=`` session version replaced (RFC 3264 §8: +1 on every change)."""
-        return attrs.evolve(self, origin=attrs.evolve(self.origin, session_version=session_version))
+        if session_version == self.origin.session_version:
+            return self
+        copy = attrs.evolve(self, origin=attrs.evolve(self.origin, session_version=session_version))
+        wire = self._wire
+        if wire is not None:  # the o= line is the only one that differs: not written again
+            object.__setattr__(copy, "_wire", self._with_origin_line(wire, copy.origin))
+        return copy
+
+    def content_key(self) -> int:
+        """A hash of the description with its ``o=`` version left out: equal for descriptions
+        that differ at most in that version (what RFC 3264 §8 compares to decide whether a
+        new offer or answer is a change)."""
+        wire = self.serialize()
+        if self.origin.session_version:
+            wire = self._with_origin_line(wire, attrs.evolve(self.origin, session_version=0))
+        return hash(wire)
+
+    def _with_origin_line(self, wire: bytes, origin: Origin) -> bytes:
+        # lines() writes the o= line second, right after v=: its first occurrence.
+        old, new = f"\no={self.origin}\r\n", f"\no={origin}\r\n"
+        return wire.replace(old.encode("utf-8"), new.encode("utf-8"), 1)

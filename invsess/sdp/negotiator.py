@@ -24,12 +24,18 @@ and :class:`~invsess.sip.errors.LocalProtocolError` for a call in the wrong stat
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import attrs
 
 from invsess.memory import Buffer, Pool, PoolFactory
-from invsess.sdp.model import DIRECTIONS, MediaDescription, RtpMap, SessionDescription
+from invsess.sdp.model import (
+    DIRECTION_ATTRIBUTES,
+    DIRECTIONS,
+    MediaDescription,
+    SessionDescription,
+    parse_rtpmap,
+)
 from invsess.sdp.parser import parse_sdp
 from invsess.sip.errors import LocalProtocolError, RemoteProtocolError
 
@@ -44,6 +50,10 @@ class SdpNegotiationError(RemoteProtocolError):
 class NegotiatorState(enum.Enum):
     """pjmedia's ``pjmedia_sdp_neg_state``."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     NULL = "NULL"
     LOCAL_OFFER = "LOCAL_OFFER"
     REMOTE_OFFER = "REMOTE_OFFER"
@@ -53,6 +63,10 @@ class NegotiatorState(enum.Enum):
 
 class NegotiatorInput(enum.Enum):
     """What moves the negotiator (pjmedia's ``pjmedia_sdp_neg_*`` calls)."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     CREATE_OFFER = "create offer"
     RECEIVE_OFFER = "receive offer"
@@ -86,24 +100,61 @@ _ANSWER_DIRECTION = {
 }
 
 
-@attrs.frozen
-class _CodecKey:
+class _CodecKey(NamedTuple):
+    """A codec's identity (a named tuple: it keys the dicts a negotiation looks codecs up in)."""
+
     encoding: str
     clock_rate: int
     channels: int
 
 
 def _codecs(media: MediaDescription) -> dict[str, _CodecKey | None]:
-    """Format -> codec identity: rtpmap for dynamic types, the number alone for static ones."""
-    maps = media.rtpmaps()
-    out: dict[str, _CodecKey | None] = {}
-    for fmt in media.formats:
-        rtp: RtpMap | None = maps.get(fmt)
-        if rtp is not None:
-            out[fmt] = _CodecKey(rtp.encoding.lower(), rtp.clock_rate, rtp.channels or 1)
-        else:
-            out[fmt] = None
-    return out
+    """Format -> codec identity: rtpmap for dynamic types, the number alone for static ones.
+
+    Computed once per section and kept with it (sections are immutable; our capabilities are
+    negotiated in every call): treat the mapping as read-only."""
+    return _derived(media)[0]
+
+
+def _by_codec(media: MediaDescription) -> dict[_CodecKey, str]:
+    """Codec identity -> format, for the dynamic types of ``media`` (cached like :func:`_codecs`)."""
+    return _derived(media)[1]
+
+
+def _derived(media: MediaDescription) -> tuple[dict[str, _CodecKey | None], dict[_CodecKey, str]]:
+    derived = media._derived
+    if derived is not None:
+        return derived  # type: ignore[return-value]
+    maps: dict[str, _CodecKey] = {}
+    for attribute in media.attributes:
+        if attribute.name == "rtpmap" and attribute.value:
+            mapped = _rtpmap_codec(attribute.value)
+            if mapped is not None:
+                maps[mapped[0]] = mapped[1]
+    out: dict[str, _CodecKey | None] = {fmt: maps.get(fmt) for fmt in media.formats}
+    by_codec = {codec: fmt for fmt, codec in out.items() if codec is not None}
+    object.__setattr__(media, "_derived", (out, by_codec))  # a cache of an immutable value
+    return out, by_codec
+
+
+#: a=rtpmap values seen -> (payload type, codec), shared: the same few recur in every call
+#: (bounded: a peer's inventions cannot grow it past this).
+_rtpmap_codecs: dict[str, tuple[str, _CodecKey] | None] = {}
+_MAX_RTPMAPS = 1024
+
+
+def _rtpmap_codec(value: str) -> tuple[str, _CodecKey] | None:
+    if value in _rtpmap_codecs:
+        return _rtpmap_codecs[value]
+    rtp = parse_rtpmap(value)
+    mapped = (
+        None
+        if rtp is None
+        else (rtp.payload_type, _CodecKey(rtp.encoding.lower(), rtp.clock_rate, rtp.channels or 1))
+    )
+    if len(_rtpmap_codecs) < _MAX_RTPMAPS:
+        _rtpmap_codecs[value] = mapped
+    return mapped
 
 
 def _is_static(fmt: str) -> bool:
@@ -116,6 +167,7 @@ class SdpNegotiator:
     __slots__ = (
         "_active_local",
         "_active_remote",
+        "_checked",
         "_factory",
         "_last_key",
         "_name",
@@ -163,6 +215,9 @@ class SdpNegotiator:
         self._pending_local: SessionDescription | None = None
         self._pending_remote: SessionDescription | None = None
         self._last_key: int | None = None  # what we last sent, its o= version aside
+        # (offer, capabilities, answer body) of the last check_offer: create_answer takes it
+        # rather than working the same answer out twice.
+        self._checked: tuple[SessionDescription, SessionDescription, SessionDescription] | None = None
         self._version = local.origin.session_version if local is not None else 0
         self._we_offered = False
         #: Completed negotiations so far: which agreement a MediaUpdated event reports.
@@ -198,10 +253,13 @@ class SdpNegotiator:
             nxt = _S.DONE  # back to the session already agreed
         self.state = nxt
 
-    def _keep(self, sdp: SessionDescription) -> Buffer:
+    def _keep(self, sdp: SessionDescription, *, received: bool = False) -> Buffer:
+        """The bytes of ``sdp`` in the provisional pool: for the peer's (``received``), as it
+        sent them when we parsed them (not written out again); for ours, as we send them."""
         if self._pool_prov is None:
             self._pool_prov = self._factory.create_pool(self._name, 1024, 1024)
-        return self._pool_prov.alloc(Buffer, sdp.serialize())
+        wire = (received and sdp.received_bytes) or sdp.serialize()
+        return self._pool_prov.alloc(Buffer, wire)
 
     def _drop_provisional(self) -> None:
         if self._pool_prov is not None:
@@ -209,6 +267,7 @@ class SdpNegotiator:
             self._pool_prov = None
         self._pending_local = self._pending_remote = None
         self._prov_local = self._prov_remote = None
+        self._checked = None
 
     # -- the offerer's side ------------------------------------------------------------------
 
@@ -290,7 +349,7 @@ class SdpNegotiator:
         """The answer to our offer (LOCAL_OFFER -> WAIT_NEGO); call :meth:`negotiate` next."""
         self._go(_N.RECEIVE_ANSWER)
         self._pending_remote = answer
-        self._prov_remote = self._keep(answer)
+        self._prov_remote = self._keep(answer, received=True)
 
     def cancel_offer(self) -> None:
         """Abandon the offer in progress (a 491, a failed re-INVITE): back to the agreed session."""
@@ -307,7 +366,7 @@ class SdpNegotiator:
         self._go(_N.RECEIVE_OFFER)
         self._we_offered = False
         self._pending_remote = offer
-        self._prov_remote = self._keep(offer)
+        self._prov_remote = self._keep(offer, received=True)
 
     def check_offer(self) -> None:
         """Raise :class:`SdpNegotiationError` if our capabilities cannot answer the pending
@@ -315,7 +374,8 @@ class SdpNegotiator:
         offer = self._pending_remote
         if self.state is not _S.REMOTE_OFFER or offer is None:
             raise LocalProtocolError(f"SDP negotiator: no offer to check in state {self.state.name}")
-        self._answer_body(offer)
+        caps = self._capabilities()
+        self._checked = (offer, caps, self._answer_body(offer))
 
     def create_answer(self, sdp: SessionDescription | None = None) -> SessionDescription:
         """Our answer to the pending offer — ``sdp`` as given, or made from our capabilities;
@@ -331,15 +391,26 @@ class SdpNegotiator:
         offer = self._pending_remote
         if offer is None:  # pragma: no cover - the table guarantees it
             raise LocalProtocolError("no pending offer")
+        checked, self._checked = self._checked, None
         try:
-            answer = self._given(sdp) if sdp is not None else self._versioned(self._answer_body(offer))
+            if sdp is not None:
+                answer = self._given(sdp)
+            elif checked is not None and checked[0] is offer and checked[1] is self.local:
+                answer = self._versioned(checked[2])  # worked out by check_offer already
+            else:
+                answer = self._versioned(self._answer_body(offer))
         except SdpNegotiationError:
             self._go(_N.NEGOTIATION_FAILED)
             self._drop_provisional()
             raise
         self._pending_local = answer
         self._prov_local = self._keep(answer)
-        self.negotiate()
+        if sdp is None:
+            # Made from the offer's own m-lines and codecs (_answer_body): it answers the
+            # offer by construction, so the check of negotiate() has nothing to find.
+            self._complete()
+        else:
+            self.negotiate()
         return answer
 
     def _answer_body(self, offer: SessionDescription) -> SessionDescription:
@@ -363,7 +434,7 @@ class SdpNegotiator:
     def _answer_stream(self, offered: MediaDescription, local: MediaDescription) -> MediaDescription | None:
         theirs = _codecs(offered)
         ours = _codecs(local)
-        ours_by_codec = {codec: fmt for fmt, codec in ours.items() if codec is not None}
+        ours_by_codec = _by_codec(local)
         formats: list[str] = []
         for fmt, codec in theirs.items():  # the offerer's order (pjmedia's default)
             if codec is None:
@@ -383,9 +454,9 @@ class SdpNegotiator:
         for attr in local.attributes:
             if attr.name not in ("rtpmap", "fmtp", *DIRECTIONS):
                 attributes.append(attr)
-        direction = _ANSWER_DIRECTION[(offered.direction, local.direction)]
-        answered = attrs.evolve(local, formats=tuple(formats), attributes=tuple(attributes))
-        return answered.with_direction(direction)
+        # The answer's direction goes last, as with_direction() puts it (one copy, not two).
+        attributes.append(DIRECTION_ATTRIBUTES[_ANSWER_DIRECTION[(offered.direction, local.direction)]])
+        return attrs.evolve(local, formats=tuple(formats), attributes=tuple(attributes))
 
     # -- completing --------------------------------------------------------------------------
 
@@ -403,6 +474,10 @@ class SdpNegotiator:
             self._go(_N.NEGOTIATION_FAILED)
             self._drop_provisional()
             raise
+        self._complete()
+
+    def _complete(self) -> None:
+        """WAIT_NEGO -> DONE with an answer known to fit: the pair becomes active."""
         self._go(_N.NEGOTIATE)
         self._active_local, self._active_remote = self._prov_local, self._prov_remote
         if self._pool_active is not None:
@@ -413,8 +488,10 @@ class SdpNegotiator:
         self.generation += 1
 
     def _versioned(self, body: SessionDescription) -> SessionDescription:
-        """``o=`` version +1 when what we send changed since the last one (RFC 3264 §8)."""
-        key = hash(body.with_version(0).serialize())
+        """``o=`` version +1 when what we send changed since the last one (RFC 3264 §8).
+
+        Serialised once: the copy with the final version takes the text but for its o= line."""
+        key = body.content_key()
         if self._last_key is not None and key != self._last_key:
             self._version += 1
         self._last_key = key
@@ -424,7 +501,7 @@ class SdpNegotiator:
         """An SDP the application brought goes out as it is (its o= line is its own); our own
         later ones continue from its version, so the version never goes down (RFC 3264 §8)."""
         self._version = max(self._version, sdp.origin.session_version)
-        self._last_key = hash(sdp.with_version(0).serialize())
+        self._last_key = sdp.content_key()
         return sdp
 
     def release(self) -> None:
@@ -434,6 +511,7 @@ class SdpNegotiator:
                 pool.release("session ended")
         self._pool_prov = self._pool_active = None
         self._prov_local = self._prov_remote = self._active_local = self._active_remote = None
+        self._pending_local = self._pending_remote = self._checked = None
 
 
 def _rejected(offered: MediaDescription) -> MediaDescription:

@@ -68,7 +68,10 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
             current_extra.append((kind, value))
     if current is not None:
         media.append(_media(current, current_extra))
-    return _session(session, timings, media, extra)
+    description = _session(session, timings, media, extra)
+    if isinstance(data, bytes):  # kept for SessionDescription.received_bytes
+        object.__setattr__(description, "_source", data)
+    return description
 
 
 def _one(section: dict[str, list[str]], kind: str, required: bool = False) -> str | None:
@@ -108,25 +111,52 @@ def _session(
     )
 
 
+# Lines that recur in every call (a=rtpmap:0 PCMU/8000, c=IN IP4 ..., t=0 0) are immutable
+# values: one object per distinct line is shared by the descriptions that carry it. The tables
+# are bounded, so what a peer sends cannot grow them past this.
+_MAX_SHARED = 1024
+_shared_timings: dict[str, Timing] = {}
+_shared_connections: dict[str, Connection] = {}
+_shared_attributes: dict[str, Attribute] = {}
+
+
 def _timing(value: str) -> Timing:
+    timing = _shared_timings.get(value)
+    if timing is not None:
+        return timing
     parts = value.split()
     if len(parts) != 2 or not all(is_digits(p) for p in parts):
         raise SdpParseError(f"malformed t= line {value!r}")
-    return Timing(int(parts[0]), int(parts[1]))
+    timing = Timing(int(parts[0]), int(parts[1]))
+    if len(_shared_timings) < _MAX_SHARED:
+        _shared_timings[value] = timing
+    return timing
 
 
 def _connection(value: str) -> Connection:
+    connection = _shared_connections.get(value)
+    if connection is not None:
+        return connection
     parts = value.split()
     if len(parts) != 3:
         raise SdpParseError(f"malformed c= line {value!r}")
-    return Connection(*parts)
+    connection = Connection(*parts)
+    if len(_shared_connections) < _MAX_SHARED:
+        _shared_connections[value] = connection
+    return connection
 
 
 def _attribute(value: str) -> Attribute:
+    attribute = _shared_attributes.get(value)
+    if attribute is not None:
+        return attribute
     name, colon, rest = value.partition(":")
     if not name:
         raise SdpParseError(f"malformed a= line {value!r}")
-    return Attribute(name, rest if colon else None)
+    attribute = Attribute(name, rest if colon else None)
+    if len(_shared_attributes) < _MAX_SHARED:
+        _shared_attributes[value] = attribute
+    return attribute
 
 
 def _media(section: dict[str, list[str]], extra: list[tuple[str, str]]) -> MediaDescription:

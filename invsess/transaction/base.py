@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
-
-import attrs
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 from invsess.address import Address
 from invsess.errors import InternalError
@@ -35,6 +33,10 @@ RELIABLE = frozenset({"tcp", "tls", "ws", "wss", "sctp"})
 
 class Role(enum.Enum):
     """Which side of the transaction we are."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     CLIENT = "client"
     SERVER = "server"
@@ -66,6 +68,10 @@ class Timer(enum.StrEnum):
 
 class TxInput(enum.Enum):
     """What a transaction table reacts to: messages, timers, transport failures."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     RECV_1XX = "receive 1xx"
     RECV_2XX = "receive 2xx"
@@ -102,18 +108,19 @@ class TransactionTableError(InternalError):
     """A transaction was fed an input its table does not have in its state: our bug."""
 
 
-@attrs.frozen
-class Outgoing:
-    """Bytes to send, where, and over which transport."""
+class Outgoing(NamedTuple):
+    """Bytes to send, where, and over which transport (a named tuple: one per datagram)."""
 
     data: bytes
     destination: Address
     transport: str
 
 
-@attrs.frozen
-class TransactionKey:
-    """RFC 3261 §17.1.3 / §17.2.3 matching key (branch-based, or RFC 2543 fallback)."""
+class TransactionKey(NamedTuple):
+    """RFC 3261 §17.1.3 / §17.2.3 matching key (branch-based, or RFC 2543 fallback).
+
+    A named tuple: looked up in the endpoint's tables several times per message, and a tuple
+    hashes and compares in C."""
 
     branch: str
     sent_by: str
@@ -154,6 +161,8 @@ class Transaction(Generic[StateT]):
     TRANSITIONS: ClassVar[Mapping[tuple[Any, TxInput], Any]]
     #: Subclasses: their TERMINATED state.
     END: ClassVar[enum.Enum]
+    #: Subclasses: the state a new transaction starts in.
+    INITIAL: ClassVar[enum.Enum]
 
     def __init__(
         self,
@@ -167,7 +176,6 @@ class Transaction(Generic[StateT]):
         now: float,
         sink: Callable[[Outgoing], None],
         on_event: Callable[[Any], None],
-        state: StateT,
         observer: TransactionObserver | None = None,
     ) -> None:
         self.key = key
@@ -185,7 +193,10 @@ class Transaction(Generic[StateT]):
         self.terminated_reason: str | None = None
         #: True once TERMINATED (the endpoint then forgets it and its pool is released).
         self.terminated = False
-        self.state: StateT = state
+        self.state: StateT = self.INITIAL  # type: ignore[assignment]  # each machine's own
+        #: The deadline of this transaction's entry on its endpoint's timer heap (the endpoint
+        #: pushes a new entry only when the deadline changed; None: no valid entry).
+        self.heap_deadline: float | None = None
         self._observer = observer
         if observer is not None:
             observer.created(self)

@@ -27,6 +27,10 @@ from invsess.transaction.events import ResponseReceived, TransactionTimedOut
 class ClientInviteState(enum.Enum):
     """RFC 3261 Figure 5 with RFC 6026's Accepted."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     CALLING = "Calling"
     PROCEEDING = "Proceeding"
     ACCEPTED = "Accepted"
@@ -36,6 +40,10 @@ class ClientInviteState(enum.Enum):
 
 class ClientNonInviteState(enum.Enum):
     """RFC 3261 Figure 6."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
@@ -56,6 +64,7 @@ class ClientInviteTransaction(Transaction[ClientInviteState]):
     role = Role.CLIENT
     State = ClientInviteState
     END = _CI.TERMINATED
+    INITIAL = _CI.CALLING
     TRANSITIONS: ClassVar[dict[tuple[ClientInviteState, TxInput], ClientInviteState]] = terminating_table(
         ClientInviteState,
         {
@@ -84,7 +93,7 @@ class ClientInviteTransaction(Transaction[ClientInviteState]):
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, state=_CI.CALLING, **kwargs)
+        super().__init__(*args, **kwargs)
         self._wire = self._keep(self.request.serialize())
         self._ack: bytes | None = None
 
@@ -162,6 +171,7 @@ class ClientNonInviteTransaction(Transaction[ClientNonInviteState]):
     role = Role.CLIENT
     State = ClientNonInviteState
     END = _CN.TERMINATED
+    INITIAL = _CN.TRYING
     TRANSITIONS: ClassVar[dict[tuple[ClientNonInviteState, TxInput], ClientNonInviteState]] = (
         terminating_table(
             ClientNonInviteState,
@@ -187,7 +197,7 @@ class ClientNonInviteTransaction(Transaction[ClientNonInviteState]):
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, state=_CN.TRYING, **kwargs)
+        super().__init__(*args, **kwargs)
         self._wire = self._keep(self.request.serialize())
 
     def start(self, now: float) -> None:

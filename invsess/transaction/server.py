@@ -31,6 +31,10 @@ from invsess.transaction.events import AckReceived, TransactionTimedOut
 class ServerInviteState(enum.Enum):
     """RFC 3261 Figure 7 with RFC 6026's Accepted."""
 
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
+
     PROCEEDING = "Proceeding"
     ACCEPTED = "Accepted"
     COMPLETED = "Completed"
@@ -40,6 +44,10 @@ class ServerInviteState(enum.Enum):
 
 class ServerNonInviteState(enum.Enum):
     """RFC 3261 Figure 8."""
+
+    # Members are singletons compared by identity: an identity hash, computed in C
+    # (Enum's own __hash__ is Python code, run on every look-up of a transition table).
+    __hash__ = object.__hash__
 
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
@@ -65,6 +73,13 @@ class ServerTransaction(Transaction[StateT]):
         self.response_destination = response_destination
         self._last: Buffer | None = None
         self.last_status: int | None = None
+        #: The request's merged-request key (RFC 3261 §8.2.2.2), for the endpoint's table.
+        self.merge_key: tuple[str | None, str | None, int, str] | None = None
+
+    @property
+    def last_response(self) -> bytes | None:
+        """The bytes of the last response sent (what a retransmission resends), or None."""
+        return None if self._last is None else self._last.data
 
     def respond(self, response: Response, now: float) -> None:
         """Send a response from the transaction user."""
@@ -85,9 +100,13 @@ class ServerTransaction(Transaction[StateT]):
 
     def _accept_response(self, response: Response) -> TxInput:
         """Check a response from the transaction user and take its transition; returns its kind."""
-        mine = self.request.cseq
-        if response.cseq is None or mine is None or response.cseq.number != mine.number:
-            raise LocalProtocolError("the response's CSeq does not match the request")
+        # A response made from the request carries its CSeq line as it was: the same text
+        # matches without parsing either.
+        raw = response.headers.get("CSeq")
+        if raw is None or raw != self.request.headers.get("CSeq"):
+            mine = self.request.cseq
+            if response.cseq is None or mine is None or response.cseq.number != mine.number:
+                raise LocalProtocolError("the response's CSeq does not match the request")
         kind = response_kind(response, sent=True)
         if not self.can(kind):  # the application's misuse, not our bug: it chose the response
             raise LocalProtocolError(f"cannot send a {response.status_code} in state {self.state.name}")
@@ -100,6 +119,7 @@ class ServerInviteTransaction(ServerTransaction[ServerInviteState]):
 
     State = ServerInviteState
     END = _SI.TERMINATED
+    INITIAL = _SI.PROCEEDING
     TRANSITIONS: ClassVar[dict[tuple[ServerInviteState, TxInput], ServerInviteState]] = terminating_table(
         ServerInviteState,
         {
@@ -124,9 +144,6 @@ class ServerInviteTransaction(ServerTransaction[ServerInviteState]):
             (_SI.CONFIRMED, TxInput.TIMER_I): _SI.TERMINATED,
         },
     )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, state=_SI.PROCEEDING, **kwargs)
 
     def start(self, now: float) -> None:
         """Arm the 100 Trying timer (the TU may answer before it fires)."""
@@ -188,6 +205,7 @@ class ServerNonInviteTransaction(ServerTransaction[ServerNonInviteState]):
 
     State = ServerNonInviteState
     END = _SN.TERMINATED
+    INITIAL = _SN.TRYING
     TRANSITIONS: ClassVar[dict[tuple[ServerNonInviteState, TxInput], ServerNonInviteState]] = (
         terminating_table(
             ServerNonInviteState,
@@ -208,9 +226,6 @@ class ServerNonInviteTransaction(ServerTransaction[ServerNonInviteState]):
             },
         )
     )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, state=_SN.TRYING, **kwargs)
 
     def start(self, now: float) -> None:
         """Nothing to arm until the transaction user answers."""
