@@ -248,8 +248,8 @@ def _limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 type=click.IntRange(1),
                 default=defaults.max_transactions,
                 show_default=True,
-                help="Concurrent server transactions at most (503 beyond; the last tenth is kept "
-                "for OPTIONS and in-dialog requests).",
+                help="Server transactions waiting for their final answer at most (503 beyond; the "
+                "last tenth is kept for OPTIONS and in-dialog requests).",
             ),
             click.option(
                 "--rate-limit",

@@ -22,7 +22,7 @@ from invsess.inv import IncomingCall, SessionLayer
 from invsess.sdp import parse_sdp
 from invsess.sip import FramingError, NameAddress, StreamFramer, make_request, parse_message, parse_uri
 from invsess.sip.parser import ParserLimits
-from invsess.transaction import RequestReceived
+from invsess.transaction import RequestReceived, ServerInviteTransaction
 
 UAS = ("127.0.0.1", 5062)
 ALICE = ("127.0.0.2", 40000)
@@ -241,7 +241,7 @@ def drain_layer(layer: SessionLayer) -> list[Any]:
     return events
 
 
-def test_a_bare_endpoint_counts_initial_invites_as_calls_until_their_transaction_ends() -> None:
+def test_a_bare_endpoint_counts_initial_invites_as_calls_until_their_final_answer() -> None:
     ep = endpoint(max_calls=1)
     ep.receive(request("INVITE", 1), ALICE, "udp", 0.0)
     (event,) = drain(ep)
@@ -249,13 +249,43 @@ def test_a_bare_endpoint_counts_initial_invites_as_calls_until_their_transaction
     assert ep.calls == 1
     ep.receive(request("INVITE", 2), ALICE, "udp", 0.0)
     assert codes(ep) == [503]
+    ep.respond(event.transaction, parse_message(_response(event.request, 180)), 0.1)  # type: ignore[arg-type]
+    assert ep.calls == 1  # a provisional answer does not end the call
     ep.respond(event.transaction, parse_message(_response(event.request, 486)), 0.1)  # type: ignore[arg-type]
-    ep.handle_timers(100.0)
-    drain(ep)
-    assert ep.calls == 0
-    ep.receive(request("INVITE", 3), ALICE, "udp", 100.0)
+    assert ep.calls == 0  # the transaction lingers (Timer G/H), the call does not
+    ep.receive(request("INVITE", 1), ALICE, "udp", 0.2)  # the first INVITE again: absorbed
+    assert ep.stats["absorbed requests"] == 1
+    ep.receive(request("INVITE", 3), ALICE, "udp", 0.3)
     assert [type(e) for e in drain(ep)] == [RequestReceived]
     ep.close()
+    assert not ep.leak_report()
+
+
+def test_an_answered_and_ended_call_frees_its_place_while_its_invite_transaction_lingers() -> None:
+    # RFC 6026: the INVITE server transaction stays Accepted for Timer L (32 s) after its 2xx.
+    # A call that has ended must not hold max_calls that long (a steady 63 calls/s would fill
+    # 2,000 places with calls long gone).
+    ep = endpoint(max_calls=1)
+    layer = SessionLayer(ep, parse_sdp(SDP.encode()))
+    layer.receive(request("INVITE", 0, body=SDP), ALICE, "udp", 0.0)
+    (incoming,) = [e for e in drain_layer(layer) if isinstance(e, IncomingCall)]
+    layer.answer(incoming.session, 200, 0.0)
+    assert ep.calls == 1  # the dialog
+    (session,) = layer.sessions
+    tag = session.dialog.local_tag
+    layer.receive(request("ACK", 0, to_tag=tag), ALICE, "udp", 0.05)
+    bye = request("BYE", 0, to_tag=tag).replace(b"CSeq: 1 BYE", b"CSeq: 2 BYE")
+    layer.receive(bye, ALICE, "udp", 0.1)
+    drain_layer(layer)
+    assert not layer.sessions
+    assert any(isinstance(tx, ServerInviteTransaction) for tx in ep.transactions())  # Accepted
+    assert ep.calls == 0
+    layer.receive(request("INVITE", 1, body=SDP), ALICE, "udp", 0.2)
+    assert [type(e) for e in drain_layer(layer)].count(IncomingCall) == 1
+    for session in layer.sessions:
+        layer.hangup(session, 0.3)
+    drain_layer(layer)
+    layer.close(0.4)
     assert not ep.leak_report()
 
 
@@ -280,6 +310,30 @@ def test_the_last_tenth_of_transactions_is_kept_for_pings_and_dialogs() -> None:
     assert codes(ep) == [503]  # and now everything is refused
     assert ep.limit_stats.statistics()["limits:transactions"] == 10
     ep.close()
+    assert not ep.leak_report()
+
+
+def test_transactions_that_have_answered_do_not_count_against_max_transactions() -> None:
+    # They only absorb retransmissions until Timer I/J/L (up to 32 s over UDP): counted, the
+    # default 10,000 would refuse a steady ~140 calls/s (an INVITE and a BYE each) with nothing
+    # in progress.
+    ep = endpoint(max_transactions=3)  # new calls may use 3 - 3 // 10 = 3
+    ep.receive(request("OPTIONS", 1), ALICE, "udp", 0.0)  # answered by the endpoint at once
+    ep.receive(request("INVITE", 2), ALICE, "udp", 0.0)
+    ep.receive(request("INVITE", 3), ALICE, "udp", 0.0)
+    _first, second = drain(ep)
+    assert ep.limit_stats.statistics()["limits:transactions"] == 2
+    ep.receive(request("INVITE", 4), ALICE, "udp", 0.0)
+    ep.receive(request("INVITE", 5), ALICE, "udp", 0.0)
+    drain(ep)
+    assert codes(ep)[-1] == 503  # three waiting for their answer: the limit
+    ep.respond(second.transaction, parse_message(_response(second.request, 486)), 0.1)  # type: ignore[arg-type]
+    assert len(ep.transactions()) == 4  # the OPTIONS and the 486 still absorb retransmissions
+    assert ep.limit_stats.statistics()["limits:transactions"] == 2
+    ep.receive(request("INVITE", 6), ALICE, "udp", 0.2)
+    assert [type(e) for e in drain(ep)] == [RequestReceived]
+    ep.close()
+    assert ep.limit_stats.statistics()["limits:transactions"] == 0
     assert not ep.leak_report()
 
 

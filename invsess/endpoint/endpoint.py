@@ -163,6 +163,11 @@ class Endpoint:
         # ours). The Call-ID strings are the dialogs' own: no key object per call.
         self._calls: Counter[str] = Counter()
         self._call_of_tx: dict[TransactionKey, str] = {}
+        # Server transactions still waiting for their final answer: the work max_transactions
+        # limits. One that has answered only absorbs retransmissions until Timer I/J/L (up to
+        # 32 s): counting those would refuse calls at a steady ~140 calls/s with the default
+        # limit, with nothing at all in progress.
+        self._answering = 0
         self._rate = SourceRateLimiter(self.config.rate_limit) if self.config.rate_limit else None
         self._rate_now = 0.0  # the time of the last rate check, for the blocked_sources gauge
         self._driver_admits: set[str] = set()  # transports whose driver calls admit() itself
@@ -170,7 +175,7 @@ class Endpoint:
         self.stats: Counter[str] = Counter()
         #: Every limit's current value, maximum and rejections (docs/hardening.md).
         self.limit_stats = LimitStats()
-        self.limit_stats.gauge("transactions", lambda: len(self._server), self.config.max_transactions)
+        self.limit_stats.gauge("transactions", lambda: self._answering, self.config.max_transactions)
         self.limit_stats.gauge("client_transactions", lambda: len(self._client))
         self.limit_stats.gauge("calls", lambda: len(self._calls), self.config.max_calls)
         self.limit_stats.gauge("blocked_sources", self._blocked_sources)
@@ -377,7 +382,18 @@ class Endpoint:
         if transaction.terminated:
             raise LocalProtocolError(f"{transaction!r} is terminated")
         self._stamp(response)
+        answering = transaction.last_status is None or transaction.last_status < 200
         transaction.respond(response, now)
+        if response.status_code >= 200 and answering:
+            self._answering -= 1
+        if response.status_code >= 200 and self._call_of_tx:
+            # The INVITE's final answer ends its claim on max_calls: a 2xx's call lives on as
+            # its dialog (register_dialog), a failure's is over. Counting until the
+            # transaction ends would hold each call for Timer L (64*T1) after its 200, so at
+            # a steady 63 calls/s, 2,000 calls that are long gone would refuse the next.
+            call = self._call_of_tx.pop(transaction.key, None)
+            if call is not None:
+                self._count_call(call, -1)
         self._touch(transaction)
 
     def transactions(self) -> list[Transaction[Any]]:
@@ -417,8 +433,8 @@ class Endpoint:
 
     @property
     def calls(self) -> int:
-        """Live calls: registered dialogs, plus initial INVITEs under way that no dialog claims
-        yet (what ``max_calls`` limits)."""
+        """Live calls: registered dialogs, plus initial INVITEs not answered with a final
+        response yet (what ``max_calls`` limits)."""
         return len(self._calls)
 
     def admit(self, data: bytes, source: Address, now: float) -> bool:
@@ -540,6 +556,8 @@ class Endpoint:
             if call is not None:
                 self._count_call(call, -1)
             if server:
+                if tx.last_status is None or tx.last_status < 200:
+                    self._answering -= 1  # ended unanswered (a transport error, a close)
                 merge_key = tx.merge_key
                 if merge_key is not None and self._merge.get(merge_key) is tx:
                     del self._merge[merge_key]
@@ -748,7 +766,7 @@ class Endpoint:
         """Which limit a new request hits, if any: pings and requests inside dialogs may use
         every transaction; new calls stop a tenth earlier, and at ``max_calls``."""
         cfg = self.config
-        transactions = len(self._server)
+        transactions = self._answering
         if transactions >= cfg.max_transactions:
             return Rejection.TRANSACTIONS
         if in_dialog or method == "OPTIONS":
@@ -785,6 +803,7 @@ class Endpoint:
             observer=self.tx_counters,
         )
         self._server[key] = tx
+        self._answering += 1
         self._handed_on = pool
         tx.merge_key = merge_key = merge_key or _merge_key(request)
         self._merge[merge_key] = tx

@@ -282,7 +282,7 @@ class UacInvite:
             if session.timer is not None:
                 session.timer.restart(session.timer.granted(response), now)
             return
-        answer, agreed = self._negotiate(session, response)
+        answer, agreed = self._negotiate(session, response, now)
         session.process(SessionInput.RECV_2XX, now)
         self.send_ack(session, cseq, answer)
         if agreed:  # else agreed at a 1xx already, or nothing to agree
@@ -312,7 +312,7 @@ class UacInvite:
             return False  # _negotiate finds it unusable too: ACK, then BYE (488)
         return True
 
-    def _negotiate(self, session: InviteSession, response: Response) -> tuple[bytes | None, bool]:
+    def _negotiate(self, session: InviteSession, response: Response, now: float) -> tuple[bytes | None, bool]:
         """Negotiate with a 2xx: (our answer when the 2xx carried the (late) offer, whether a
         session was agreed now)."""
         neg = session.negotiator
@@ -323,7 +323,13 @@ class UacInvite:
             if not response.body or tag == self.early_answer or session.cause == 488:
                 return None, False  # the INVITE's answer came in a 1xx of this dialog already
             # Rung with early media at one fork, answered at another: that fork's SDP answers
-            # our offer again (PJSIP follows the fork that answered, sip_inv.c).
+            # our offer again (PJSIP follows the fork that answered, sip_inv.c). An offer
+            # exchange still open with the early fork (our UPDATE, or its offer waiting for the
+            # application) is moot: that dialog is over, and an answer from it is ignored.
+            session.offers.withdraw(session, now)
+            if neg.state is NegotiatorState.LOCAL_OFFER:
+                neg.cancel_offer()
+                session.offers.pending = None
             neg.create_offer()
             if take_answer(session, response.body):
                 return None, True
