@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import click
 
-from invsess import __version__
+from invsess import __version__, collector
 from invsess.aio import (
     Call,
     CallEnded,
@@ -84,6 +84,8 @@ DEFAULT_SDP = (
     "m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
     "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n"
 )
+#: Bytes in a mebibyte (--memory is given in MiB, as Kamailio's -m).
+MIB = 1024 * 1024
 #: Each command's default RTP port: ``answer``'s and ``call``'s SDPs differ (o= user and port),
 #: so a trace of one talking to the other tells them apart.
 DEFAULT_RTP_PORT = {"answer": 40000, "call": 40002}
@@ -200,6 +202,10 @@ class Limits:
 
     max_calls: int = 2000
     max_transactions: int = 10_000
+    #: MiB for the pool factory. Each call's answered transactions keep their pools until
+    #: Timer I/J/L (up to 32 s over UDP): ~6 KiB per call per second of that window, so a
+    #: steady 700 calls/s (one process's capacity here) holds ~140 MiB.
+    memory: int = 256
     rate_limit: str = "1000/2"
     rate_block: float = 10.0
     max_connections: int = StreamLimits().max_connections
@@ -259,6 +265,14 @@ def _limit_options(f: Callable[..., Any]) -> Callable[..., Any]:
                 show_default=True,
                 help="Per source address: more than N new requests in SECONDS and it is ignored "
                 "for --rate-block seconds (Kamailio's pike).",
+            ),
+            click.option(
+                "--memory",
+                type=click.IntRange(1),
+                default=defaults.memory,
+                show_default=True,
+                help="MiB of memory for the pools (Kamailio's -m); beyond it a new message is "
+                "dropped (counted) until memory is freed.",
             ),
             click.option(
                 "--rate-block",
@@ -616,6 +630,7 @@ async def _agent(
         accept=accept,
         max_calls=limits.max_calls,
         max_transactions=limits.max_transactions,
+        total_memory=limits.memory * MIB,
         rate_limit=limits.rate(),
         server=limits.user_agent,
         user_agent=limits.user_agent,
@@ -990,6 +1005,7 @@ class AnswerSetup:
 async def _serve_answer(setup: AnswerSetup, link: WorkerLink | None) -> int:
     """``invsess answer``'s serving, in one process (``link`` None) or as one of ``--workers``
     (then the supervisor says when to stop, and gets the report)."""
+    collector.tune()  # a call makes no cycles: the collector's passes are overhead
     limits, monitoring = setup.limits, setup.monitoring
     trace = Trace() if setup.trace_path else None
     authenticator = _authenticator(setup.realm, setup.users, setup.algorithms) if setup.users else None
@@ -1810,6 +1826,7 @@ class B2buaSetup:
 
 async def _serve_b2bua(setup: B2buaSetup, link: WorkerLink | None) -> int:
     """``invsess b2bua``'s serving, in one process or as one of ``--workers``."""
+    collector.tune()  # a call makes no cycles: the collector's passes are overhead
     trace = Trace() if setup.trace_path else None
     supported = option_tags(setup.timer, setup.rel100)
     prack = ("PRACK",) if "100rel" in supported else ()
@@ -1818,6 +1835,7 @@ async def _serve_b2bua(setup: B2buaSetup, link: WorkerLink | None) -> int:
         supported=supported,
         accept=("application/sdp", "application/dtmf-relay", "application/dtmf", "text/plain"),
         timers=TimerConfig(t1=setup.t1, t2=max(4.0, setup.t1), t4=max(5.0, setup.t1)),
+        total_memory=Limits().memory * MIB,  # each call is two legs' worth
     )
     specs = [ListenSpec.parse(spec) for spec in setup.listen]
     # A worker sharing the port places leg B from a port of its own, on the first address.

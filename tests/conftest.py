@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import Iterator
@@ -32,6 +33,18 @@ def rfc4475_rows() -> list[dict[str, str]]:
     lines = [line for line in (RFC4475 / "expected.tsv").read_text().splitlines() if not line.startswith("#")]
     header = lines[0].split("\t")
     return [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:] if line.strip()]
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_it_was() -> Iterator[None]:
+    """Commands run in-process (click's CliRunner) tune the cycle collector as a serving
+    process does (invsess.collector): undone after each test, so the suite runs on CPython's
+    settings and nothing stays frozen."""
+    thresholds = gc.get_threshold()
+    yield
+    if gc.get_freeze_count():
+        gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

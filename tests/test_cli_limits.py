@@ -106,6 +106,7 @@ def test_max_calls_answers_503_with_retry_after(udp: socket.socket) -> None:
         ("--rate-limit", "10/0"),
         ("--max-calls", "-1"),
         ("--tcp-read-timeout", "0"),
+        ("--memory", "0"),
     ],
 )
 def test_bad_limit_values_are_usage_errors(option: str, value: str) -> None:

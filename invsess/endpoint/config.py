@@ -28,8 +28,9 @@ class EndpointConfig:
     answers can be (406 when the request's Accept excludes them).
 
     Overload control (docs/hardening.md): at ``max_transactions`` server transactions
-    waiting for their final answer new requests get 503 with ``Retry-After: retry_after``; the last tenth of them
-    is kept for OPTIONS and requests inside dialogs, so new INVITEs are refused first. At
+    waiting for their final answer new requests get 503 with ``Retry-After: retry_after``;
+    the last tenth of them is kept for OPTIONS and requests inside dialogs, so new INVITEs are
+    refused first. At
     ``max_calls`` live calls (None: no limit) a new INVITE gets 503 too; both are checked
     before any transaction, dialog or session is created. ``rate_limit`` (None: off) ignores a
     source address that sends too many new requests (Kamailio's ``pike``). ``server`` and
