@@ -468,26 +468,10 @@ class MonitoringOptions:
                 f"--rpc/--metrics need the monitor extra ({EXTRA_HINT}): {exc}"
             ) from None
         targets = [agent.monitor_target() for agent in agents]
-        services: list[HttpService] = []
-        for bind, serve, what in ((self.rpc, serve_rpc, "rpc"), (self.metrics, serve_metrics, "metrics")):
-            if bind is None:
-                continue
-            if not bind.loopback and self.token is None:
-                click.echo(
-                    f"warning: --{what} on {bind.host}, beyond loopback, without --rpc-token", err=True
-                )
-            try:
-                service = await serve(targets, bind, token=self.token)
-            except OSError as exc:
-                for started in services:
-                    await started.close()
-                raise click.ClickException(
-                    f"--{what} {bind.host}:{bind.port}: {exc.strerror or exc}"
-                ) from None
-            services.append(service)
-            if announce:
-                click.echo(f"{what}: {service.url}", err=True)
-        return services
+        return await self._serve(
+            targets, ((self.rpc, serve_rpc, "rpc"), (self.metrics, serve_metrics, "metrics")),
+            "" if announce else None,
+        )  # fmt: skip
 
     async def start_for_workers(self, workers: Sequence[Worker]) -> list[HttpService]:
         """The supervisor's view of ``--workers``: one JSON-RPC and one Prometheus URL for all,
@@ -504,11 +488,23 @@ class MonitoringOptions:
             WorkerEndpoint(w.rank, w.pid or 0, (w.info or {}).get("rpc"), (w.info or {}).get("metrics"))
             for w in workers
         ]
+        return await self._serve(
+            peers,
+            ((self.rpc, serve_worker_rpc, "rpc"), (self.metrics, serve_worker_metrics, "metrics")),
+            f" (all {len(peers)} workers)",
+        )
+
+    async def _serve(
+        self,
+        subject: Any,
+        servers: Sequence[tuple[BindAddress | None, Callable[..., Awaitable[HttpService]], str]],
+        announce: str | None,
+    ) -> list[HttpService]:
+        """Start each server asked for about ``subject`` (all or none: a bind failure closes
+        those started and is a ClickException); print each URL, followed by ``announce``,
+        unless it is None."""
         services: list[HttpService] = []
-        for bind, serve, what in (
-            (self.rpc, serve_worker_rpc, "rpc"),
-            (self.metrics, serve_worker_metrics, "metrics"),
-        ):
+        for bind, serve, what in servers:
             if bind is None:
                 continue
             if not bind.loopback and self.token is None:
@@ -516,7 +512,7 @@ class MonitoringOptions:
                     f"warning: --{what} on {bind.host}, beyond loopback, without --rpc-token", err=True
                 )
             try:
-                service = await serve(peers, bind, token=self.token)
+                service = await serve(subject, bind, token=self.token)
             except OSError as exc:
                 for started in services:
                     await started.close()
@@ -524,7 +520,8 @@ class MonitoringOptions:
                     f"--{what} {bind.host}:{bind.port}: {exc.strerror or exc}"
                 ) from None
             services.append(service)
-            click.echo(f"{what}: {service.url} (all {len(peers)} workers)", err=True)
+            if announce is not None:
+                click.echo(f"{what}: {service.url}{announce}", err=True)
         return services
 
     @staticmethod
