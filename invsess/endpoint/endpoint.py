@@ -382,18 +382,10 @@ class Endpoint:
         if transaction.terminated:
             raise LocalProtocolError(f"{transaction!r} is terminated")
         self._stamp(response)
-        answering = transaction.last_status is None or transaction.last_status < 200
+        answered = transaction.answered
         transaction.respond(response, now)
-        if response.status_code >= 200 and answering:
-            self._answering -= 1
-        if response.status_code >= 200 and self._call_of_tx:
-            # The INVITE's final answer ends its claim on max_calls: a 2xx's call lives on as
-            # its dialog (register_dialog), a failure's is over. Counting until the
-            # transaction ends would hold each call for Timer L (64*T1) after its 200, so at
-            # a steady 63 calls/s, 2,000 calls that are long gone would refuse the next.
-            call = self._call_of_tx.pop(transaction.key, None)
-            if call is not None:
-                self._count_call(call, -1)
+        if not answered and transaction.answered:
+            self._end_answering(transaction)
         self._touch(transaction)
 
     def transactions(self) -> list[Transaction[Any]]:
@@ -552,16 +544,24 @@ class Endpoint:
         key = tx.key
         if table.get(key) is tx:
             del table[key]
-            call = self._call_of_tx.pop(key, None)
-            if call is not None:
-                self._count_call(call, -1)
             if server:
-                if tx.last_status is None or tx.last_status < 200:
-                    self._answering -= 1  # ended unanswered (a transport error, a close)
+                if not tx.answered:
+                    self._end_answering(tx)  # ended unanswered (a transport error, a close)
                 merge_key = tx.merge_key
                 if merge_key is not None and self._merge.get(merge_key) is tx:
                     del self._merge[merge_key]
             tx.pool.release(f"transaction terminated ({tx.terminated_reason})")
+
+    def _end_answering(self, tx: ServerTransaction[Any]) -> None:
+        """``tx`` has its final answer, or ended without one: it leaves max_transactions, and
+        an initial INVITE's call leaves max_calls (a 2xx's call lives on as its dialog,
+        register_dialog; a failure's is over). Counting either until the transaction ends
+        would hold it for Timer I/J/L (up to 64*T1) after the answer: at a steady 63 calls/s,
+        2,000 calls long gone would refuse the next."""
+        self._answering -= 1
+        call = self._call_of_tx.pop(tx.key, None)
+        if call is not None:
+            self._count_call(call, -1)
 
     def _queue(self, item: Outgoing) -> None:
         self._out.append(item)

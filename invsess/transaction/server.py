@@ -77,6 +77,11 @@ class ServerTransaction(Transaction[StateT]):
         self.merge_key: tuple[str | None, str | None, int, str] | None = None
 
     @property
+    def answered(self) -> bool:
+        """A final response has been sent (what is left is absorbing retransmissions)."""
+        return self.last_status is not None and self.last_status >= 200
+
+    @property
     def last_response(self) -> bytes | None:
         """The bytes of the last response sent (what a retransmission resends), or None."""
         return None if self._last is None else self._last.data
