@@ -323,9 +323,7 @@ class OfferExchange:
         void; a session refresh is tried again after the back-off, as after a 503 response."""
         if self.pending is not tx:
             return
-        self.pending = None
-        if session.negotiator.state is NegotiatorState.LOCAL_OFFER:
-            session.negotiator.cancel_offer()
+        self.abandon(session)
         timer = session.timer
         if timer is not None and timer.refresh_tx is tx:
             low, high = (2.1, 4.0) if session.uac is not None else (0.0, 2.0)
@@ -352,11 +350,17 @@ class OfferExchange:
 
     def on_timeout(self, session: InviteSession, now: float) -> None:
         """Our re-INVITE or UPDATE got no final response: the dialog is unreachable."""
-        self.pending = None
         session.ctx.emit(OfferRefused(session, 408, "Request Timeout"))
+        self.abandon(session)
+        session.fail(408, now)
+
+    def abandon(self, session: InviteSession) -> None:
+        """Our re-INVITE or UPDATE is void (unsent, unanswered, or sent in a dialog that is
+        over): a response to it is ignored, and the negotiator goes back to the agreed session
+        if it was waiting for the answer."""
+        self.pending = None
         if session.negotiator.state is NegotiatorState.LOCAL_OFFER:
             session.negotiator.cancel_offer()
-        session.fail(408, now)
 
     def handle_timer(self, session: InviteSession, now: float) -> None:
         """The back-off is over: send again, if the session still wants it. Or the application

@@ -328,8 +328,7 @@ class UacInvite:
             # application) is moot: that dialog is over, and an answer from it is ignored.
             session.offers.withdraw(session, now)
             if neg.state is NegotiatorState.LOCAL_OFFER:
-                neg.cancel_offer()
-                session.offers.pending = None
+                session.offers.abandon(session)
             neg.create_offer()
             if take_answer(session, response.body):
                 return None, True
